@@ -1,0 +1,521 @@
+"""The local run loop: dispatch ready steps to supervised workers, retry, time out, commit.
+
+One thread, one ``multiprocessing.connection.wait`` over worker pipes, worker sentinels and a
+signal wake-up pipe. Everything it does is recorded in the ledger and published on the bus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import LedgerError, RunCancelled, RunError, StepFailed
+from reliability.events import Event, EventBus, EventKind
+from reliability.pipeline import DataInterval, Pipeline, StepHook
+from reliability.runner.ledger import FINAL_RUN_STATES, Ledger, RunRecord
+from reliability.runner.pool import Worker, WorkerPool
+from reliability.runner.store import ArtifactStore
+from reliability.runner.worker import Result, Task
+
+__all__ = ["RunResult", "Runner", "default_home"]
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("RELIABILITY_HOME", ".reliability"))
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a finished run produced. ``outputs`` maps step -> committed sha256."""
+
+    run_id: str
+    pipeline: str
+    status: str
+    outputs: dict[str, str]
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+    resumed: bool = False
+    ledger: Path | None = None
+    store: Path | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def raise_for_status(self) -> RunResult:
+        if self.status == "cancelled":
+            raise RunCancelled(f"run {self.run_id} was cancelled; resume it with "
+                               f"`reliability resume {self.run_id}`", run_id=self.run_id)
+        if self.failed:
+            step, err = next(iter(self.failed.items()))
+            raise StepFailed(f"run {self.run_id}: step {step!r} failed: {err}",
+                             run_id=self.run_id, step=step)
+        return self
+
+
+def _run_key(pipeline: str, params: Any, interval: DataInterval | None) -> str:
+    blob = json.dumps({"p": pipeline, "params": params,
+                       "interval": interval.key() if interval else None}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _params_dict(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    dump = getattr(params, "model_dump", None)
+    if callable(dump):
+        return dict(dump(mode="json"))
+    if hasattr(params, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(params)
+    return dict(params)
+
+
+def _pid_alive(pid: int | None, host: str | None) -> bool:
+    if not pid or (host and host != socket.gethostname()) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Runner:
+    """Runs a :class:`Pipeline` on local supervised workers.
+
+    ``home`` holds ``ledger.db`` and the artifact ``store/``. ``hooks`` run inside workers
+    around each step (contracts, chaos); ``bus`` carries lifecycle events to subscribers.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, home: str | Path | None = None,
+                 workers: int | None = None, bus: EventBus | None = None,
+                 hooks: Sequence[StepHook] = (), code_version: str | None = None,
+                 ledger: Ledger | None = None, seed: int | None = None,
+                 before_run: Iterable[Callable[[Runner, str], None]] = ()) -> None:
+        self.pipeline = pipeline
+        self.order = pipeline.validate()
+        self.home = Path(home) if home is not None else default_home()
+        self.store = ArtifactStore(self.home / "store")
+        self.ledger = ledger or Ledger(self.home / "ledger.db")
+        self.bus = bus or EventBus()
+        self.hooks = list(hooks)
+        self.workers = workers or min(len(self.order), max(2, os.cpu_count() or 2))
+        self.code_version = code_version or _code_version(pipeline)
+        self.rng = random.Random(seed)
+        self.before_run = list(before_run)
+        self._unsubscribe_ledger = self.bus.subscribe(self._record_event)
+        self._cancel_signal: int | None = None
+
+    def close(self) -> None:
+        self._unsubscribe_ledger()
+
+    # -- public API -------------------------------------------------------------------
+    def run(self, params: Mapping[str, Any] | Any = None, *, interval: DataInterval | None = None,
+            run_id: str | None = None, resume: bool = True, trigger: str | None = None
+            ) -> RunResult:
+        """Run the pipeline; resume the unfinished run with the same key if ``resume``."""
+        p = self.pipeline.make_params(params)
+        pdict = _params_dict(p)
+        key = _run_key(self.pipeline.name, pdict, interval)
+        if run_id is None and resume:
+            prev = self.ledger.latest_for_key(key)
+            if prev is not None and prev.status not in FINAL_RUN_STATES:
+                return self._execute(prev, p, resumed=True)
+        run_id = run_id or _new_run_id(self.pipeline.name)
+        self.ledger.create_run(
+            run_id, self.pipeline.name, key, pdict, self.order, code_version=self.code_version,
+            interval=(interval.start.isoformat(), interval.end.isoformat()) if interval else None,
+            trigger=trigger)
+        return self._execute(self.ledger.get_run(run_id), p, resumed=False)
+
+    def resume(self, run_id: str) -> RunResult:
+        """Finish an interrupted run: committed steps are kept, the rest run again."""
+        rec = self.ledger.get_run(run_id)
+        if rec.pipeline != self.pipeline.name:
+            raise LedgerError(f"run {run_id} belongs to pipeline {rec.pipeline!r}, not "
+                              f"{self.pipeline.name!r}. Fix: load the right pipeline")
+        if rec.status == "succeeded":
+            return self._result_from_ledger(rec, resumed=True)
+        return self._execute(rec, self.pipeline.make_params(rec.params), resumed=True)
+
+    # -- the loop ---------------------------------------------------------------------
+    def _execute(self, rec: RunRecord, params: Any, *, resumed: bool) -> RunResult:
+        if _pid_alive(rec.runner_pid, rec.host) and rec.status == "running":
+            raise RunError(f"run {rec.run_id} is being run by live process {rec.runner_pid}; "
+                           "never two runners on one run. Fix: wait for it or stop it",
+                           run_id=rec.run_id)
+        interval = (DataInterval.parse(f"{rec.interval_start}/{rec.interval_end}")
+                    if rec.interval_start and rec.interval_end else None)
+        loop = _Loop(self, rec, params, interval, resumed)
+        for fn in self.before_run:
+            fn(self, rec.run_id)
+        return loop.run()
+
+    def _result_from_ledger(self, rec: RunRecord, resumed: bool) -> RunResult:
+        steps = self.ledger.steps(rec.run_id)
+        return RunResult(
+            run_id=rec.run_id, pipeline=rec.pipeline, status=rec.status,
+            outputs={s["step"]: s["output_hash"] for s in steps if s["output_hash"]},
+            failed={s["step"]: s["error"] or "" for s in steps if s["status"] == "failed"},
+            skipped=tuple(s["step"] for s in steps if s["status"] == "upstream_failed"),
+            resumed=resumed, ledger=self.ledger.path, store=self.store.root,
+            duration=rec.duration or 0.0)
+
+    def _record_event(self, ev: Event) -> None:
+        if ev.kind in _AUDITED:
+            details = dict(ev.details)
+            if ev.error:
+                details["error"] = ev.error
+            if ev.duration is not None:
+                details["duration"] = ev.duration
+            self.ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt,
+                                     details)
+
+
+_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
+
+
+def _new_run_id(pipeline: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{pipeline}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _code_version(pipeline: Pipeline) -> str:
+    import inspect
+
+    sha = hashlib.sha256()
+    for name in sorted(pipeline.steps):
+        fn = pipeline.steps[name].fn
+        try:
+            sha.update(inspect.getsource(fn).encode())
+        except (OSError, TypeError):
+            sha.update(fn.__qualname__.encode())
+    return sha.hexdigest()[:12]
+
+
+class _Loop:
+    """State of one execution of a run (fresh or resumed)."""
+
+    def __init__(self, runner: Runner, rec: RunRecord, params: Any,
+                 interval: DataInterval | None, resumed: bool) -> None:
+        self.r = runner
+        self.rec = rec
+        self.run_id = rec.run_id
+        self.params = params
+        self.interval = interval
+        self.resumed = resumed
+        self.pipe = runner.pipeline
+        self.outputs: dict[str, tuple[str, str]] = {}
+        self.failed: dict[str, str] = {}
+        self.skipped: list[str] = []
+        self.attempt_no: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
+        self.children: dict[str, list[str]] = {s: [] for s in self.pipe.steps}
+        self.ready: deque[str] = deque()
+        self.retries: list[tuple[float, str]] = []
+        self.cancelled = False
+
+    def _emit(self, kind: EventKind, step: str | None = None, **kw: Any) -> None:
+        self.r.bus.publish(Event(kind=kind, pipeline=self.pipe.name, run_id=self.run_id,
+                                 step=step, **kw))
+
+    def _prepare(self) -> None:
+        led = self.r.ledger
+        prior = {s["step"]: s for s in led.steps(self.run_id)} if self.resumed else {}
+        if self.resumed:
+            lost = led.abandon_running_attempts(self.run_id, "runner stopped before the "
+                                                "attempt finished")
+            self.r.store.clear_staging(self.run_id)
+            if lost:
+                self._emit(EventKind.WORKER_LOST, details={"reason": "runner lost",
+                                                           "attempts": lost})
+        for a in led.attempts(self.run_id) if self.resumed else ():
+            self.attempt_no[a["step"]] = max(self.attempt_no.get(a["step"], 0), a["attempt"])
+        for spec in self.pipe.steps.values():
+            for dep in spec.upstream:
+                self.children[dep].append(spec.name)
+        for name in self.r.order:
+            row = prior.get(name)
+            if (row and row["status"] == "succeeded" and row["output_hash"]
+                    and self.r.store.has(row["output_hash"])):
+                self.outputs[name] = (row["output_hash"], row["output_codec"])
+                self._emit(EventKind.STEP_SKIPPED, name,
+                           details={"reason": "already committed",
+                                    "output_hash": row["output_hash"]})
+            else:
+                if row and row["status"] != "pending":
+                    led.set_step(self.run_id, name, "pending")
+        for name in self.r.order:
+            if name in self.outputs:
+                continue
+            self.waiting[name] = sum(1 for d in self.pipe.steps[name].upstream
+                                     if d not in self.outputs)
+            if self.waiting[name] == 0:
+                self.ready.append(name)
+
+    def run(self) -> RunResult:
+        t0 = time.monotonic()
+        self._prepare()
+        self.r.ledger.mark_run_started(self.run_id)
+        self._emit(EventKind.RUN_STARTED, details={
+            "resumed": self.resumed, "steps": list(self.r.order),
+            "interval": self.interval.key() if self.interval else None})
+        pool = WorkerPool(self.pipe, self.r.hooks, self.r.workers)
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        old = _install_signals(wfd, self)
+        try:
+            self._loop(pool, rfd)
+        finally:
+            _restore_signals(old)
+            pool.shutdown(graceful=not self.cancelled)
+            os.close(rfd)
+            os.close(wfd)
+        return self._finish(time.monotonic() - t0)
+
+    def _loop(self, pool: WorkerPool, rfd: int) -> None:
+        while True:
+            if self.cancelled:
+                self._cancel_all(pool)
+                return
+            self._dispatch(pool)
+            busy = pool.busy()
+            if not busy and not self.ready and not self.retries:
+                return
+            timeout = self._next_wake(busy)
+            for obj in wait([*pool.waitables(), rfd], timeout):
+                if obj == rfd:
+                    os.read(rfd, 512)
+                    continue
+                w = pool.owner(obj)
+                if w is not None:
+                    self._on_worker_ready(pool, w)
+            self._check_deadlines(pool)
+            self._due_retries()
+
+    def _next_wake(self, busy: list[Worker]) -> float | None:
+        times = [w.deadline for w in busy if w.deadline is not None]
+        if self.retries:
+            times.append(self.retries[0][0])
+        if not times:
+            return None
+        return max(0.0, min(times) - time.monotonic())
+
+    def _dispatch(self, pool: WorkerPool) -> None:
+        while self.ready:
+            w = pool.idle()
+            if w is None:
+                return
+            step = self.ready.popleft()
+            self._start(pool, w, step)
+
+    def _start(self, pool: WorkerPool, w: Worker, step: str) -> None:
+        spec = self.pipe.steps[step]
+        attempt = self.attempt_no.get(step, 0) + 1
+        self.attempt_no[step] = attempt
+        inputs = {p: (str(self.r.store.path(self.outputs[s][0])), self.outputs[s][1])
+                  for p, s in spec.inputs.items()}
+        task = Task(
+            run_id=self.run_id, step=step, attempt=attempt, inputs=inputs,
+            params=self.params, interval=self.interval,
+            staging_file=str(self.r.store.staging_file(self.run_id, step, attempt)),
+            quarantine_file=str(self.r.store.quarantine_file(self.run_id, step, attempt)))
+        self.r.ledger.start_attempt(self.run_id, step, attempt, w.pid,
+                                    {p: self.outputs[s][0] for p, s in spec.inputs.items()})
+        try:
+            w.conn.send(task)
+        except OSError:  # died between tasks: replace it and try again
+            pool.remove(w)
+            self.attempt_no[step] = attempt - 1
+            self.ready.appendleft(step)
+            return
+        w.current = task
+        w.started = time.monotonic()
+        w.deadline = w.started + spec.timeout if spec.timeout else None
+        self._emit(EventKind.STEP_STARTED, step, attempt=attempt,
+                   details={"worker_pid": w.pid, "timeout": spec.timeout})
+
+    def _on_worker_ready(self, pool: WorkerPool, w: Worker) -> None:
+        task = w.current
+        res: Result | None = None
+        if w.conn.poll():
+            try:
+                res = w.conn.recv()
+            except (EOFError, OSError):
+                res = None
+        if res is None:
+            if w.proc.is_alive() and task is None:
+                return
+            pool.remove(w)
+            if task is not None:
+                code = w.proc.exitcode
+                self._attempt_lost(task, "worker_lost",
+                                   f"worker pid {w.proc.pid} died (exit code {code})",
+                                   EventKind.WORKER_LOST, w)
+            return
+        w.current = None
+        w.deadline = None
+        if task is None:
+            return
+        for kind, details in res.events:
+            self._emit(EventKind(kind), task.step, attempt=task.attempt, details=details)
+        if res.ok:
+            self._commit(task, res, time.monotonic() - w.started, w.pid)
+        else:
+            self._attempt_failed(task, res, time.monotonic() - w.started)
+
+    def _commit(self, task: Task, res: Result, duration: float, pid: int) -> None:
+        assert res.digest is not None and res.codec is not None
+        self.r.store.commit(Path(task.staging_file), res.digest)
+        self.r.ledger.commit_step(self.run_id, task.step, task.attempt, res.digest,
+                                  res.codec, res.size)
+        self.outputs[task.step] = (res.digest, res.codec)
+        self._emit(EventKind.STEP_SUCCEEDED, task.step, attempt=task.attempt,
+                   duration=duration, details={"output_hash": res.digest, "size": res.size,
+                                               "worker_pid": pid})
+        for child in self.children[task.step]:
+            if child in self.waiting:
+                self.waiting[child] -= 1
+                if self.waiting[child] == 0:
+                    self.ready.append(child)
+
+    def _attempt_failed(self, task: Task, res: Result, duration: float) -> None:
+        status = "contract_violated" if res.failures or res.quarantined else "failed"
+        self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, status,
+                                  res.error_type, res.error, res.traceback)
+        if status == "contract_violated":
+            self._emit(EventKind.CONTRACT_VIOLATED, task.step, attempt=task.attempt,
+                       error=res.error, details={"failures": res.failures,
+                                                 "quarantined": res.quarantined})
+        self._retry_or_fail(task, res.retryable, f"{res.error_type}: {res.error}", duration,
+                            res.error_type or "Error")
+
+    def _attempt_lost(self, task: Task, status: str, error: str, kind: EventKind,
+                      w: Worker) -> None:
+        duration = time.monotonic() - w.started
+        Path(task.staging_file).unlink(missing_ok=True)
+        self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, status,
+                                  "WorkerLost" if status == "worker_lost" else "Timeout", error)
+        self._emit(kind, task.step, attempt=task.attempt, duration=duration, error=error,
+                   details={"worker_pid": w.proc.pid})
+        retry = self.pipe.steps[task.step].retry
+        ok = retry.on_worker_lost if status == "worker_lost" else retry.on_timeout
+        self._retry_or_fail(task, ok, error, duration,
+                            "WorkerLost" if status == "worker_lost" else "Timeout")
+
+    def _retry_or_fail(self, task: Task, retryable: bool, error: str, duration: float,
+                       error_type: str) -> None:
+        retry = self.pipe.steps[task.step].retry
+        if retryable and task.attempt < retry.attempts and not self.cancelled:
+            delay = retry.delay(task.attempt, self.r.rng)
+            heapq.heappush(self.retries, (time.monotonic() + delay, task.step))
+            self._emit(EventKind.STEP_RETRYING, task.step, attempt=task.attempt, error=error,
+                       duration=duration, details={"delay": delay, "error_type": error_type,
+                                                   "next_attempt": task.attempt + 1})
+            return
+        self.failed[task.step] = error
+        self.r.ledger.set_step(self.run_id, task.step, "failed", error)
+        self._emit(EventKind.STEP_FAILED, task.step, attempt=task.attempt, error=error,
+                   duration=duration, details={"error_type": error_type})
+        for down in sorted(self.pipe.downstream(task.step)):
+            if down in self.waiting:
+                del self.waiting[down]
+                self.skipped.append(down)
+                self.r.ledger.set_step(self.run_id, down, "upstream_failed",
+                                       f"upstream step {task.step!r} failed")
+                self._emit(EventKind.STEP_SKIPPED, down,
+                           details={"reason": "upstream failed", "upstream": task.step})
+
+    def _check_deadlines(self, pool: WorkerPool) -> None:
+        now = time.monotonic()
+        for w in pool.busy():
+            if w.deadline is not None and now >= w.deadline and w.current is not None:
+                task = w.current
+                timeout = self.pipe.steps[task.step].timeout
+                pool.remove(w)  # SIGKILL: a hung step cannot ignore it
+                self._attempt_lost(task, "timed_out",
+                                   f"step ran past its timeout of {timeout}s and was killed",
+                                   EventKind.STEP_TIMED_OUT, w)
+
+    def _due_retries(self) -> None:
+        now = time.monotonic()
+        while self.retries and self.retries[0][0] <= now:
+            self.ready.append(heapq.heappop(self.retries)[1])
+
+    def _cancel_all(self, pool: WorkerPool) -> None:
+        for w in pool.busy():
+            task = w.current
+            assert task is not None
+            pool.remove(w)
+            self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, "cancelled",
+                                      "Cancelled", "run cancelled by signal")
+            self.r.ledger.set_step(self.run_id, task.step, "cancelled")
+            self._emit(EventKind.STEP_CANCELLED, task.step, attempt=task.attempt)
+
+    def _finish(self, duration: float) -> RunResult:
+        led = self.r.ledger
+        if self.cancelled:
+            status = "cancelled"
+            sig = signal.Signals(self.r._cancel_signal or signal.SIGINT).name
+            led.finish_run(self.run_id, status, f"cancelled by {sig}")
+            self._emit(EventKind.RUN_CANCELLED, duration=duration, details={"signal": sig})
+        elif self.failed:
+            status = "failed"
+            step, err = next(iter(self.failed.items()))
+            led.finish_run(self.run_id, status, f"step {step!r} failed: {err}")
+            self._emit(EventKind.RUN_FAILED, duration=duration, error=err,
+                       details={"failed": list(self.failed), "skipped": self.skipped})
+        else:
+            status = "succeeded"
+            led.finish_run(self.run_id, status)
+            self._emit(EventKind.RUN_SUCCEEDED, duration=duration)
+        self.r.store.clear_staging(self.run_id)
+        return RunResult(
+            run_id=self.run_id, pipeline=self.pipe.name, status=status,
+            outputs={s: h for s, (h, _) in self.outputs.items()}, failed=dict(self.failed),
+            skipped=tuple(self.skipped), resumed=self.resumed, ledger=led.path,
+            store=self.r.store.root, duration=duration)
+
+
+def _install_signals(wfd: int, loop: _Loop) -> dict[int, Any]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: object) -> None:
+        loop.cancelled = True
+        loop.r._cancel_signal = signum
+        try:
+            os.write(wfd, b"x")
+        except OSError:
+            pass
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _restore_signals(old: dict[int, Any]) -> None:
+    for sig, h in old.items():
+        signal.signal(sig, h)

@@ -1,0 +1,311 @@
+"""The run ledger: runs, steps, attempts and events in SQLite (WAL).
+
+It is the audit trail (what ran, when, on which worker, with which inputs and outputs) and
+the resume point: a run whose runner died is finished from here without redoing committed
+steps. One writer (the runner process); readers (CLI, dashboards) can read concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import LedgerError
+
+__all__ = ["Ledger", "RunRecord"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    params TEXT NOT NULL,
+    code_version TEXT,
+    interval_start TEXT,
+    interval_end TEXT,
+    trigger TEXT,
+    runner_pid INTEGER,
+    host TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_key ON runs(run_key, created_at);
+CREATE INDEX IF NOT EXISTS runs_pipeline ON runs(pipeline, created_at);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    input_hashes TEXT,
+    output_hash TEXT,
+    output_codec TEXT,
+    output_size INTEGER,
+    started_at REAL,
+    ended_at REAL,
+    error TEXT,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    worker_pid INTEGER,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    error_type TEXT,
+    error TEXT,
+    traceback TEXT,
+    PRIMARY KEY (run_id, step, attempt)
+);
+CREATE TABLE IF NOT EXISTS commits (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    output_hash TEXT NOT NULL,
+    committed_at REAL NOT NULL,
+    UNIQUE (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT,
+    attempt INTEGER,
+    details TEXT
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    pipeline: str
+    run_key: str
+    status: str
+    params: dict[str, Any]
+    code_version: str | None
+    interval_start: str | None
+    interval_end: str | None
+    trigger: str | None
+    runner_pid: int | None
+    host: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+FINAL_RUN_STATES = frozenset({"succeeded", "failed"})
+
+
+class Ledger:
+    """SQLite-backed ledger. Use one instance per process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"{self.path}: cannot open the run ledger ({exc}). Fix: point --home at a "
+                "writable directory, or move the damaged file aside") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs -------------------------------------------------------------------------
+    def create_run(self, run_id: str, pipeline: str, run_key: str, params: Mapping[str, Any],
+                   steps: Sequence[str], *, code_version: str | None = None,
+                   interval: tuple[str, str] | None = None, trigger: str | None = None
+                   ) -> None:
+        now = time.time()
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, pipeline, run_key, status, params, code_version,"
+                " interval_start, interval_end, trigger, runner_pid, host, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, pipeline, run_key, "pending", json.dumps(params, sort_keys=True),
+                 code_version, interval[0] if interval else None,
+                 interval[1] if interval else None, trigger, os.getpid(),
+                 socket.gethostname(), now))
+            db.executemany("INSERT INTO steps (run_id, step, status) VALUES (?,?,'pending')",
+                           [(run_id, s) for s in steps])
+
+    def mark_run_started(self, run_id: str) -> None:
+        self.db.execute(
+            "UPDATE runs SET status='running', runner_pid=?, started_at=COALESCE(started_at,?)"
+            " WHERE run_id=?", (os.getpid(), time.time(), run_id))
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        self.db.execute("UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
+                        (status, time.time(), error, run_id))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            prefix = self.db.execute(
+                "SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at DESC LIMIT 2",
+                (run_id + "%",)).fetchall()
+            if len(prefix) == 1:
+                row = prefix[0]
+            else:
+                raise LedgerError(
+                    f"no run {run_id!r} in ledger {self.path}. Fix: list runs with "
+                    "`reliability runs list`")
+        return _record(row)
+
+    def latest_for_key(self, run_key: str) -> RunRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE run_key=? ORDER BY created_at DESC LIMIT 1",
+            (run_key,)).fetchone()
+        return _record(row) if row else None
+
+    def list_runs(self, pipeline: str | None = None, limit: int = 20,
+                  status: str | None = None) -> list[RunRecord]:
+        q = "SELECT * FROM runs WHERE 1=1"
+        args: list[Any] = []
+        if pipeline:
+            q += " AND pipeline=?"
+            args.append(pipeline)
+        if status:
+            q += " AND status=?"
+            args.append(status)
+        q += " ORDER BY created_at DESC LIMIT ?"
+        args.append(limit)
+        return [_record(r) for r in self.db.execute(q, args)]
+
+    # -- steps and attempts -----------------------------------------------------------
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid", (run_id,))
+        return [dict(r) for r in rows]
+
+    def attempts(self, run_id: str, step: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM attempts WHERE run_id=?", [run_id]
+        if step:
+            q += " AND step=?"
+            args.append(step)
+        rows = self.db.execute(q + " ORDER BY started_at, step, attempt", args)
+        return [dict(r) for r in rows]
+
+    def commits(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM commits WHERE run_id=? ORDER BY rowid", (run_id,))
+        return [dict(r) for r in rows]
+
+    def start_attempt(self, run_id: str, step: str, attempt: int, worker_pid: int | None,
+                      input_hashes: Mapping[str, str]) -> None:
+        now = time.time()
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts (run_id, step, attempt, status, worker_pid,"
+                " started_at) VALUES (?,?,?,?,?,?)",
+                (run_id, step, attempt, "running", worker_pid, now))
+            db.execute(
+                "UPDATE steps SET status='running', attempts=?, input_hashes=?,"
+                " started_at=COALESCE(started_at,?) WHERE run_id=? AND step=?",
+                (attempt, json.dumps(dict(input_hashes), sort_keys=True), now, run_id, step))
+
+    def end_attempt(self, run_id: str, step: str, attempt: int, status: str,
+                    error_type: str | None = None, error: str | None = None,
+                    traceback: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE attempts SET status=?, ended_at=?, error_type=?, error=?, traceback=?"
+            " WHERE run_id=? AND step=? AND attempt=?",
+            (status, time.time(), error_type, error, traceback, run_id, step, attempt))
+
+    def commit_step(self, run_id: str, step: str, attempt: int, digest: str, codec: str,
+                    size: int) -> None:
+        """Record a committed output and the attempt's success in one transaction."""
+        now = time.time()
+        with self.tx() as db:
+            db.execute("INSERT INTO commits VALUES (?,?,?,?)", (run_id, step, digest, now))
+            db.execute(
+                "UPDATE steps SET status='succeeded', output_hash=?, output_codec=?,"
+                " output_size=?, ended_at=?, error=NULL WHERE run_id=? AND step=?",
+                (digest, codec, size, now, run_id, step))
+            db.execute(
+                "UPDATE attempts SET status='succeeded', ended_at=? WHERE run_id=? AND step=?"
+                " AND attempt=?", (now, run_id, step, attempt))
+
+    def set_step(self, run_id: str, step: str, status: str, error: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE steps SET status=?, error=?, ended_at=? WHERE run_id=? AND step=?",
+            (status, error, time.time(), run_id, step))
+
+    def abandon_running_attempts(self, run_id: str, reason: str) -> int:
+        """Mark attempts a dead runner left 'running' as lost; return how many."""
+        cur = self.db.execute(
+            "UPDATE attempts SET status='lost', ended_at=?, error_type='RunnerLost', error=?"
+            " WHERE run_id=? AND status='running'", (time.time(), reason, run_id))
+        return cur.rowcount
+
+    # -- events -----------------------------------------------------------------------
+    def record_event(self, run_id: str, t: float, kind: str, step: str | None,
+                     attempt: int | None, details: Mapping[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO events (run_id, time, kind, step, attempt, details) VALUES"
+            " (?,?,?,?,?,?)", (run_id, t, kind, step, attempt,
+                               json.dumps(dict(details), sort_keys=True, default=str)))
+
+    def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM events WHERE run_id=?", [run_id]
+        if kind:
+            q += " AND kind=?"
+            args.append(kind)
+        out = []
+        for r in self.db.execute(q + " ORDER BY id", args):
+            d = dict(r)
+            d["details"] = json.loads(d["details"] or "{}")
+            out.append(d)
+        return out
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    d = dict(row)
+    d["params"] = json.loads(d["params"])
+    return RunRecord(**d)

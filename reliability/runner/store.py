@@ -1,0 +1,143 @@
+"""Content-addressed artifact store on local disk, with atomic commits.
+
+A step's output is serialized by its worker into ``staging/<run>/<step>.<attempt>``; the
+runner commits it with one ``os.replace`` into ``objects/<h[:2]>/<h>``. An object exists
+completely or not at all, and committing the same content twice is a no-op, so retried,
+timed-out, killed and resumed attempts never leave a partial or duplicate committed output.
+Outputs that broke a contract go to ``quarantine/`` for inspection and are never committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["ArtifactStore", "Codec", "decode", "encode"]
+
+Codec = str  # "json" | "bytes" | "file" | "pickle"
+_CHUNK = 1 << 20
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.sha.update(b)
+        self.size += len(b)
+        return self.fh.write(b)
+
+
+def _json_safe(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list):
+        return all(_json_safe(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
+    return False
+
+
+def encode(value: Any, dest: Path) -> tuple[str, Codec, int]:
+    """Serialize ``value`` to ``dest``; return (sha256, codec, size)."""
+    if isinstance(value, Path):  # a file the step wrote (e.g. in ctx.staging_dir)
+        codec: Codec = "file"
+        with value.open("rb") as src, dest.open("wb") as raw:
+            w = _HashingWriter(raw)
+            while chunk := src.read(_CHUNK):
+                w.write(chunk)
+        return w.sha.hexdigest(), codec, w.size
+    with dest.open("wb") as raw:
+        w = _HashingWriter(raw)
+        if isinstance(value, bytes | bytearray):
+            codec = "bytes"
+            w.write(bytes(value))
+        elif _json_safe(value):
+            codec = "json"
+            w.write(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+        else:
+            codec = "pickle"
+            pickle.dump(value, w, protocol=5)  # type: ignore[arg-type]
+    return w.sha.hexdigest(), codec, w.size
+
+
+def decode(path: Path, codec: Codec) -> Any:
+    """Read an object written by :func:`encode`."""
+    if codec == "file":
+        return path
+    data = path.read_bytes()
+    if codec == "bytes":
+        return data
+    if codec == "json":
+        return json.loads(data)
+    return pickle.loads(data)
+
+
+class ArtifactStore:
+    """Objects by sha256 under ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.staging = self.root / "staging"
+        self.quarantine = self.root / "quarantine"
+        for d in (self.objects, self.staging, self.quarantine):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def staging_dir(self, run_id: str) -> Path:
+        d = self.staging / run_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def staging_file(self, run_id: str, step: str, attempt: int) -> Path:
+        return self.staging_dir(run_id) / f"{step}.{attempt}.out"
+
+    def commit(self, staged: Path, digest: str) -> Path:
+        """Atomically move a staged object into place; idempotent for equal content."""
+        final = self.path(digest)
+        if final.exists():
+            staged.unlink(missing_ok=True)
+            return final
+        final.parent.mkdir(exist_ok=True)
+        os.replace(staged, final)
+        return final
+
+    def quarantine_file(self, run_id: str, step: str, attempt: int) -> Path:
+        d = self.quarantine / run_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{step}.{attempt}.out"
+
+    def load(self, digest: str, codec: Codec) -> Any:
+        return decode(self.path(digest), codec)
+
+    def clear_staging(self, run_id: str) -> None:
+        """Drop whatever attempts of ``run_id`` left uncommitted (partial writes)."""
+        shutil.rmtree(self.staging / run_id, ignore_errors=True)
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash an object; False if it is missing or its bytes changed."""
+        p = self.path(digest)
+        if not p.is_file():
+            return False
+        sha = hashlib.sha256()
+        with p.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                sha.update(chunk)
+        return sha.hexdigest() == digest

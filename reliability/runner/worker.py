@@ -1,0 +1,130 @@
+"""The worker process: runs one step attempt at a time, forever, until told to stop.
+
+Workers are forked by the runner and inherit the pipeline and the step hooks. They receive a
+:class:`Task` over a pipe, load inputs from the artifact store, run the hooks and the step
+body, write the output to a staging file (hashing as they write) and answer with a
+:class:`Result`. They die with their parent (``PR_SET_PDEATHSIG``) and ignore SIGINT: the
+runner alone decides when a worker stops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import ContractViolation
+from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook
+from reliability.runner.store import decode, encode
+
+__all__ = ["Result", "Task", "worker_main"]
+
+
+@dataclass(slots=True)
+class Task:
+    run_id: str
+    step: str
+    attempt: int
+    inputs: dict[str, tuple[str, str]]  # param -> (object path, codec)
+    params: Any
+    interval: DataInterval | None
+    staging_file: str
+    quarantine_file: str
+
+
+@dataclass(slots=True)
+class Result:
+    ok: bool
+    digest: str | None = None
+    codec: str | None = None
+    size: int = 0
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    retryable: bool = False
+    quarantined: str | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - exotic libc
+            pass
+
+
+def worker_main(conn: Connection, pipeline: Pipeline, hooks: Sequence[StepHook],
+                parent_pid: int) -> None:
+    """Entry point of a worker process."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.getppid() != parent_pid:  # parent died before prctl took effect
+        os._exit(1)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if msg is None:
+            os._exit(0)
+        result = run_task(pipeline, hooks, msg)
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            os._exit(0)
+
+
+def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Result:
+    """Run one attempt; never raises (errors become a failed Result)."""
+    spec = pipeline.steps[task.step]
+    staging = Path(task.staging_file)
+    ctx = StepContext(pipeline=pipeline.name, run_id=task.run_id, step=task.step,
+                      attempt=task.attempt, interval=task.interval,
+                      staging_dir=staging.parent, params=task.params)
+    output: Any = None
+    have_output = False
+    try:
+        inputs = {p: decode(Path(path), codec) for p, (path, codec) in task.inputs.items()}
+        for hook in hooks:
+            inputs = hook.before(ctx, spec, inputs)
+        kwargs = dict(inputs)
+        if spec.wants_ctx:
+            kwargs["ctx"] = ctx
+        if spec.wants_params:
+            kwargs["params"] = task.params
+        output = spec.fn(**kwargs)
+        have_output = True
+        for hook in hooks:
+            output = hook.after(ctx, spec, output)
+        digest, codec, size = encode(output, staging)
+        return Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted)
+    except BaseException as exc:  # the step's failure is data for the runner
+        staging.unlink(missing_ok=True)
+        res = Result(ok=False, error_type=type(exc).__qualname__,
+                     error=str(exc) or repr(exc), traceback=traceback.format_exc(limit=20),
+                     retryable=isinstance(exc, Exception) and spec.retry.should_retry(exc),
+                     events=ctx._emitted)
+        if isinstance(exc, ContractViolation):
+            res.failures = exc.failures
+            if have_output or exc.direction == "output":
+                res.quarantined = _quarantine(output, task.quarantine_file)
+        return res
+
+
+def _quarantine(output: Any, dest: str) -> str | None:
+    try:
+        encode(output, Path(dest))
+    except Exception:
+        return None
+    return dest
