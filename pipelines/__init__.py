@@ -1,0 +1,1 @@
+"""Pipelines of this repository. ``reference`` is the reference ML training pipeline."""

@@ -1,0 +1,73 @@
+"""Entry point of the ``reliability`` command.
+
+Each feature area contributes its own commands through a module with a
+``register(subparsers)`` function; this module only dispatches and turns our errors into
+one clear line and an exit code (2 for bad input, 1 for a failed run), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+
+from reliability.errors import ConfigError, DefinitionError, ReliabilityError, RunError
+
+__all__ = ["main"]
+
+COMMAND_MODULES = (
+    "reliability.cli.run",
+    "reliability.contracts.cli",
+    "reliability.chaos.cli",
+    "reliability.chaos.proxy_cli",
+    "reliability.sla.cli",
+    "reliability.schedule.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from reliability import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="reliability",
+        description="Run pipelines under contracts, chaos and SLA monitoring.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args))
+    except (ConfigError, DefinitionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RunError as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return 1
+    except ReliabilityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The project file ``reliability.yaml``: where a repository keeps its pipeline and assets.
+
+    pipeline: pipelines.reference:pipeline   # module:attribute of the Pipeline
+    home: .reliability                       # ledger.db and the artifact store
+    contracts: contracts                     # YAML data contracts and SLAs
+    chaos: chaos                             # chaos experiments
+    runbooks: runbooks                       # Jinja runbook templates (override built-ins)
+    workers: 2
+
+Every key has a default, so a repository without the file still works from its root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from reliability._spec import Spec, load_model
+
+__all__ = ["PROJECT_FILE", "Project", "find_project"]
+
+PROJECT_FILE = "reliability.yaml"
+
+
+class ProjectSpec(Spec):
+    pipeline: str = "pipelines.reference:pipeline"
+    home: str = ".reliability"
+    contracts: str = "contracts"
+    chaos: str = "chaos"
+    runbooks: str = "runbooks"
+    sla: str | None = None
+    workers: int | None = Field(default=None, ge=1, le=512)
+
+
+class Project:
+    """A loaded project: paths resolved against the project root."""
+
+    def __init__(self, root: Path, spec: ProjectSpec, file: Path | None = None) -> None:
+        self.root = root
+        self.spec = spec
+        self.file = file
+
+    @property
+    def pipeline_ref(self) -> str:
+        return self.spec.pipeline
+
+    @property
+    def home(self) -> Path:
+        return self.root / self.spec.home
+
+    @property
+    def contracts_dir(self) -> Path:
+        return self.root / self.spec.contracts
+
+    @property
+    def chaos_dir(self) -> Path:
+        return self.root / self.spec.chaos
+
+    @property
+    def runbooks_dir(self) -> Path:
+        return self.root / self.spec.runbooks
+
+    @property
+    def sla_file(self) -> Path | None:
+        return self.root / self.spec.sla if self.spec.sla else None
+
+
+def find_project(start: str | Path | None = None) -> Project:
+    """Load ``reliability.yaml`` from ``start`` or its parents; defaults if there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        f = d / PROJECT_FILE
+        if f.is_file():
+            return Project(d, load_model(f, ProjectSpec), f)
+    return Project(here, ProjectSpec(), None)
