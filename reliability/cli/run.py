@@ -1,0 +1,202 @@
+"""``reliability run``, ``resume`` and ``runs list|show``: the run loop from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import DefinitionError
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the project's pipeline (or --pipeline MOD:ATTR)")
+    _common(run)
+    run.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a pipeline parameter (repeatable; VALUE parsed as JSON if it can)")
+    run.add_argument("--interval", metavar="START/END", help="data interval, ISO 8601")
+    run.add_argument("--new", action="store_true",
+                     help="always start a new run, even if an unfinished one has the same key")
+    run.add_argument("--no-contracts", action="store_true", help="skip data contracts")
+    run.add_argument("--no-sla", action="store_true", help="skip the SLA monitor")
+    run.set_defaults(func=cmd_run)
+
+    res = sub.add_parser("resume", help="finish an interrupted run from the ledger")
+    _common(res)
+    res.add_argument("run_id", metavar="RUN")
+    res.add_argument("--no-contracts", action="store_true", help="skip data contracts")
+    res.add_argument("--no-sla", action="store_true", help="skip the SLA monitor")
+    res.set_defaults(func=cmd_resume)
+
+    runs = sub.add_parser("runs", help="the audit trail: list runs, show one")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    lst = rsub.add_parser("list", help="recent runs")
+    _common(lst)
+    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--status")
+    lst.set_defaults(func=cmd_runs_list)
+    show = rsub.add_parser("show", help="steps, attempts and events of one run")
+    _common(show)
+    show.add_argument("run_id", metavar="RUN")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cmd_runs_show)
+    runs.set_defaults(func=lambda a: (runs.print_help(), 2)[1])
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", metavar="MODULE:ATTR", help="pipeline to use (default: project)")
+    p.add_argument("--home", help="ledger and artifact store directory (default: project home)")
+    p.add_argument("--workers", type=int, help="worker processes (default: project or #cpus)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-event lines")
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DefinitionError(f"--param {item!r} is not KEY=VALUE. Fix: write e.g. "
+                                  "--param seed=3")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def build_runner(args: argparse.Namespace) -> tuple[Any, list[Callable[[], None]]]:
+    """The runner the CLI uses: project pipeline, contracts, SLA monitor and display."""
+    from reliability.integrations import RunSetup
+
+    setup = RunSetup.from_args(args)
+    return setup.runner, setup.closers
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reliability.integrations import RunSetup
+    from reliability.pipeline import DataInterval
+
+    setup = RunSetup.from_args(args)
+    interval = DataInterval.parse(args.interval) if args.interval else None
+    with setup:
+        result = setup.runner.run(parse_params(args.param), interval=interval,
+                                  resume=not args.new)
+        return setup.report(result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from reliability.integrations import RunSetup
+
+    setup = RunSetup.from_args(args)
+    with setup:
+        return setup.report(setup.runner.resume(args.run_id))
+
+
+def _ledger(args: argparse.Namespace) -> Any:
+    from reliability.project import find_project
+    from reliability.runner.ledger import Ledger
+
+    home = Path(args.home) if args.home else find_project().home
+    db = home / "ledger.db"
+    if not db.exists():
+        from reliability.errors import LedgerError
+
+        raise LedgerError(f"no run ledger at {db}. Fix: run a pipeline first "
+                          "(`reliability run`), or pass --home")
+    return Ledger(db)
+
+
+def _ts(t: float | None) -> str:
+    import datetime as dt
+
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    with _ledger(args) as led:
+        runs = led.list_runs(limit=args.limit, status=args.status)
+    table = Table(title="runs (newest first)")
+    for col in ("run", "pipeline", "status", "started (UTC)", "duration", "interval", "trigger"):
+        table.add_column(col)
+    for r in runs:
+        interval = f"{r.interval_start} → {r.interval_end}" if r.interval_start else "-"
+        dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
+        table.add_row(r.run_id, r.pipeline, _status(r.status), _ts(r.started_at), dur,
+                      interval, r.trigger or "-")
+    Console().print(table)
+    return 0
+
+
+def _status(s: str) -> str:
+    color = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
+             "running": "cyan", "contract_violated": "red", "worker_lost": "magenta",
+             "timed_out": "red", "upstream_failed": "dim"}.get(s, "white")
+    return f"[{color}]{s}[/]"
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    with _ledger(args) as led:
+        rec = led.get_run(args.run_id)
+        steps = led.steps(rec.run_id)
+        attempts = led.attempts(rec.run_id)
+        events = led.events(rec.run_id)
+    if args.json:
+        json.dump({"run": asdict(rec), "steps": steps, "attempts": attempts,
+                   "events": events}, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    _print_run(rec, steps, attempts, events)
+    return 0
+
+
+def _print_run(rec: Any, steps: list[dict[str, Any]], attempts: list[dict[str, Any]],
+               events: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]{rec.run_id}[/]  pipeline={rec.pipeline}  status={_status(rec.status)}"
+              f"  code={rec.code_version}  params={escape(json.dumps(rec.params))}")
+    if rec.interval_start:
+        con.print(f"data interval [{rec.interval_start}, {rec.interval_end})")
+    if rec.error:
+        con.print(f"[red]{escape(rec.error)}[/]")
+    st = Table(title="steps")
+    for col in ("step", "status", "attempts", "inputs", "output sha256", "size"):
+        st.add_column(col)
+    for s in steps:
+        inputs = json.loads(s["input_hashes"] or "{}")
+        st.add_row(s["step"], _status(s["status"]), str(s["attempts"]),
+                   ", ".join(f"{k}={v[:10]}" for k, v in inputs.items()),
+                   (s["output_hash"] or "-")[:16], str(s["output_size"] or "-"))
+    con.print(st)
+    at = Table(title="attempts")
+    for col in ("step", "#", "status", "worker pid", "started (UTC)", "seconds", "error"):
+        at.add_column(col)
+    for a in attempts:
+        secs = f"{a['ended_at'] - a['started_at']:.3f}" if a["ended_at"] else "-"
+        err = f"{a['error_type']}: {a['error']}" if a["error_type"] else ""
+        at.add_row(a["step"], str(a["attempt"]), _status(a["status"]), str(a["worker_pid"]),
+                   _ts(a["started_at"]), secs, escape(err[:120]))
+    con.print(at)
+    if events:
+        et = Table(title="events")
+        for col in ("time (UTC)", "kind", "step", "details"):
+            et.add_column(col)
+        for e in events:
+            et.add_row(_ts(e["time"]), e["kind"], e["step"] or "",
+                       escape(json.dumps(e["details"], default=str)[:160]))
+        con.print(et)

@@ -1,0 +1,1 @@
+"""pytest plugin of pipeline-reliability (contract tests); inert unless enabled."""
