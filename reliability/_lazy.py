@@ -16,6 +16,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{purpose} needs the {module.split('.')[0]!r} package, which is not installed. "
+            f"{purpose} needs the {module.split('.', maxsplit=1)[0]!r} package, which is "
+            "not installed. "
             f"Fix: pip install 'pipeline-reliability[{extra}]'"
         ) from exc

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reliability.errors import ConfigError
 
-__all__ = ["Spec", "load_yaml", "parse_model", "load_model"]
+__all__ = ["Spec", "load_model", "load_yaml", "parse_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,7 +51,7 @@ def load_yaml(path: str | Path) -> Any:
                           ) from None
 
 
-def _fix_for(err: dict[str, Any], model: type[BaseModel]) -> str:
+def _fix_for(err: Any, model: type[BaseModel]) -> str:
     kind = err.get("type", "")
     loc = err.get("loc", ())
     if kind == "extra_forbidden":
@@ -64,7 +64,7 @@ def _fix_for(err: dict[str, Any], model: type[BaseModel]) -> str:
     if kind.startswith("literal_error") or kind == "enum":
         expected = err.get("ctx", {}).get("expected")
         return f"use one of {expected}" if expected else "use one of the allowed values"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
+    if kind.endswith(("_type", "_parsing")):
         return f"give a value of the right type ({kind.replace('_', ' ')})"
     return "correct the value"
 

@@ -15,7 +15,7 @@ _STYLE = {
     EventKind.STEP_RETRYING: "[yellow]↻[/]",
     EventKind.WORKER_LOST: "[magenta]☠[/]",
     EventKind.STEP_TIMED_OUT: "[red]⌛[/]",
-    EventKind.STEP_SKIPPED: "[dim]–[/]",
+    EventKind.STEP_SKIPPED: "[dim]-[/]",
     EventKind.CONTRACT_VIOLATED: "[bold red]⚠[/]",
     EventKind.FAULT_INJECTED: "[cyan]⚡[/]",
     EventKind.SLA_BREACHED: "[bold yellow]⏰[/]",

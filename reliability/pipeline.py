@@ -220,10 +220,10 @@ class Pipeline:
                 "Fix: pass a positive timeout, or None for no timeout")
         mapping = dict(inputs or {})
         params = inspect.signature(fn).parameters
-        for p in mapping:
-            if p not in params:
+        for mapped in mapping:
+            if mapped not in params:
                 raise DefinitionError(
-                    f"step {step_name!r}: inputs maps {p!r}, which is not a parameter of "
+                    f"step {step_name!r}: inputs maps {mapped!r}, which is not a parameter of "
                     f"{fn.__qualname__}{inspect.signature(fn)}. Fix: use one of {list(params)}")
         for pname, p in params.items():
             if pname in _RESERVED or pname in mapping:
@@ -264,7 +264,7 @@ class Pipeline:
             path.append(node)
             for dep in self.steps[node].upstream:
                 if state.get(dep) == 1:
-                    cycle = path[path.index(dep):] + [dep]
+                    cycle = [*path[path.index(dep):], dep]
                     raise CycleError(self.name, list(reversed(cycle)))
                 if dep not in state:
                     visit(dep)

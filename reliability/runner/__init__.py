@@ -1,6 +1,6 @@
 """The local runner: supervised workers, retries, timeouts, atomic outputs, run ledger."""
 
-from reliability.runner.core import RunResult, Runner, default_home
+from reliability.runner.core import Runner, RunResult, default_home
 from reliability.runner.ledger import Ledger, RunRecord
 from reliability.runner.store import ArtifactStore
 

@@ -6,6 +6,7 @@ signal wake-up pipe. Everything it does is recorded in the ledger and published 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import json
@@ -261,9 +262,8 @@ class _Loop:
                 self._emit(EventKind.STEP_SKIPPED, name,
                            details={"reason": "already committed",
                                     "output_hash": row["output_hash"]})
-            else:
-                if row and row["status"] != "pending":
-                    led.set_step(self.run_id, name, "pending")
+            elif row and row["status"] != "pending":
+                led.set_step(self.run_id, name, "pending")
         for name in self.r.order:
             if name in self.outputs:
                 continue
@@ -276,6 +276,7 @@ class _Loop:
         t0 = time.monotonic()
         self._prepare()
         self.r.ledger.mark_run_started(self.run_id)
+        self.r.store.staging_dir(self.run_id)
         self._emit(EventKind.RUN_STARTED, details={
             "resumed": self.resumed, "steps": list(self.r.order),
             "interval": self.interval.key() if self.interval else None})
@@ -505,12 +506,10 @@ def _install_signals(wfd: int, loop: _Loop) -> dict[int, Any]:
     def handler(signum: int, frame: object) -> None:
         loop.cancelled = True
         loop.r._cancel_signal = signum
-        try:
+        with contextlib.suppress(OSError):
             os.write(wfd, b"x")
-        except OSError:
-            pass
 
-    old = {}
+    old: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         old[sig] = signal.signal(sig, handler)
     return old

@@ -8,6 +8,7 @@ next heartbeat. A dead worker is replaced by a fresh one; the others are not dis
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -38,10 +39,8 @@ class Worker:
         return self.proc.pid
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def reap(self, timeout: float = 1.0) -> None:
         self.proc.join(timeout)
@@ -61,7 +60,7 @@ class WorkerPool:
         self.pipeline = pipeline
         self.hooks = list(hooks)
         self.size = size
-        self.ctx = mp.get_context(start_method)
+        self.ctx: Any = mp.get_context(start_method)
         self.workers: list[Worker] = []
         self._by_conn: dict[Any, Worker] = {}
         self._by_sentinel: dict[int, Worker] = {}
@@ -110,10 +109,8 @@ class WorkerPool:
     def shutdown(self, graceful: bool = True) -> None:
         for w in list(self.workers):
             if graceful and w.current is None:
-                try:
+                with contextlib.suppress(OSError):
                     w.conn.send(None)
-                except OSError:
-                    pass
             else:
                 w.kill()
         for w in list(self.workers):

@@ -107,7 +107,7 @@ class ArtifactStore:
         return d
 
     def staging_file(self, run_id: str, step: str, attempt: int) -> Path:
-        return self.staging_dir(run_id) / f"{step}.{attempt}.out"
+        return self.staging / run_id / f"{step}.{attempt}.out"
 
     def commit(self, staged: Path, digest: str) -> Path:
         """Atomically move a staged object into place; idempotent for equal content."""
@@ -120,9 +120,8 @@ class ArtifactStore:
         return final
 
     def quarantine_file(self, run_id: str, step: str, attempt: int) -> Path:
-        d = self.quarantine / run_id
-        d.mkdir(parents=True, exist_ok=True)
-        return d / f"{step}.{attempt}.out"
+        """Where a contract-breaking output of this attempt is kept (created on use)."""
+        return self.quarantine / run_id / f"{step}.{attempt}.out"
 
     def load(self, digest: str, codec: Codec) -> Any:
         return decode(self.path(digest), codec)

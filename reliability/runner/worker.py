@@ -124,6 +124,7 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
 
 def _quarantine(output: Any, dest: str) -> str | None:
     try:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
         encode(output, Path(dest))
     except Exception:
         return None

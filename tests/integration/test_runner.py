@@ -32,7 +32,7 @@ def test_clean_run_records_everything(home: Path) -> None:
     steps = {s["step"]: s for s in r.ledger.steps(res.run_id)}
     assert steps["sink"]["input_hashes"] and all(s["status"] == "succeeded"
                                                 for s in steps.values())
-    assert [c["step"] for c in r.ledger.commits(res.run_id)][0] == "source"
+    assert next(c["step"] for c in r.ledger.commits(res.run_id)) == "source"
     for digest in res.outputs.values():
         assert r.store.verify(digest)
     run = r.ledger.get_run(res.run_id)
@@ -121,7 +121,7 @@ def test_sigkill_runner_then_resume_is_byte_identical(tmp_path: Path) -> None:
     home, signals = tmp_path / "h", tmp_path / "signals"
     signals.mkdir()
     args = ["-p", "slow_step=sink", "-p", "slow_seconds=30"]
-    proc = subprocess.Popen(_runner_cmd(home, signals, args), env=subprocess_env(),
+    proc = subprocess.Popen(_runner_cmd(home, signals, args), env=subprocess_env(), cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for((signals / "sink.1.started").exists, what="sink to start")
@@ -143,7 +143,7 @@ def test_sigkill_runner_then_resume_is_byte_identical(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "reliability", "resume", run.run_id, "--pipeline",
          "sample_pipelines:chain", "--home", str(home), "-q", "--no-sla"],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False)
+        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
     led = Ledger(home / "ledger.db")
     steps = {s["step"]: s for s in led.steps(run.run_id)}
@@ -168,7 +168,7 @@ def test_ctrl_c_cancels_and_rerunning_the_same_command_resumes(tmp_path: Path) -
     home, signals = tmp_path / "h", tmp_path / "signals"
     signals.mkdir()
     cmd = _runner_cmd(home, signals, ["-p", "slow_step=side", "-p", "slow_seconds=30"])
-    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_for((signals / "side.1.started").exists, what="side to start")
@@ -184,7 +184,7 @@ def test_ctrl_c_cancels_and_rerunning_the_same_command_resumes(tmp_path: Path) -
     assert run.status == "cancelled"
     assert {s["step"]: s["status"] for s in led.steps(run.run_id)}["side"] == "cancelled"
     led.close()
-    again = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True,
+    again = subprocess.run(cmd, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True,
                            timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert "(resumed)" in again.stdout and run.run_id in again.stdout
