@@ -100,7 +100,7 @@ def parse_model(data: Any, model: type[M], *, file: str | None = None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
+        errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
         err = errors[0]
         loc = [*path, *(p for p in err["loc"] if not str(p).startswith("function-"))]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""

@@ -11,7 +11,6 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from reliability.events import EventBus
 from reliability.pipeline import Pipeline, StepHook, load_pipeline
@@ -78,8 +77,7 @@ class RunSetup:
         if importlib.util.find_spec("reliability.runbooks") is not None:
             from reliability.runbooks import RunbookRenderer
 
-            renderer = RunbookRenderer(template_dirs=[self.project.runbooks_dir],
-                                       output_dir=self.runner.home / "runbooks")
+            renderer = RunbookRenderer(template_dirs=[self.project.runbooks_dir])
         monitor = sla_mod.SLAMonitor(slas, self.bus, ledger=self.runner.ledger,
                                      runbooks=renderer)
         monitor.start()

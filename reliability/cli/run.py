@@ -81,10 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reliability.integrations import RunSetup
     from reliability.pipeline import DataInterval
 
-    setup = RunSetup.from_args(args)
+    params = parse_params(args.param)
     interval = DataInterval.parse(args.interval) if args.interval else None
+    setup = RunSetup.from_args(args)
     with setup:
-        result = setup.runner.run(parse_params(args.param), interval=interval,
+        result = setup.runner.run(params, interval=interval,
                                   resume=not args.new)
         return setup.report(result)
 
