@@ -1,0 +1,302 @@
+"""Toxic definitions (API shape, validation) and their per-connection behaviour.
+
+A :class:`ToxicSpec` is what the API stores and returns. Each connection runs
+one *stage* per toxic and direction; a stage executes the toxic's ``pipe``
+coroutine, which takes items from the stage's inbox and emits them to the next
+stage, delayed, sliced, dropped or followed by a close, with Toxiproxy 2.x
+semantics:
+
+========== ====================================== ==================================
+type       attributes                             effect
+========== ====================================== ==================================
+latency    latency, jitter (ms)                   each chunk waits latency +/- jitter
+bandwidth  rate (KB/s, 0 = unlimited)             paces bytes at ``rate`` KB/s
+slow_close delay (ms)                             delays the close by ``delay``
+timeout    timeout (ms)                           drops data; closes after timeout (0 = never)
+reset_peer timeout (ms)                           on data, waits then resets (TCP RST)
+slicer     average_size, size_variation, delay µs splits chunks into small pieces
+limit_data bytes                                  closes after ``bytes`` passed through
+noop       -                                      passes data through
+========== ====================================== ==================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from reliability.chaos.proxy.errors import (
+    bad_request,
+    invalid_stream,
+    invalid_toxic_type,
+    missing_field,
+)
+from reliability.chaos.proxy.stream import CLOSE, DATA, EOF, RESET, Item
+
+__all__ = ["STREAMS", "TOXIC_TYPES", "StageIO", "ToxicSpec", "ToxicType", "parse_toxic"]
+
+STREAMS = ("upstream", "downstream")
+
+
+class StageIO(Protocol):
+    """What a toxic's ``pipe`` coroutine may do with its stage."""
+
+    @property
+    def spec(self) -> ToxicSpec: ...
+
+    @property
+    def state(self) -> dict[str, int]: ...
+
+    @property
+    def holding(self) -> Item | None: ...
+
+    async def take(self) -> Item: ...
+
+    def emit(self, item: Item) -> None: ...
+
+    def emit_head(self, size: int) -> None: ...
+
+    def drop(self, item: Item) -> None: ...
+
+    def discard(self, size: int) -> None: ...
+
+    def finish(self, kind: int) -> None: ...
+
+
+Pipe = Callable[[StageIO], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToxicType:
+    """A registered toxic: attribute defaults, behaviour and optional cleanup."""
+
+    defaults: Mapping[str, int]
+    pipe: Pipe
+    cleanup: Callable[[StageIO], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToxicSpec:
+    """A toxic as stored by a proxy and shown by the API."""
+
+    name: str
+    type: str
+    stream: str = "downstream"
+    toxicity: float = 1.0
+    attributes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> ToxicType:
+        return TOXIC_TYPES[self.type]
+
+    def attr(self, key: str) -> int:
+        return self.attributes.get(key, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attributes": dict(self.attributes),
+            "name": self.name,
+            "type": self.type,
+            "stream": self.stream,
+            "toxicity": self.toxicity,
+        }
+
+    def updated(self, body: object) -> ToxicSpec:
+        """Apply an update body (``attributes`` and/or ``toxicity``); raise ApiError."""
+        if not isinstance(body, dict):
+            raise bad_request("expected a JSON object")
+        attrs = dict(self.attributes)
+        attrs.update(_parse_attributes(self.type, body.get("attributes", {})))
+        raw = body.get("toxicity")
+        toxicity = self.toxicity if raw is None else _parse_toxicity(raw)
+        return replace(self, attributes=attrs, toxicity=toxicity)
+
+
+def parse_toxic(body: object) -> ToxicSpec:
+    """Validate a create-toxic body into a spec, raising ApiError like Toxiproxy."""
+    if not isinstance(body, dict):
+        raise bad_request("expected a JSON object")
+    toxic_type = _string_field(body, "type", "")
+    stream = _string_field(body, "stream", "downstream").lower()
+    if stream not in STREAMS:
+        raise invalid_stream()
+    name = _string_field(body, "name", "") or f"{toxic_type}_{stream}"
+    if not toxic_type:
+        raise missing_field("type")
+    if toxic_type not in TOXIC_TYPES:
+        raise invalid_toxic_type()
+    attrs = dict(TOXIC_TYPES[toxic_type].defaults)
+    attrs.update(_parse_attributes(toxic_type, body.get("attributes", {})))
+    toxicity = _parse_toxicity(body.get("toxicity", 1.0))
+    return ToxicSpec(name, toxic_type, stream, toxicity, attrs)
+
+
+def _string_field(body: Mapping[str, Any], key: str, default: str) -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise bad_request(f"{key} must be a string")
+    return value
+
+
+def _parse_toxicity(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise bad_request("toxicity must be a number")
+    return float(value)
+
+
+def _parse_attributes(toxic_type: str, raw: object) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise bad_request("attributes must be a JSON object")
+    known = TOXIC_TYPES[toxic_type].defaults
+    parsed: dict[str, int] = {}
+    for key, value in raw.items():
+        if key not in known:
+            continue  # Toxiproxy ignores unknown attributes
+        parsed[key] = _non_negative_int(key, value)
+    return parsed
+
+
+def _non_negative_int(key: str, value: object) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"attributes.{key} must be an integer")
+    if value < 0:
+        raise bad_request(f"attributes.{key} must be >= 0")
+    return value
+
+
+# -- behaviours ---------------------------------------------------------------------------
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - _now()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def _noop(stage: StageIO) -> None:
+    while True:
+        stage.emit(await stage.take())
+
+
+async def _latency(stage: StageIO) -> None:
+    while True:
+        item = await stage.take()
+        if item.kind == DATA:
+            delay = stage.spec.attr("latency")
+            jitter = stage.spec.attr("jitter")
+            if jitter:
+                delay += random.randint(-jitter, jitter)
+            await _sleep_until(item.arrived + delay / 1000)
+        stage.emit(item)
+
+
+async def _bandwidth(stage: StageIO) -> None:
+    clock = 0.0
+    while True:
+        item = await stage.take()
+        rate = stage.spec.attr("rate")
+        if item.kind != DATA or rate <= 0:
+            stage.emit(item)
+            continue
+        piece = rate * 100  # at most 100 ms worth of bytes per write
+        while (held := stage.holding) is not None:
+            size = min(piece, held.size)
+            clock = max(clock, _now()) + size / (rate * 1000)
+            await _sleep_until(clock)
+            stage.emit_head(size)
+
+
+async def _slow_close(stage: StageIO) -> None:
+    while True:
+        item = await stage.take()
+        if item.kind in (EOF, CLOSE):
+            await asyncio.sleep(stage.spec.attr("delay") / 1000)
+        stage.emit(item)
+
+
+async def _timeout(stage: StageIO) -> None:
+    ms = stage.spec.attr("timeout")
+    try:
+        async with asyncio.timeout(ms / 1000 if ms else None):
+            while True:
+                item = await stage.take()
+                if item.kind != DATA:
+                    stage.finish(RESET if item.kind == RESET else CLOSE)
+                    return
+                stage.drop(item)
+    except TimeoutError:
+        stage.finish(CLOSE)
+
+
+def _timeout_cleanup(stage: StageIO) -> None:
+    # Data was dropped while the toxic was active; the stream cannot be resumed.
+    stage.finish(CLOSE)
+
+
+async def _reset_peer(stage: StageIO) -> None:
+    await stage.take()
+    await asyncio.sleep(stage.spec.attr("timeout") / 1000)
+    stage.finish(RESET)
+
+
+async def _slicer(stage: StageIO) -> None:
+    while True:
+        item = await stage.take()
+        average = stage.spec.attr("average_size")
+        if item.kind != DATA or average <= 0:
+            stage.emit(item)
+            continue
+        variation = min(stage.spec.attr("size_variation"), average - 1)
+        delay = stage.spec.attr("delay") / 1_000_000
+        while (held := stage.holding) is not None and held.size > average + variation:
+            stage.emit_head(average + random.randint(-variation, variation))
+            if delay:
+                await asyncio.sleep(delay)
+        if stage.holding is not None:
+            stage.emit(stage.holding)
+
+
+async def _limit_data(stage: StageIO) -> None:
+    state = stage.state
+    while True:
+        item = await stage.take()
+        if item.kind != DATA:
+            stage.emit(item)
+            continue
+        remaining = stage.spec.attr("bytes") - state.get("sent", 0)
+        if remaining < item.size:
+            keep = max(remaining, 0)
+            stage.discard(item.size - keep)
+            item = Item(DATA, item.data[:keep])
+        if item.size:
+            state["sent"] = state.get("sent", 0) + item.size
+            stage.emit(item)
+        if state.get("sent", 0) >= stage.spec.attr("bytes"):
+            stage.finish(CLOSE)
+            return
+
+
+TOXIC_TYPES: dict[str, ToxicType] = {
+    "noop": ToxicType({}, _noop),
+    "latency": ToxicType({"latency": 0, "jitter": 0}, _latency),
+    "bandwidth": ToxicType({"rate": 0}, _bandwidth),
+    "slow_close": ToxicType({"delay": 0}, _slow_close),
+    "timeout": ToxicType({"timeout": 0}, _timeout, _timeout_cleanup),
+    "reset_peer": ToxicType({"timeout": 0}, _reset_peer),
+    "slicer": ToxicType({"average_size": 0, "size_variation": 0, "delay": 0}, _slicer),
+    "limit_data": ToxicType({"bytes": 0}, _limit_data),
+}
