@@ -20,7 +20,7 @@ from reliability.errors import (
 )
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, Retry, StepContext, StepHook
-from reliability.runner import Ledger, RunResult, Runner
+from reliability.runner import Ledger, Runner, RunResult
 
 __version__ = "0.1.0"
 
