@@ -107,5 +107,6 @@ class EventBus:
             except Exception:
                 log.exception("event subscriber %r failed on %s", fn, event.kind)
 
-    def __len__(self) -> int:
+    @property
+    def subscriber_count(self) -> int:
         return len(self._subs)

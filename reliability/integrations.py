@@ -37,7 +37,7 @@ class RunSetup:
               bus: EventBus | None = None) -> RunSetup:
         project = project or find_project()
         pipeline = load_pipeline(pipeline_ref or project.pipeline_ref)
-        bus = bus or EventBus()
+        bus = bus if bus is not None else EventBus()
         all_hooks: list[StepHook] = list(hooks or [])
         closers: list[Callable[[], None]] = []
         notes: list[str] = []

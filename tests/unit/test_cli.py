@@ -40,9 +40,10 @@ def test_malformed_project_file_is_reported_with_its_path(tmp_path: Path) -> Non
 
 def test_run_then_list_and_show(tmp_path: Path) -> None:
     home = str(tmp_path / "h")
-    res = _cli(tmp_path, "run", "--pipeline", "sample_pipelines:flaky", "--home", home, "-q",
+    res = _cli(tmp_path, "run", "--pipeline", "sample_pipelines:flaky", "--home", home,
                "--no-sla")
     assert res.returncode == 1  # a step failed: exit 1, not a crash
+    assert "↻ wobbly attempt 1" in res.stderr and "✗ fatal" in res.stderr  # live progress
     assert "failed fatal" in res.stdout and "not run (upstream failed): after_fatal" in res.stdout
     listing = _cli(tmp_path, "runs", "list", "--home", home)
     assert listing.returncode == 0 and "flaky" in listing.stdout and "failed" in listing.stdout

@@ -107,4 +107,4 @@ def test_event_roundtrip_and_bus_isolation() -> None:
     assert seen == [EventKind.STEP_FAILED]
     unsub()
     bus.publish(ev)
-    assert seen == [EventKind.STEP_FAILED] and len(bus) == 1
+    assert seen == [EventKind.STEP_FAILED] and bus.subscriber_count == 1
