@@ -1,0 +1,122 @@
+"""Terminal output of the schedule commands (rich tables, progress bar) and the serve loop."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reliability.pipeline import Pipeline
+from reliability.schedule.backfill import BackfillItem, BackfillPlan, BackfillReport, run_backfill
+from reliability.schedule.intervals import Timetable
+from reliability.schedule.state import ScheduleStore
+
+_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "noop": "dim"}
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def print_plan(plan: BackfillPlan, timetable: Timetable) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"backfill {plan.pipeline} ({timetable.describe()}, dry run)")
+    for col in ("#", "interval start", "interval end", "action", "why"):
+        table.add_column(col)
+    for item in plan.items:
+        table.add_row(str(item.seq), timetable.local(item.interval.start).isoformat(),
+                      timetable.local(item.interval.end).isoformat(),
+                      "run" if item.run else "skip",
+                      item.note)
+    con = _console()
+    con.print(table)
+    con.print(f"{len(plan.to_run)} of {len(plan.items)} intervals would run "
+              f"({plan.direction.value}, reprocess={plan.reprocess.value})")
+
+
+def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, home: Path,
+                      args: argparse.Namespace, params: dict[str, Any]) -> BackfillReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from reliability.schedule.executor import RunnerExecutor
+
+    con = _console(stderr=True)
+    done_before = len(plan.items) - len(plan.to_run)
+    note = " (resumed)" if plan.resumed else ""
+    con.print(f"backfill {plan.backfill_id}{note}: {len(plan.to_run)} to run, "
+              f"{done_before} already done or skipped")
+    execute = RunnerExecutor(home, pipelines={pipe.name: pipe}, workers=args.workers)
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=con) as bar:
+        task = bar.add_task(f"{plan.pipeline}", total=len(plan.items), completed=done_before)
+
+        def on_item(item: BackfillItem, status: str, detail: str) -> None:
+            style = _STYLE.get(status, "white")
+            bar.console.print(f"[{style}]{status:<9}[/] {item.interval.key()}  {detail}")
+            bar.advance(task)
+
+        report = run_backfill(store, plan, execute, parallel=args.parallel, params=params,
+                              on_item=on_item)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing run"
+    con.print(f"backfill {plan.backfill_id}: {counts}"
+              + (" - cancelled; rerun the same command to continue" if report.cancelled
+                 else ""))
+    return report
+
+
+def print_schedules(sched: Any, count: int) -> None:
+    from rich.table import Table
+
+    table = Table(title="schedules")
+    for col in ("name", "pipeline", "timetable", "catch-up", "next fires (data interval)",
+                "stale after"):
+        table.add_column(col)
+    for name, s in sched.schedules.items():
+        loc = s.timetable.local
+        fires = "\n".join(f"{loc(f).isoformat()}  [{loc(iv.start).isoformat()} .. "
+                          f"{loc(iv.end).isoformat()})"
+                          for f, iv in sched.next_fires(name, count)) or "-"
+        stale = f"{s.freshness_threshold() / 3600:.1f}h"
+        mode = "" if s.fire_on_time else " (events only)"
+        table.add_row(name, s.pipeline, s.timetable.describe() + mode,
+                      f"{s.catchup.policy.value} (grace {s.catchup.grace})", fires, stale)
+    _console().print(table)
+
+
+def serve(args: argparse.Namespace, make: Callable[..., Any]) -> int:
+    """Run until SIGINT/SIGTERM: catch up, then fire live; HTTP and metrics on loopback."""
+    from reliability.events import EventBus
+    from reliability.schedule.serve import TriggerServer, start_metrics
+
+    bus = EventBus()
+    sched = make(args, max_active=args.max_active, bus=bus)
+    con = _console(stderr=True)
+    stops: list[Callable[[], None]] = []
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.metrics_port:
+            stop_metrics, port = start_metrics(sched, args.metrics_port, args.host, bus=bus)
+            stops.append(stop_metrics)
+            con.print(f"metrics on http://{args.host}:{port}/metrics")
+        if args.http_port:
+            server = TriggerServer(sched, args.host, args.http_port).start()
+            stops.append(server.stop)
+            con.print(f"trigger endpoint on {server.url}/trigger/<schedule>")
+        sched.start()
+        con.print(f"scheduling {', '.join(sched.schedules)}; Ctrl-C to stop")
+        stop.wait()
+    finally:
+        for fn in reversed(stops):
+            fn()
+        sched.shutdown(wait=True)
+        sched.store.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0

@@ -1,0 +1,293 @@
+"""Timetables: which data intervals a schedule produces, DST-correct and clock-free.
+
+A timetable is a sequence of fire times ``f0 < f1 < f2 ...``; the data interval of the fire
+at ``f[i+1]`` is the half-open ``[f[i], f[i+1])`` -- a run starts once its interval's data is
+complete. Nothing here reads the clock: every question takes the instant it is about.
+
+Fire times and interval bounds are returned in UTC: aware datetimes sharing one zone compare
+and subtract by wall clock in Python (a 25-hour fall-back day would measure 24 hours, and the
+two 02:00s of that night would compare equal), UTC never does. Use :meth:`Timetable.local` (or
+``.astimezone(zone)``) to show or partition by local time.
+
+Cron wall-clock times come from APScheduler's ``CronTrigger`` (imported lazily) evaluated
+in a UTC frame, where no DST exists; ``zoneinfo`` then maps each wall time to real instants
+(3.11's own zone arithmetic skips the day after a spring-forward for a midnight cron):
+
+* a wall time that does not exist (02:30 on a spring-forward day) is shifted forward by the
+  gap, as ``zoneinfo`` resolves it (02:30 CET -> 03:30 CEST), and normalised to a real offset;
+* a wall time that occurs twice (02:30 on a fall-back day) fires once, unless the hour field
+  is a wildcard (``*``, ``*/2``): hourly jobs fire in both copies of the repeated hour, because
+  each is a real hour of data. This is the rule classic cron uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reliability.errors import DefinitionError
+from reliability.pipeline import DataInterval
+
+__all__ = [
+    "CronTimetable",
+    "DateTimetable",
+    "IntervalTimetable",
+    "Timetable",
+    "freshness_threshold",
+    "utc_key",
+]
+
+UTC = dt.UTC
+_TICK = dt.timedelta(microseconds=1)
+_MAX_LOOKBACK = dt.timedelta(days=366 * 9)
+_SLACK = dt.timedelta(hours=3)  # more than any UTC offset change
+
+
+def utc_key(t: dt.datetime) -> str:
+    """Fixed-width, sortable UTC text of an instant (the ledger's interval key)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DefinitionError(
+            f"timezone={name!r} is not an IANA time zone name. "
+            "Fix: use e.g. 'UTC' or 'Europe/Berlin'") from None
+
+
+def _aware(t: dt.datetime, what: str) -> dt.datetime:
+    """``t`` in UTC; naive datetimes are refused."""
+    if t.tzinfo is None:
+        raise DefinitionError(
+            f"{what}={t.isoformat()} must be time-zone aware. "
+            "Fix: add an offset, e.g. 2026-01-01T00:00:00+00:00")
+    return t.astimezone(UTC)
+
+
+class Timetable:
+    """Base: subclasses define :meth:`next_fire`, :meth:`prev_fire` and :meth:`describe`."""
+
+    tz: dt.tzinfo = UTC
+    #: Fire times are never before this instant (None: unbounded).
+    start: dt.datetime | None = None
+
+    def next_fire(self, after: dt.datetime) -> dt.datetime | None:
+        """The first fire time strictly after ``after``."""
+        raise NotImplementedError
+
+    def prev_fire(self, before: dt.datetime) -> dt.datetime | None:
+        """The last fire time strictly before ``before``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    # -- derived -----------------------------------------------------------------------
+    def fires(self, start: dt.datetime, end: dt.datetime) -> Iterator[dt.datetime]:
+        """Fire times ``f`` with ``start <= f < end``."""
+        f = self.next_fire(_aware(start, "start") - _TICK)
+        end = _aware(end, "end")
+        while f is not None and f < end:
+            yield f
+            f = self.next_fire(f)
+
+    def intervals(self, start: dt.datetime, end: dt.datetime) -> list[DataInterval]:
+        """Every data interval inside ``[start, end)``, oldest first."""
+        out: list[DataInterval] = []
+        prev: dt.datetime | None = None
+        f = self.next_fire(_aware(start, "start") - _TICK)
+        end = _aware(end, "end")
+        while f is not None and f <= end:
+            if prev is not None:
+                out.append(DataInterval(prev, f))
+            prev = f
+            f = self.next_fire(f)
+        return out
+
+    def interval_ending_at(self, fire: dt.datetime) -> DataInterval | None:
+        """The data interval whose run fires at ``fire`` (None for the very first fire)."""
+        prev = self.prev_fire(fire)
+        return DataInterval(prev, fire) if prev is not None else None
+
+    def interval_containing(self, t: dt.datetime) -> DataInterval | None:
+        """The data interval that contains instant ``t``."""
+        t = _aware(t, "t")
+        nxt = self.next_fire(t)
+        prev = self.prev_fire(t + _TICK)
+        if prev is None or nxt is None:
+            return None
+        return DataInterval(prev, nxt)
+
+    def latest_complete(self, now: dt.datetime) -> DataInterval | None:
+        """The newest interval whose end is at or before ``now``."""
+        last = self.prev_fire(_aware(now, "now") + _TICK)
+        return self.interval_ending_at(last) if last is not None else None
+
+    def local(self, t: dt.datetime) -> dt.datetime:
+        return t.astimezone(self.tz)
+
+
+class CronTimetable(Timetable):
+    """Fire times of a 5-field crontab expression in a time zone (DST-correct)."""
+
+    def __init__(self, expr: str, timezone: str = "UTC", *,
+                 start: dt.datetime | None = None, end: dt.datetime | None = None) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        self.expr = expr
+        self.tz = zone(timezone)
+        self.tz_name = timezone
+        self.start = _aware(start, "start") if start else None
+        self.end = _aware(end, "end") if end else None
+        try:
+            # Wall-clock fire times are computed in a UTC frame, where no DST exists;
+            # zoneinfo then maps each wall time to its real instant(s). (3.11's own
+            # time-zone arithmetic skips the day after a spring-forward for midnight crons.)
+            self._wall: Any = CronTrigger.from_crontab(expr, timezone=UTC)
+        except ValueError as exc:
+            raise DefinitionError(
+                f"cron={expr!r} is not a valid crontab expression ({exc}). "
+                "Fix: write five fields 'minute hour day month day_of_week', "
+                "e.g. '30 2 * * *'") from None
+        hour = next(f for f in self._wall.fields if f.name == "hour")
+        self._hour_wildcard = str(hour).startswith("*")
+
+    def describe(self) -> str:
+        return f"cron '{self.expr}' ({self.tz_name})"
+
+    def _wall_of(self, t: dt.datetime) -> dt.datetime:
+        return t.astimezone(self.tz).replace(tzinfo=UTC, fold=0)
+
+    def _steady(self, t: dt.datetime) -> bool:
+        """No UTC offset change within ``_SLACK`` of ``t``."""
+        off = t.astimezone(self.tz).utcoffset()
+        return all((t + d).astimezone(self.tz).utcoffset() == off for d in (-_SLACK, _SLACK))
+
+    def _instants(self, wall: dt.datetime) -> list[dt.datetime]:
+        naive = wall.replace(tzinfo=None)
+        first = naive.replace(tzinfo=self.tz, fold=0).astimezone(UTC)
+        second = naive.replace(tzinfo=self.tz, fold=1).astimezone(UTC)
+        if second > first and self._hour_wildcard:  # repeated wall time, hourly-style cron
+            return [first, second]
+        return [first]  # normal, repeated (first copy), or skipped (shifted by the gap)
+
+    def next_fire(self, after: dt.datetime) -> dt.datetime | None:
+        t = _aware(after, "after")
+        if self.start is not None and t < self.start:
+            t = self.start - _TICK
+        wall = self._wall_of(t) - (dt.timedelta(0) if self._steady(t) else _SLACK)
+        best: dt.datetime | None = None
+        while True:
+            if best is not None and self._steady(best):
+                break  # no later wall time can map to an earlier instant
+            wall = self._wall.get_next_fire_time(None, wall + _TICK)
+            if wall is None or (best is not None and wall > self._wall_of(best) + _SLACK):
+                break
+            for f in self._instants(wall):
+                if f > t and (best is None or f < best):
+                    best = f
+        if best is None or (self.end is not None and best > self.end):
+            return None
+        return best
+
+    def prev_fire(self, before: dt.datetime) -> dt.datetime | None:
+        b = _aware(before, "before")
+        lookback = dt.timedelta(hours=1)
+        while lookback <= _MAX_LOOKBACK:
+            lo = b - lookback
+            if self.start is not None and lo < self.start:
+                lo = self.start
+            last = None
+            for f in self.fires(lo, b):
+                last = f
+            if last is not None:
+                return last
+            if self.start is not None and lo <= self.start:
+                return None
+            lookback *= 2
+        return None
+
+
+class IntervalTimetable(Timetable):
+    """Fire every ``every`` of elapsed time from ``anchor`` (time-zone independent)."""
+
+    def __init__(self, every: dt.timedelta, anchor: dt.datetime, *,
+                 end: dt.datetime | None = None, timezone: str = "UTC") -> None:
+        if every <= dt.timedelta(0):
+            raise DefinitionError(f"every={every} must be positive. Fix: e.g. every: 1h")
+        self.every = every
+        self.anchor = _aware(anchor, "start")
+        self.start = self.anchor
+        self.end = _aware(end, "end") if end else None
+        self.tz = zone(timezone)
+
+    def describe(self) -> str:
+        return f"every {self.every} from {self.anchor.isoformat()}"
+
+    def _at(self, k: int) -> dt.datetime:
+        return self.anchor + self.every * k
+
+    def next_fire(self, after: dt.datetime) -> dt.datetime | None:
+        after = _aware(after, "after")
+        k = 0 if after < self.anchor else (after - self.anchor) // self.every + 1
+        f = self._at(k)
+        return None if self.end is not None and f > self.end else f
+
+    def prev_fire(self, before: dt.datetime) -> dt.datetime | None:
+        before = _aware(before, "before")
+        if before <= self.anchor:
+            return None
+        k = (before - self.anchor - _TICK) // self.every
+        return self._at(k)
+
+
+class DateTimetable(Timetable):
+    """A one-off fire at ``at`` for the single data interval ``[data_start, at)``."""
+
+    def __init__(self, at: dt.datetime, data_start: dt.datetime) -> None:
+        self.at = _aware(at, "at")
+        self.data_start = _aware(data_start, "start")
+        self.start = self.data_start
+        DataInterval(self.data_start, self.at)  # validates start < at
+
+    def describe(self) -> str:
+        return f"once at {self.at.isoformat()}"
+
+    def next_fire(self, after: dt.datetime) -> dt.datetime | None:
+        if after < self.data_start:
+            return self.data_start
+        return self.at if after < self.at else None
+
+    def prev_fire(self, before: dt.datetime) -> dt.datetime | None:
+        if before > self.at:
+            return self.at
+        return self.data_start if before > self.data_start else None
+
+
+def freshness_threshold(timetable: Timetable, missed: int = 2, *,
+                        grace: dt.timedelta = dt.timedelta(0),
+                        sample_from: dt.datetime | None = None,
+                        sample: dt.timedelta = dt.timedelta(days=366)) -> float:
+    """Seconds after which a pipeline's data is stale: ``missed`` intervals went by unrun.
+
+    The newest data ends at a fire time; it is stale once ``missed`` more fires passed
+    (plus ``grace``). Interval lengths vary (weekends, DST days, month ends), so this takes
+    the longest run of ``missed`` consecutive intervals in a year sampled from
+    ``sample_from`` (default: the timetable's start, or 2024-01-01 UTC).
+    """
+    if missed < 1:
+        raise DefinitionError(f"missed={missed} must be at least 1. Fix: e.g. missed=2")
+    origin = sample_from or timetable.start or dt.datetime(2024, 1, 1, tzinfo=UTC)
+    ivs = timetable.intervals(origin, origin + sample)
+    if len(ivs) < missed:
+        raise DefinitionError(
+            f"{timetable.describe()} has fewer than {missed} intervals in the "
+            f"{sample.days} days after {origin.isoformat()}; freshness cannot be derived. "
+            "Fix: give the SLA an explicit freshness threshold")
+    spans = [(ivs[i + missed - 1].end - ivs[i].start).total_seconds()
+             for i in range(len(ivs) - missed + 1)]
+    return max(spans) + grace.total_seconds()

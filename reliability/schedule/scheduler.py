@@ -1,0 +1,308 @@
+"""The scheduler: every fire becomes at most one run per (pipeline, data interval).
+
+    sched = Scheduler([Schedule("daily", "reference", CronTimetable("30 2 * * *",
+                                 "Europe/Berlin"), catchup=Catchup(CatchupPolicy.ALL))],
+                      execute=RunnerExecutor.for_refs(home=".reliability"), home=".reliability",
+                      now=clock)
+    sched.tick()                      # run what is due at clock() per the catch-up policy
+    sched.trigger("daily")            # event/HTTP/CLI: run the latest complete interval
+    sched.start()                     # live: APScheduler wakes tick() at each fire time
+
+Planning takes the injected ``now`` function; only :class:`TriggerSource` (APScheduler) reads
+the real clock, to know when to wake up. Runs are executed by an ``execute`` function taking a
+:class:`RunRequest` -- :class:`RunnerExecutor` runs the pipeline with the local Runner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import DefinitionError, ReliabilityError
+from reliability.pipeline import DataInterval
+from reliability.schedule.catchup import Catchup, plan_catchup
+from reliability.schedule.intervals import Timetable, freshness_threshold, utc_key
+from reliability.schedule.state import Reprocess, ScheduleStore
+
+__all__ = ["FileWatch", "RunOutcome", "RunRequest", "Schedule", "Scheduler",
+           "TriggerOutcome"]
+
+log = logging.getLogger("reliability.schedule")
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class FileWatch:
+    """Fire when a file matching ``glob`` appears under ``path``.
+
+    ``partition`` is a strptime pattern found in the file's relative path (``dt=%Y-%m-%d``);
+    the run is for the interval containing that instant. Without it, the latest complete
+    interval at the time of the event runs.
+    """
+
+    path: Path
+    glob: str = "*"
+    partition: str | None = None
+    poll: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a pipeline runs and over which data intervals."""
+
+    name: str
+    pipeline: str                      # the pipeline's name: the ledger key
+    timetable: Timetable
+    catchup: Catchup = field(default_factory=Catchup)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    ref: str | None = None             # module:attr to load it, when it differs from name
+    fire_on_time: bool = True          # False: intervals come from the timetable, fires
+    watch: FileWatch | None = None     #        only from events (files, HTTP, CLI)
+    http: bool = True
+    missed_for_stale: int = 2
+
+    def freshness_threshold(self) -> float:
+        """Seconds after which the pipeline's output is stale (``missed_for_stale`` misses)."""
+        return freshness_threshold(self.timetable, self.missed_for_stale,
+                                   grace=self.catchup.grace)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    schedule: str
+    pipeline: str
+    interval: DataInterval
+    run_id: str
+    resume: bool
+    trigger: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    run_id: str
+    status: str  # succeeded | failed | cancelled
+    error: str | None = None
+
+
+Execute = Callable[[RunRequest], RunOutcome]
+
+
+@dataclass(slots=True)
+class TriggerOutcome:
+    """What one trigger did. ``started`` False: a no-op, and ``reason`` says why."""
+
+    schedule: str
+    interval: DataInterval | None
+    started: bool
+    reason: str
+    run_id: str | None = None
+    status: str | None = None
+    future: Future[RunOutcome] | None = None
+
+    def wait(self, timeout: float | None = None) -> TriggerOutcome:
+        if self.future is not None:
+            out = self.future.result(timeout)
+            self.status = out.status
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "started": self.started, "reason": self.reason,
+                "interval": self.interval.key() if self.interval else None,
+                "run_id": self.run_id, "status": self.status}
+
+
+class Scheduler:
+    """Turns fires and events into claimed, recorded, bounded-concurrency runs."""
+
+    def __init__(self, schedules: Sequence[Schedule], *, execute: Execute,
+                 home: str | Path | None = None, store: ScheduleStore | None = None,
+                 now: Clock, max_active: int = 4) -> None:
+        names = [s.name for s in schedules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(f"schedule names {dupes} are used twice. Fix: rename them")
+        if store is None and home is None:
+            raise DefinitionError("Scheduler needs home= (ledger directory) or store=")
+        self.schedules = {s.name: s for s in schedules}
+        self.execute = execute
+        self.store = store or ScheduleStore.at_home(Path(home or "."))
+        self.now = now
+        self.pool = ThreadPoolExecutor(max_workers=max_active, thread_name_prefix="schedule")
+        self._slots = {s.name: threading.BoundedSemaphore(s.catchup.max_active)
+                       for s in schedules}
+        self._watermark: dict[str, dt.datetime | None] = {}
+        self._listeners: list[Callable[[TriggerOutcome], None]] = []
+        self._source: Any = None
+        self._watchers: list[Any] = []
+
+    def get(self, name: str) -> Schedule:
+        try:
+            return self.schedules[name]
+        except KeyError:
+            raise DefinitionError(
+                f"no schedule named {name!r}. Fix: use one of {sorted(self.schedules)}"
+            ) from None
+
+    def on_trigger(self, fn: Callable[[TriggerOutcome], None]) -> None:
+        """Call ``fn`` with every :class:`TriggerOutcome` (metrics, logs)."""
+        self._listeners.append(fn)
+
+    # -- planning ----------------------------------------------------------------------
+    def plan(self, name: str) -> Any:
+        """The :class:`CatchupPlan` for schedule ``name`` at ``now()``."""
+        s = self.get(name)
+        now = self.now()
+        since = self._watermark.get(name) or s.timetable.start or \
+            self.store.earliest_start(s.pipeline)
+        rows = self.store.rows_between(s.pipeline, since, now) if since else {}
+        if since is None:
+            last = s.timetable.latest_complete(now)
+            if last is not None:
+                row = self.store.get(s.pipeline, last)
+                rows = {(utc_key(last.start), utc_key(last.end)): row} if row else {}
+        live = frozenset(k for k, r in rows.items() if self.store.is_live(r))
+        return plan_catchup(s.timetable, s.catchup, now=now, since=since, rows=rows, live=live)
+
+    def next_fires(self, name: str, count: int = 3) -> list[tuple[dt.datetime, DataInterval]]:
+        """The next ``count`` fire times after ``now()`` with the interval each one runs."""
+        s = self.get(name)
+        out: list[tuple[dt.datetime, DataInterval]] = []
+        t = self.now()
+        while len(out) < count:
+            f = s.timetable.next_fire(t)
+            if f is None:
+                break
+            iv = s.timetable.interval_ending_at(f)
+            if iv is not None:
+                out.append((f, iv))
+            t = f
+        return out
+
+    # -- firing ------------------------------------------------------------------------
+    def tick(self, names: Sequence[str] | None = None, *, wait: bool = True
+             ) -> list[TriggerOutcome]:
+        """Run what is due now for each time-fired schedule, per its catch-up policy."""
+        outcomes: list[TriggerOutcome] = []
+        for name in names or [n for n, s in self.schedules.items() if s.fire_on_time]:
+            s = self.schedules[name]
+            plan = self.plan(name)
+            if plan.skip:
+                n = self.store.mark_skipped(s.pipeline, plan.skip, schedule=name,
+                                            reason=f"missed; catch-up policy "
+                                                   f"{s.catchup.policy.value}")
+                log.info("schedule %s: %d missed interval(s) skipped by policy %s", name, n,
+                         s.catchup.policy.value)
+            for iv in plan.run:
+                outcomes.append(self._fire(s, iv, "schedule", Reprocess.NONE))
+            self._watermark[name] = plan.watermark
+        if wait:
+            for o in outcomes:
+                o.wait()
+        return outcomes
+
+    def trigger(self, name: str, interval: DataInterval | None = None, *,
+                source: str = "cli", reprocess: Reprocess = Reprocess.NONE,
+                wait: bool = False) -> TriggerOutcome:
+        """An event asks for a run of ``interval`` (default: the latest complete one)."""
+        s = self.get(name)
+        iv = interval or s.timetable.latest_complete(self.now())
+        if iv is None:
+            out = TriggerOutcome(name, None, False,
+                                 f"schedule {name!r} has no complete interval yet at "
+                                 f"{self.now().isoformat()}")
+            self._notify(out)
+            return out
+        out = self._fire(s, iv, source, reprocess)
+        return out.wait() if wait else out
+
+    def _fire(self, s: Schedule, iv: DataInterval, source: str, reprocess: Reprocess
+              ) -> TriggerOutcome:
+        claim = self.store.claim(s.pipeline, iv, schedule=s.name, trigger=source,
+                                 reprocess=reprocess)
+        if not claim.acquired:
+            log.warning("schedule %s: %s", s.name, claim.reason)
+            out = TriggerOutcome(s.name, iv, False, claim.reason, claim.run_id)
+            self._notify(out)
+            return out
+        assert claim.run_id is not None
+        req = RunRequest(s.name, s.pipeline, iv, claim.run_id, claim.resume, source,
+                         s.params, s.ref)
+        fut = self.pool.submit(self._run_claimed, s, req)
+        out = TriggerOutcome(s.name, iv, True, claim.reason, claim.run_id, future=fut)
+        self._notify(out)
+        return out
+
+    def _run_claimed(self, s: Schedule, req: RunRequest) -> RunOutcome:
+        with self._slots[s.name]:
+            return run_claimed(self.store, self.execute, req)
+
+    def _notify(self, out: TriggerOutcome) -> None:
+        for fn in self._listeners:
+            try:
+                fn(out)
+            except Exception:  # a broken listener never breaks scheduling
+                log.exception("trigger listener %r failed", fn)
+
+    # -- live ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Catch up, then fire live: APScheduler for time, watchers for files."""
+        from reliability.schedule.triggers import FileWatcher, TriggerSource
+
+        self.tick(wait=False)
+        self._source = TriggerSource()
+        for s in self.schedules.values():
+            if s.fire_on_time:
+                self._source.add(s.name, s.timetable, self._wake(s.name))
+            if s.watch is not None:
+                w = FileWatcher(s.watch, self._file_fire(s.name), s.timetable, self.now)
+                w.start()
+                self._watchers.append(w)
+        self._source.start()
+
+    def _wake(self, name: str) -> Callable[[], None]:
+        def wake() -> None:
+            try:
+                self.tick([name], wait=False)
+            except ReliabilityError:
+                log.exception("schedule %s: tick failed", name)
+        return wake
+
+    def _file_fire(self, name: str) -> Callable[[DataInterval | None, str], None]:
+        def fire(iv: DataInterval | None, source: str) -> None:
+            self.trigger(name, iv, source=source)
+        return fire
+
+    def next_wakeup(self, name: str) -> dt.datetime | None:
+        return self._source.next_fire_time(name) if self._source is not None else None
+
+    def shutdown(self, wait: bool = True) -> None:
+        for w in self._watchers:
+            w.stop()
+        if self._source is not None:
+            self._source.shutdown()
+        self.pool.shutdown(wait=wait)
+
+
+def run_claimed(store: ScheduleStore, execute: Execute, req: RunRequest) -> RunOutcome:
+    """Execute a claimed interval and record how it ended (an exception is a failure)."""
+    try:
+        out = execute(req)
+    except BaseException as exc:
+        final = "failed" if isinstance(exc, Exception) else "cancelled"
+        store.finish(req.pipeline, req.interval, final, run_id=req.run_id,
+                     error=f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, Exception):
+            raise
+        log.exception("run %s of %s failed to execute", req.run_id, req.interval.key())
+        return RunOutcome(req.run_id, "failed", f"{type(exc).__name__}: {exc}")
+    store.finish(req.pipeline, req.interval, out.status, run_id=out.run_id, error=out.error)
+    return out
