@@ -52,6 +52,10 @@ class DataInterval:
     def key(self) -> str:
         return f"{self.start.isoformat()}/{self.end.isoformat()}"
 
+    def to_utc(self) -> DataInterval:
+        """The same instants in UTC: one spelling per interval in keys and the ledger."""
+        return DataInterval(self.start.astimezone(dt.UTC), self.end.astimezone(dt.UTC))
+
     @classmethod
     def parse(cls, text: str) -> DataInterval:
         try:

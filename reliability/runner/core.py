@@ -31,7 +31,7 @@ from reliability.runner.pool import Worker, WorkerPool
 from reliability.runner.store import ArtifactStore
 from reliability.runner.worker import Result, Task
 
-__all__ = ["RunResult", "Runner", "default_home"]
+__all__ = ["RunResult", "Runner", "default_home", "new_run_id"]
 
 
 def default_home() -> Path:
@@ -125,6 +125,7 @@ class Runner:
         self.before_run = list(before_run)
         self._unsubscribe_ledger = self.bus.subscribe(self._record_event)
         self._cancel_signal: int | None = None
+        self._loop: _Loop | None = None
 
     def close(self) -> None:
         self._unsubscribe_ledger()
@@ -136,17 +137,32 @@ class Runner:
         """Run the pipeline; resume the unfinished run with the same key if ``resume``."""
         p = self.pipeline.make_params(params)
         pdict = _params_dict(p)
+        if interval is not None:
+            interval = interval.to_utc()
         key = _run_key(self.pipeline.name, pdict, interval)
-        if run_id is None and resume:
-            prev = self.ledger.latest_for_key(key)
-            if prev is not None and prev.status not in FINAL_RUN_STATES:
-                return self._execute(prev, p, resumed=True)
-        run_id = run_id or _new_run_id(self.pipeline.name)
+        if resume:
+            prev = (self._existing(run_id) if run_id is not None
+                    else self.ledger.latest_for_key(key))
+            if prev is not None and (run_id is not None or prev.status not in FINAL_RUN_STATES):
+                return self.resume(prev.run_id)
+        run_id = run_id or new_run_id(self.pipeline.name)
         self.ledger.create_run(
             run_id, self.pipeline.name, key, pdict, self.order, code_version=self.code_version,
             interval=(interval.start.isoformat(), interval.end.isoformat()) if interval else None,
             trigger=trigger)
         return self._execute(self.ledger.get_run(run_id), p, resumed=False)
+
+    def cancel(self) -> None:
+        """Stop the current run as SIGINT would (safe to call from another thread)."""
+        loop = self._loop
+        if loop is not None:
+            loop.request_cancel(signal.SIGINT)
+
+    def _existing(self, run_id: str) -> RunRecord | None:
+        try:
+            return self.ledger.get_run(run_id)
+        except LedgerError:
+            return None
 
     def resume(self, run_id: str) -> RunResult:
         """Finish an interrupted run: committed steps are kept, the rest run again."""
@@ -169,7 +185,11 @@ class Runner:
         loop = _Loop(self, rec, params, interval, resumed)
         for fn in self.before_run:
             fn(self, rec.run_id)
-        return loop.run()
+        self._loop = loop
+        try:
+            return loop.run()
+        finally:
+            self._loop = None
 
     def _result_from_ledger(self, rec: RunRecord, resumed: bool) -> RunResult:
         steps = self.ledger.steps(rec.run_id)
@@ -195,7 +215,8 @@ class Runner:
 _AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
 
 
-def _new_run_id(pipeline: str) -> str:
+def new_run_id(pipeline: str) -> str:
+    """A fresh, sortable run id: ``<pipeline>-<UTC timestamp>-<random>``."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return f"{pipeline}-{stamp}-{uuid.uuid4().hex[:6]}"
 
@@ -234,6 +255,14 @@ class _Loop:
         self.ready: deque[str] = deque()
         self.retries: list[tuple[float, str]] = []
         self.cancelled = False
+        self.wake_fd: int | None = None
+
+    def request_cancel(self, signum: int) -> None:
+        self.cancelled = True
+        self.r._cancel_signal = signum
+        if self.wake_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.wake_fd, b"x")
 
     def _emit(self, kind: EventKind, step: str | None = None, **kw: Any) -> None:
         self.r.bus.publish(Event(kind=kind, pipeline=self.pipe.name, run_id=self.run_id,
@@ -283,12 +312,14 @@ class _Loop:
         pool = WorkerPool(self.pipe, self.r.hooks, self.r.workers)
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
-        old = _install_signals(wfd, self)
+        self.wake_fd = wfd
+        old = _install_signals(self)
         try:
             self._loop(pool, rfd)
         finally:
             _restore_signals(old)
             pool.shutdown(graceful=not self.cancelled)
+            self.wake_fd = None
             os.close(rfd)
             os.close(wfd)
         return self._finish(time.monotonic() - t0)
@@ -497,17 +528,14 @@ class _Loop:
             store=self.r.store.root, duration=duration)
 
 
-def _install_signals(wfd: int, loop: _Loop) -> dict[int, Any]:
+def _install_signals(loop: _Loop) -> dict[int, Any]:
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: object) -> None:
-        loop.cancelled = True
-        loop.r._cancel_signal = signum
-        with contextlib.suppress(OSError):
-            os.write(wfd, b"x")
+        loop.request_cancel(signum)
 
     old: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):

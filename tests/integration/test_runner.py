@@ -193,3 +193,36 @@ def test_ctrl_c_cancels_and_rerunning_the_same_command_resumes(tmp_path: Path) -
     assert [a["status"] for a in led.attempts(run.run_id, "side")] == ["cancelled", "succeeded"]
     assert [a["status"] for a in led.attempts(run.run_id, "source")] == ["succeeded"]
     led.close()
+
+
+def test_cancel_from_another_thread_then_resume_by_run_id(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from reliability import DataInterval
+
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    runner = Runner(chain, home=tmp_path / "h", workers=2)
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    interval = DataInterval(dt.datetime(2026, 3, 1, tzinfo=berlin),
+                            dt.datetime(2026, 3, 2, tzinfo=berlin))
+
+    def cancel_when_sink_starts() -> None:
+        wait_for((signals / "sink.1.started").exists, what="sink to start")
+        runner.cancel()
+
+    t = threading.Thread(target=cancel_when_sink_starts)
+    t.start()
+    params = {"signal_dir": str(signals), "slow_step": "sink", "slow_seconds": 30}
+    first = runner.run(params, interval=interval, run_id="chain-fixed-id")
+    t.join()
+    assert first.status == "cancelled" and first.run_id == "chain-fixed-id"
+    rec = runner.ledger.get_run("chain-fixed-id")
+    assert rec.interval_start == "2026-02-28T23:00:00+00:00"  # one spelling: UTC
+    again = runner.run(params, interval=interval, run_id="chain-fixed-id")
+    assert again.ok and again.resumed
+    assert [a["status"] for a in runner.ledger.attempts("chain-fixed-id", "sink")] == [
+        "cancelled", "succeeded"]
+    third = runner.run(params, interval=interval, run_id="chain-fixed-id")
+    assert third.ok and third.outputs == again.outputs  # a finished run is not redone
+    assert len(runner.ledger.commits("chain-fixed-id")) == len(chain.steps)
