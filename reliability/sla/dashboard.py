@@ -1,0 +1,182 @@
+"""A Grafana dashboard and Grafana provisioning files, built with grafana-foundation-sdk.
+
+:func:`write_grafana` writes, under one directory::
+
+    dashboards/reliability.json                  the dashboard (pipeline and datasource
+                                                 variables; runs, steps, SLOs, failures)
+    provisioning/dashboards/reliability.yaml     a file provider pointing at dashboards/
+    provisioning/alerting/reliability.yaml       Grafana-managed alert rules, the same
+                                                 alerts as the Prometheus rules
+
+Point Grafana's ``paths.provisioning`` at ``provisioning/`` (and mount ``dashboards/`` where
+the provider's ``path`` says) to load both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from reliability._lazy import require
+from reliability.sla.rules import AlertRule, RuleSet
+
+__all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "write_grafana"]
+
+DASHBOARD_UID = "reliability-pipelines"
+DS = "${datasource}"
+P = 'pipeline=~"$pipeline"'
+
+
+def _sdk() -> Any:
+    require("grafana_foundation_sdk", "grafana", "Grafana dashboards")
+    from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+    from grafana_foundation_sdk.models import dashboard as models
+
+    return dashboard, prometheus, stat, timeseries, models
+
+
+def _q(prometheus: Any, expr: str, legend: str) -> Any:
+    return prometheus.Dataquery().expr(expr).legend_format(legend)
+
+
+def _inc(metric: str, by: str) -> str:
+    return f"sum by ({by}) (increase({metric}{{{P}}}[$__rate_interval]))"
+
+
+def _quantile(q: float, metric: str, by: str) -> str:
+    return (f"histogram_quantile({q}, sum by (le, {by}) "
+            f"(rate({metric}_bucket{{{P}}}[$__rate_interval])))")
+
+
+def _panels() -> list[tuple[str, str, str, list[tuple[str, str]], str]]:
+    """(row, title, unit, [(expr, legend)], kind) -- the dashboard's content as data."""
+    run_h, step_h = "reliability_run_duration_seconds", "reliability_step_duration_seconds"
+    return [
+        ("SLOs", "Time since last success", "s",
+         [(f"time() - reliability_last_success_timestamp_seconds{{{P}}}", "{{pipeline}}")],
+         "stat"),
+        ("SLOs", "Error budget remaining", "percentunit",
+         [(f"reliability_error_budget_remaining_ratio{{{P}}}", "{{pipeline}} {{step}}")],
+         "stat"),
+        ("SLOs", "SLA breaches (1h)", "short",
+         [(f"sum by (pipeline, step, sla) (increase(reliability_sla_breaches_total{{{P}}}[1h]))",
+           "{{pipeline}} {{step}} {{sla}}")], "stat"),
+        ("Runs", "Runs by status", "short",
+         [(_inc("reliability_runs_total", "pipeline, status"), "{{pipeline}} {{status}}")],
+         "timeseries"),
+        ("Runs", "Run duration p50 / p95", "s",
+         [(_quantile(0.5, run_h, "pipeline"), "p50 {{pipeline}}"),
+          (_quantile(0.95, run_h, "pipeline"), "p95 {{pipeline}}")], "timeseries"),
+        ("Steps", "Step duration p95", "s",
+         [(_quantile(0.95, step_h, "pipeline, step"), "{{pipeline}} {{step}}")], "timeseries"),
+        ("Steps", "Attempts by outcome", "short",
+         [(_inc("reliability_step_attempts_total", "step, status"), "{{step}} {{status}}")],
+         "timeseries"),
+        ("Steps", "Retries", "short",
+         [(_inc("reliability_step_retries_total", "step"), "{{step}}")], "timeseries"),
+        ("Failures", "Contract violations by check", "short",
+         [(_inc("reliability_contract_violations_total", "step, contract, check"),
+           "{{step}} {{contract}} {{check}}")], "timeseries"),
+        ("Failures", "Worker losses", "short",
+         [(_inc("reliability_worker_lost_total", "step"), "{{step}}")], "timeseries"),
+        ("Failures", "Faults injected", "short",
+         [(_inc("reliability_faults_injected_total", "step, fault"), "{{step}} {{fault}}")],
+         "timeseries"),
+    ]
+
+
+def build_dashboard(title: str = "Pipeline reliability") -> dict[str, Any]:
+    """The dashboard as Grafana JSON (a dict), built with the foundation SDK."""
+    dashboard, prometheus, stat, timeseries, models = _sdk()
+    ds = models.DataSourceRef(type_val="prometheus", uid=DS)
+    board = (
+        dashboard.Dashboard(title).uid(DASHBOARD_UID).tags(["reliability", "sla"])
+        .refresh("30s").time("now-24h", "now").timezone("utc")
+        .with_variable(dashboard.DatasourceVariable("datasource").label("Data source")
+                       .type("prometheus"))
+        .with_variable(dashboard.QueryVariable("pipeline").label("Pipeline")
+                       .datasource(ds).query("label_values(reliability_runs_total, pipeline)")
+                       .multi(True).include_all(True).all_value(".*")))
+    row = None
+    for row_title, title_, unit, queries, kind in _panels():
+        if row_title != row:
+            board = board.with_row(dashboard.Row(row_title))
+            row = row_title
+        panel = (stat.Panel() if kind == "stat" else timeseries.Panel()) \
+            .title(title_).unit(unit).datasource(ds).height(8).span(8 if kind == "stat" else 12)
+        for expr, legend in queries:
+            panel = panel.with_target(_q(prometheus, expr, legend))
+        board = board.with_panel(panel)
+    plain: dict[str, Any] = _to_plain(board.build())
+    return plain
+
+
+def _to_plain(obj: Any) -> Any:
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+    return json.loads(json.dumps(obj, cls=JSONEncoder))
+
+
+def _grafana_rule(rule: AlertRule, folder_uid: str, datasource_uid: str) -> Any:
+    from grafana_foundation_sdk.builders import alerting, expr, prometheus
+    from grafana_foundation_sdk.models.alerting import RelativeTimeRange
+
+    window = RelativeTimeRange(from_val=600, to=0)
+    query = (alerting.Query("A").datasource_uid(datasource_uid).relative_time_range(window)
+             .model(prometheus.Dataquery().expr(rule.expr).instant().ref_id("A")))
+    reduce = (alerting.Query("B").datasource_uid("__expr__")
+              .model(expr.TypeReduce().ref_id("B").expression("A").reducer("last")
+                     .settings(expr.ExprTypeReduceSettings().mode("dropNN"))))
+    threshold = (alerting.Query("C").datasource_uid("__expr__")
+                 .model(expr.TypeThreshold().ref_id("C").expression("B").conditions([
+                     expr.ExprTypeThresholdConditions().evaluator(
+                         expr.ExprTypeThresholdConditionsEvaluator().type("gt").params([0]))])))
+    uid = f"rel-{rule.pipeline}-{rule.kind}-{(rule.sla.step if rule.sla else None) or 'run'}"
+    return (alerting.Rule(f"{rule.alert} {rule.pipeline} {rule.kind}"
+                          + (f" {rule.sla.step}" if rule.sla and rule.sla.step else ""))
+            .uid(uid[:40]).folder_uid(folder_uid).condition("C")
+            .queries([query, reduce, threshold]).for_val(rule.for_ or "0s")
+            .no_data_state("OK").exec_err_state("Error")
+            .labels(dict(rule.labels)).annotations(rule.annotations).build())
+
+
+def grafana_alert_rules(rulesets: Iterable[RuleSet], *, folder_uid: str = "reliability",
+                        datasource_uid: str = "prometheus") -> dict[str, Any]:
+    """Grafana alerting provisioning (``apiVersion: 1``, ``groups``) for ``rulesets``."""
+    groups = []
+    for rs in rulesets:
+        rules = [_to_plain(_grafana_rule(r, folder_uid, datasource_uid)) for r in rs.alerts]
+        for r in rules:  # the provisioning file names the group and folder once
+            for key in ("folderUID", "ruleGroup", "orgID"):
+                r.pop(key, None)
+        groups.append({"orgId": 1, "name": f"reliability-{rs.pipeline}",
+                       "folder": "Pipeline reliability", "interval": "1m", "rules": rules})
+    return {"apiVersion": 1, "groups": groups}
+
+
+def write_grafana(rulesets: Iterable[RuleSet], out_dir: str | Path, *,
+                  datasource_uid: str = "prometheus",
+                  dashboards_path: str = "/var/lib/grafana/dashboards/reliability"
+                  ) -> list[Path]:
+    """Write the dashboard JSON and the provisioning YAML files; return their paths."""
+    import yaml
+
+    out = Path(out_dir)
+    files = {
+        out / "dashboards" / "reliability.json": json.dumps(build_dashboard(), indent=2),
+        out / "provisioning" / "dashboards" / "reliability.yaml": yaml.safe_dump({
+            "apiVersion": 1, "providers": [{
+                "name": "reliability", "orgId": 1, "folder": "Pipeline reliability",
+                "type": "file", "disableDeletion": False, "allowUiUpdates": False,
+                "options": {"path": dashboards_path, "foldersFromFilesStructure": False}}]},
+            sort_keys=False),
+        out / "provisioning" / "alerting" / "reliability.yaml": yaml.safe_dump(
+            grafana_alert_rules(rulesets, datasource_uid=datasource_uid), sort_keys=False,
+            width=1000),
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+    return list(files)

@@ -1,0 +1,108 @@
+"""Lifecycle events read back from the run ledger.
+
+The ledger records every event except ``step_started`` and ``step_succeeded``; a committed
+step is rebuilt from the ``commits`` and ``steps`` tables. Replaying them onto an
+:class:`~reliability.events.EventBus` lets a separate long-lived process (``reliability sla
+serve``) keep the same event-fed metrics as the runner, and lets ``reliability runbooks
+render --run`` rebuild a run's evidence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from reliability.events import Event, EventBus, EventKind
+from reliability.runbooks.evidence import LedgerView
+
+__all__ = ["LedgerFeed", "read_events"]
+
+
+@dataclass
+class _Cursor:
+    event_id: int = 0
+    commit_rowid: int = 0
+
+
+def _event(row: sqlite3.Row, pipeline: str) -> Event | None:
+    try:
+        kind = EventKind(row["kind"])
+    except ValueError:
+        return None
+    details: dict[str, Any] = json.loads(row["details"] or "{}")
+    return Event(kind=kind, pipeline=pipeline, run_id=row["run_id"], step=row["step"],
+                 attempt=row["attempt"], time=row["time"], duration=details.pop("duration", None),
+                 error=details.pop("error", None), details=details)
+
+
+def read_events(view: LedgerView, cursor: _Cursor | None = None,
+                run_id: str | None = None) -> list[Event]:
+    """Events after ``cursor`` (advanced in place), oldest first, with committed steps."""
+    cur = cursor or _Cursor()
+    out: list[tuple[float, int, Event]] = []
+    with view._db() as db:
+        rows = db.execute(
+            "SELECT e.*, r.pipeline FROM events e JOIN runs r USING (run_id) WHERE e.id > ?"
+            " AND (? IS NULL OR e.run_id = ?) ORDER BY e.id",
+            (cur.event_id, run_id, run_id)).fetchall()
+        commits = db.execute(
+            "SELECT c.rowid AS rid, c.run_id, c.step, c.output_hash, c.committed_at,"
+            " s.started_at, s.attempts, r.pipeline FROM commits c JOIN steps s ON"
+            " s.run_id=c.run_id AND s.step=c.step JOIN runs r ON r.run_id=c.run_id"
+            " WHERE c.rowid > ? AND (? IS NULL OR c.run_id = ?) ORDER BY c.rowid",
+            (cur.commit_rowid, run_id, run_id)).fetchall()
+    for row in rows:
+        cur.event_id = max(cur.event_id, row["id"])
+        ev = _event(row, row["pipeline"])
+        if ev is not None:
+            out.append((ev.time, 1, ev))
+    for c in commits:
+        cur.commit_rowid = max(cur.commit_rowid, c["rid"])
+        duration = c["committed_at"] - c["started_at"] if c["started_at"] else None
+        out.append((c["committed_at"], 0, Event(
+            kind=EventKind.STEP_SUCCEEDED, pipeline=c["pipeline"], run_id=c["run_id"],
+            step=c["step"], attempt=c["attempts"], time=c["committed_at"], duration=duration,
+            details={"output_hash": c["output_hash"], "replayed": True})))
+    out.sort(key=lambda t: (t[0], t[1]))
+    return [ev for _, _, ev in out]
+
+
+class LedgerFeed:
+    """Polls a ledger and publishes its new events on ``bus`` (from the beginning)."""
+
+    def __init__(self, view: LedgerView, bus: EventBus, *, interval: float = 1.0) -> None:
+        self.view = view
+        self.bus = bus
+        self.interval = interval
+        self._cursor = _Cursor()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reliability-ledger-feed",
+                                        daemon=True)
+
+    def poll(self) -> int:
+        """Publish what is new; return how many events."""
+        if not self.view.path.exists():
+            return 0
+        events = read_events(self.view, self._cursor)
+        for ev in events:
+            self.bus.publish(ev)
+        return len(events)
+
+    def start(self) -> LedgerFeed:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(sqlite3.Error, OSError):  # locked: next tick
+                self.poll()
+            self._stop.wait(self.interval)
