@@ -1,8 +1,8 @@
 """Lifecycle events: the one way the runner talks to displays, metrics, SLAs and chaos.
 
 The runner publishes :class:`Event` objects on an :class:`EventBus`; everything else
-subscribes. A subscriber that raises is logged and detached from nothing else: one broken
-subscriber never breaks a run or the other subscribers.
+subscribes. A subscriber that raises is logged and skipped: one broken subscriber never
+breaks a run or the other subscribers.
 
     bus = EventBus()
     bus.subscribe(print, kinds={EventKind.STEP_FAILED})
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -81,10 +82,11 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Synchronous publish/subscribe, in the runner's process."""
 
-    __slots__ = ("_subs",)
+    __slots__ = ("_lock", "_subs")
 
     def __init__(self) -> None:
         self._subs: list[tuple[Subscriber, frozenset[EventKind] | None]] = []
+        self._lock = threading.RLock()
 
     def subscribe(self, fn: Subscriber, kinds: Iterable[EventKind] | None = None
                   ) -> Callable[[], None]:
@@ -99,13 +101,19 @@ class EventBus:
         return unsubscribe
 
     def publish(self, event: Event) -> None:
-        for fn, kinds in tuple(self._subs):
-            if kinds is not None and event.kind not in kinds:
-                continue
-            try:
-                fn(event)
-            except Exception:
-                log.exception("event subscriber %r failed on %s", fn, event.kind)
+        """Deliver ``event`` to every matching subscriber, one event at a time.
+
+        Events may be published from several threads (the run loop, SLA timers, chaos
+        controllers); delivery is serialized so subscribers never run concurrently.
+        """
+        with self._lock:
+            for fn, kinds in tuple(self._subs):
+                if kinds is not None and event.kind not in kinds:
+                    continue
+                try:
+                    fn(event)
+                except Exception:
+                    log.exception("event subscriber %r failed on %s", fn, event.kind)
 
     @property
     def subscriber_count(self) -> int:

@@ -28,13 +28,14 @@ class RunSetup:
     bus: EventBus
     closers: list[Callable[[], None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    monitor: Any = None
 
     @classmethod
     def build(cls, project: Project | None = None, *, pipeline_ref: str | None = None,
               home: str | Path | None = None, workers: int | None = None,
               contracts: bool = True, sla: bool = True, display: bool = True,
               quiet: bool = False, hooks: list[StepHook] | None = None,
-              bus: EventBus | None = None) -> RunSetup:
+              bus: EventBus | None = None, metrics_port: int | None = None) -> RunSetup:
         project = project or find_project()
         pipeline = load_pipeline(pipeline_ref or project.pipeline_ref)
         bus = bus if bus is not None else EventBus()
@@ -49,7 +50,7 @@ class RunSetup:
                         workers=workers or project.spec.workers, bus=bus, hooks=all_hooks)
         setup = cls(project, pipeline, runner, bus, closers, notes)
         if sla:
-            setup._attach_sla()
+            setup._attach_sla(metrics_port)
         if display:
             from reliability.display import RunDisplay
 
@@ -62,28 +63,34 @@ class RunSetup:
         return cls.build(pipeline_ref=args.pipeline, home=args.home, workers=args.workers,
                          contracts=not getattr(args, "no_contracts", False),
                          sla=not getattr(args, "no_sla", False),
-                         quiet=getattr(args, "quiet", False))
+                         quiet=getattr(args, "quiet", False),
+                         metrics_port=getattr(args, "metrics_port", None))
 
-    def _attach_sla(self) -> None:
-        import importlib.util
+    def _attach_sla(self, metrics_port: int | None = None) -> None:
+        """SLA monitor, metrics and runbooks, all subscribed to the run's bus."""
+        from reliability.runbooks import RunbookRenderer
+        from reliability.sla import SLAMonitor, load_slas
 
+        slas = None
         sla_file = self.project.sla_file
-        if importlib.util.find_spec("reliability.sla") is None:
-            return
-        from reliability import sla as sla_mod
-
-        slas = sla_mod.load_slas(sla_file) if sla_file and sla_file.exists() else None
-        renderer = None
-        if importlib.util.find_spec("reliability.runbooks") is not None:
-            from reliability.runbooks import RunbookRenderer
-
-            renderer = RunbookRenderer(template_dirs=[self.project.runbooks_dir])
-        monitor = sla_mod.SLAMonitor(slas, self.bus, ledger=self.runner.ledger,
-                                     runbooks=renderer)
+        if sla_file is not None and sla_file.exists():
+            loaded = load_slas(sla_file)
+            if loaded.pipeline == self.pipeline.name:
+                loaded.check_steps(self.pipeline.steps)
+                slas = loaded
+                self.notes.append(f"SLAs:      {sla_file}")
+        renderer = RunbookRenderer([self.project.runbooks_dir],
+                                   base_url=slas.runbook_base_url if slas else None)
+        monitor = SLAMonitor(slas, self.bus, ledger=self.runner.ledger, runbooks=renderer)
         monitor.start()
+        self.monitor = monitor
         self.closers.append(monitor.stop)
-        if slas is not None:
-            self.notes.append(f"SLAs: {sla_file}")
+        if metrics_port is not None:
+            from reliability.sla import serve_metrics
+
+            server = serve_metrics(monitor.metrics.registry, port=metrics_port)
+            self.closers.append(server.close)
+            self.notes.append(f"metrics:   {server.url}")
 
     def __enter__(self) -> RunSetup:
         return self
@@ -104,6 +111,14 @@ class RunSetup:
         color = {"succeeded": "green", "failed": "red"}.get(result.status, "yellow")
         con.print(f"\nrun [bold]{result.run_id}[/] [{color}]{result.status}[/] in "
                   f"{result.duration:.2f}s" + (" (resumed)" if result.resumed else ""))
+        if self.monitor is not None:
+            self.monitor.flush()
+            for path in self.monitor.rendered:
+                if path.suffix == ".md":
+                    self.notes.append(f"runbook:   {path}")
+            for breach in self.monitor.breaches:
+                self.notes.append(f"[yellow]SLA breach: {breach.step or 'run'}: "
+                                  f"{breach.error or breach.details.get('sla')}[/]")
         for note in self.notes:
             con.print(f"  {note}")
         con.print(f"  ledger:    {result.ledger}")

@@ -10,12 +10,60 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reliability.chaos.controller import Controller, inject
+    from reliability.chaos.experiment import ExperimentSpec, load_experiment
+    from reliability.chaos.explore import ExploreResult, explore
+    from reliability.chaos.faults import (
+        DataFault,
+        DiskQuota,
+        ExceptionFault,
+        Hang,
+        KillWorker,
+        Latency,
+        MemoryLimit,
+        NetworkFault,
+    )
+    from reliability.chaos.hook import ChaosHook
+    from reliability.chaos.journal import Journal
     from reliability.chaos.proxy import ProxyServer
+    from reliability.chaos.runner import run_experiment
 
-__all__ = ["ProxyServer"]
+__all__ = [
+    "ChaosHook",
+    "Controller",
+    "DataFault",
+    "DiskQuota",
+    "ExceptionFault",
+    "ExperimentSpec",
+    "ExploreResult",
+    "Hang",
+    "Journal",
+    "KillWorker",
+    "Latency",
+    "MemoryLimit",
+    "NetworkFault",
+    "ProxyServer",
+    "explore",
+    "inject",
+    "load_experiment",
+    "run_experiment",
+]
+
+_HOME = {
+    "ChaosHook": "hook", "Controller": "controller", "inject": "controller",
+    "ExperimentSpec": "experiment", "load_experiment": "experiment",
+    "ExploreResult": "explore", "explore": "explore", "Journal": "journal",
+    "run_experiment": "runner", "DataFault": "faults", "DiskQuota": "faults",
+    "ExceptionFault": "faults", "Hang": "faults", "KillWorker": "faults", "Latency": "faults",
+    "MemoryLimit": "faults", "NetworkFault": "faults",
+}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f"reliability.chaos.{_HOME[name]}"), name)
     if name == "ProxyServer":
         from reliability.chaos.proxy import ProxyServer
 

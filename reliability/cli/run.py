@@ -24,6 +24,8 @@ def register(sub: Any) -> None:
                      help="always start a new run, even if an unfinished one has the same key")
     run.add_argument("--no-contracts", action="store_true", help="skip data contracts")
     run.add_argument("--no-sla", action="store_true", help="skip the SLA monitor")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve /metrics on 127.0.0.1:PORT while the run lasts (0: any)")
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser("resume", help="finish an interrupted run from the ledger")

@@ -1,0 +1,291 @@
+"""Chaos experiments: typed YAML specs in the Chaos Toolkit vocabulary, checked before use.
+
+    title: Killing the trainer mid-fit loses nothing
+    seed: 7
+    target:
+      services:
+        - {name: wine, start: "pipelines.wine_service:WineService", param: source,
+           url: "http://{listen}/wine.csv"}
+    steady-state-hypothesis:
+      run_succeeds: true
+      outputs_equal_baseline: true
+    method:
+      - {type: kill_worker, step: train, after: "50%"}
+    rollbacks:
+      - {type: reset_proxy}
+    abort: {max_failed_attempts: 5}
+    blast_radius: {steps: [ingest, train]}
+
+:func:`load_experiment` turns a bad file into one :class:`~reliability.errors.ConfigError`
+(file, key path, fix); :func:`check_experiment` checks the spec against the pipeline (steps
+that exist) and the blast radius (:class:`~reliability.errors.BlastRadiusError`). Running
+lives in :mod:`reliability.chaos.runner`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+
+from reliability._spec import Spec, load_yaml, parse_model
+from reliability.chaos.faults import (
+    FAULT_TYPES,
+    DataFault,
+    Fault,
+    FaultBase,
+    Hang,
+    KillWorker,
+    NetworkFault,
+)
+from reliability.errors import BlastRadiusError, ConfigError
+from reliability.pipeline import Pipeline
+
+__all__ = [
+    "LOOPBACK",
+    "AbortSpec",
+    "BlastRadius",
+    "ExperimentSpec",
+    "RollbackSpec",
+    "ServiceSpec",
+    "SteadyState",
+    "TargetSpec",
+    "check_experiment",
+    "current_environment",
+    "load_experiment",
+]
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ServiceSpec(Spec):
+    """A dependency reached through a proxy named ``name``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    start: str | None = Field(default=None, description="'module:Class' of a context manager with "
+                              ".port, started for the experiment (local mode)")
+    upstream: str | None = Field(default=None, description="host:port of a running service")
+    param: str | None = Field(default=None, description="run parameter set to the proxied URL")
+    url: str = Field(default="http://{listen}/", description="URL template; {listen} is the "
+                     "proxy's host:port")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceSpec:
+        if (self.start is None) == (self.upstream is None):
+            raise ValueError(f"service {self.name!r} needs exactly one of 'start' "
+                             "(module:Class) or 'upstream' (host:port)")
+        return self
+
+
+class TargetSpec(Spec):
+    mode: Literal["local", "external"] = "local"
+    proxy_api: str | None = Field(default=None,
+                                  description="Toxiproxy API URL; default: an embedded "
+                                  "proxy server for the experiment")
+    services: list[ServiceSpec] = Field(default_factory=list)
+    workers: int | None = Field(default=None, ge=1, le=64)
+    duration: float = Field(default=10.0, gt=0,
+                            description="external mode: how long the method runs")
+
+
+class SteadyState(Spec):
+    """What 'working' means; checked before (on the baseline) and after the method."""
+
+    title: str = "the pipeline delivers the same outputs as a fault-free run"
+    run_succeeds: bool = True
+    max_duration: float | None = Field(default=None, gt=0)
+    outputs_equal_baseline: bool | list[str] = True
+    single_commit_per_step: bool = True
+    contracts_hold: bool = True
+    max_failed_attempts: int | None = Field(default=None, ge=0)
+    during: bool = Field(default=False, description="also check duration and failed attempts "
+                         "continuously while the method runs")
+
+
+class RollbackSpec(Spec):
+    type: Literal["reset_proxy", "enable_proxy", "remove_toxics", "python"]
+    proxy: str | None = None
+    call: str | None = Field(default=None, description="'module:function' for type python")
+
+    @model_validator(mode="after")
+    def _needs(self) -> RollbackSpec:
+        if self.type == "python" and not self.call:
+            raise ValueError("a python rollback needs 'call: module:function'")
+        if self.type in ("enable_proxy", "remove_toxics") and not self.proxy:
+            raise ValueError(f"a {self.type} rollback needs 'proxy'")
+        return self
+
+
+class AbortSpec(Spec):
+    max_failed_attempts: int | None = Field(default=None, ge=0)
+    max_duration: float | None = Field(default=None, gt=0)
+
+
+class BlastRadius(Spec):
+    """What the experiment may touch; anything else is refused with BlastRadiusError."""
+
+    environments: list[str] = Field(default_factory=lambda: ["local", "dev", "ci", "test"])
+    steps: list[str] | None = Field(default=None, description="default: every step")
+    proxies: list[str] | None = Field(default=None, description="default: the target's services")
+    hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK))
+
+
+class ExperimentSpec(Spec):
+    version: Literal[1] = 1
+    title: str = Field(min_length=1)
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    pipeline: str | None = Field(default=None,
+                                 description="module:attribute; default: the project's")
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    steady_state: SteadyState = Field(default_factory=SteadyState,
+                                      alias="steady-state-hypothesis")
+    method: list[Fault] = Field(min_length=1)
+    rollbacks: list[RollbackSpec] = Field(default_factory=list)
+    abort: AbortSpec = Field(default_factory=AbortSpec)
+    blast_radius: BlastRadius = Field(default_factory=BlastRadius)
+
+    @model_validator(mode="after")
+    def _names(self) -> ExperimentSpec:
+        seen: set[str] = set()
+        named = []
+        for i, f in enumerate(self.method):
+            name = f.name or f"{f.type}-{i}"
+            if name in seen:
+                raise ValueError(f"fault name {name!r} is used twice; names must be unique")
+            seen.add(name)
+            named.append(f if f.name else f.model_copy(update={"name": name}))
+        object.__setattr__(self, "method", named)
+        return self
+
+
+def _precheck(data: Any, file: str | None) -> None:
+    """Unknown fault types get a precise message (pydantic's union error is vague)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"an experiment must be a mapping, not {type(data).__name__}",
+                          file=file, fix="start the file with 'title:' and 'method:' keys")
+    method = data.get("method")
+    if not isinstance(method, list):
+        return
+    for i, entry in enumerate(method):
+        if not isinstance(entry, dict):
+            raise ConfigError("a fault must be a mapping with a 'type'", file=file,
+                              path=["method", i], fix=f"use one of {sorted(FAULT_TYPES)}")
+        kind = entry.get("type")
+        if kind not in FAULT_TYPES:
+            import difflib
+
+            close = difflib.get_close_matches(str(kind), FAULT_TYPES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown fault type {kind!r}", file=file,
+                              path=["method", i, "type"],
+                              fix=f"{hint}use one of {sorted(FAULT_TYPES)}")
+        parse_model(entry, FAULT_TYPES[kind], file=file, path=["method", i])  # exact key paths
+
+
+def load_experiment(source: str | Path | dict[str, Any]) -> tuple[ExperimentSpec, str | None]:
+    """Parse an experiment from a YAML path (or a mapping); return (spec, file)."""
+    if isinstance(source, dict):
+        data, file = source, None
+    else:
+        data, file = load_yaml(source), str(source)
+        if data is None:
+            raise ConfigError("file is empty", file=file, fix="add 'title:' and 'method:'")
+    _precheck(data, file)
+    return parse_model(data, ExperimentSpec, file=file), file
+
+
+def current_environment(env: str | None = None) -> str:
+    return env or os.environ.get("RELIABILITY_ENV", "local")
+
+
+def _host(value: str) -> str:
+    parts = urlsplit(value if "://" in value else f"tcp://{value}")
+    return parts.hostname or value
+
+
+def check_experiment(spec: ExperimentSpec, pipeline: Pipeline | None, *,
+                     file: str | None = None, env: str | None = None) -> None:
+    """Targets exist (ConfigError) and lie inside the blast radius (BlastRadiusError)."""
+    if pipeline is not None:
+        _check_targets(spec, pipeline, file)
+    _check_blast_radius(spec, file, current_environment(env))
+
+
+def _check_targets(spec: ExperimentSpec, pipeline: Pipeline, file: str | None) -> None:
+    steps = pipeline.steps
+    external = spec.target.mode == "external"
+    for i, f in enumerate(spec.method):
+        where: list[str | int] = ["method", i]
+        if external and not isinstance(f, NetworkFault):
+            raise ConfigError(f"fault type {f.type!r} needs the pipeline to run here", file=file,
+                              path=[*where, "type"], fix="in target.mode external only "
+                              "'network' faults reach the pipeline; use mode: local")
+        if f.step is not None and f.step not in steps and not external:
+            raise ConfigError(f"step {f.step!r} is not a step of pipeline {pipeline.name!r}",
+                              file=file, path=[*where, "step"],
+                              fix=f"use one of {sorted(steps)}")
+        if isinstance(f, Hang) and f.seconds is None and f.step and not steps[f.step].timeout:
+            raise ConfigError(f"a hang of step {f.step!r} without 'seconds' never ends: the "
+                              "step has no timeout", file=file, path=[*where, "seconds"],
+                              fix="give the hang 'seconds', or the step a timeout=")
+        if isinstance(f, DataFault) and f.input is not None and f.step:
+            params = steps[f.step].inputs
+            if f.input not in params:
+                raise ConfigError(f"step {f.step!r} has no input {f.input!r}", file=file,
+                                  path=[*where, "input"], fix=f"use one of {sorted(params)}")
+        if isinstance(f, NetworkFault) and f.step is None and f.attempts != [1]:
+            raise ConfigError("'attempts' applies to step-scoped network faults only",
+                              file=file, path=[*where, "attempts"],
+                              fix="set 'step', or drop 'attempts'")
+    radius = spec.blast_radius.steps
+    for i, s in enumerate(radius or []):
+        if s not in steps:
+            raise ConfigError(f"step {s!r} is not a step of pipeline {pipeline.name!r}",
+                              file=file, path=["blast_radius", "steps", i],
+                              fix=f"use one of {sorted(steps)}")
+
+
+def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> None:
+    br = spec.blast_radius
+    where = f" ({file})" if file else ""
+    if env not in br.environments:
+        raise BlastRadiusError(
+            f"environment {env!r} is outside the blast radius {br.environments}{where}. "
+            "Fix: run where the experiment is allowed (RELIABILITY_ENV), or add the "
+            "environment to blast_radius.environments")
+    hosts = set(br.hosts)
+    proxies = set(br.proxies if br.proxies is not None else
+                  [s.name for s in spec.target.services])
+    for i, f in enumerate(spec.method):
+        if f.step is not None and br.steps is not None and f.step not in br.steps:
+            raise BlastRadiusError(
+                f"method[{i}] ({f.name}) aims at step {f.step!r}, outside the blast radius "
+                f"steps {br.steps}{where}. Fix: add it to blast_radius.steps or retarget")
+        if isinstance(f, NetworkFault) and f.proxy not in proxies:
+            raise BlastRadiusError(
+                f"method[{i}] ({f.name}) aims at proxy {f.proxy!r}, outside the blast radius "
+                f"proxies {sorted(proxies)}{where}. Fix: add it to blast_radius.proxies")
+    addresses = [("target.proxy_api", spec.target.proxy_api)] + [
+        (f"target.services[{i}].upstream", s.upstream)
+        for i, s in enumerate(spec.target.services)]
+    for key, value in addresses:
+        if value and _host(value) not in hosts:
+            raise BlastRadiusError(
+                f"{key}={value!r}: host {_host(value)!r} is outside the blast radius hosts "
+                f"{sorted(hosts)}{where}. Fix: list it in blast_radius.hosts if this "
+                "experiment may reach it (loopback only by default)")
+
+
+def schedule(spec: ExperimentSpec) -> list[FaultBase]:
+    """The method's faults, named (for hooks and controllers)."""
+    return list(spec.method)
+
+
+def kills(spec: ExperimentSpec) -> list[KillWorker]:
+    return [f for f in spec.method if isinstance(f, KillWorker)]

@@ -1,0 +1,239 @@
+"""Fault specs: what to break, where, when and for how long.
+
+Every fault is aimed at a step (or at the network path a step uses) and says when it fires:
+
+* ``attempts`` — which attempts of the step it hits (``[1]`` by default, so retries can
+  recover; ``"all"`` hits every attempt);
+* ``probability`` — drawn from the experiment seed, so the same seed fires the same faults;
+* ``after`` — seconds after the attempt started, or ``"50%"`` of the step's fault-free
+  duration (measured by the baseline run).
+
+========================= ============ ==============================================
+type                      runs in      effect
+========================= ============ ==============================================
+``exception``             worker       raises ``error`` before (or after) the body
+``latency``               worker       sleeps ``seconds`` (+/- ``jitter``) before the body
+``hang``                  worker       never returns (the step's timeout must stop it)
+``kill_worker``           controller   SIGKILL of the worker process mid-step
+``network``               proxy        a Toxiproxy toxic (or ``down``) on a proxy
+``data``                  worker       corrupts an input before the body or the output
+``disk_quota``            worker       files the attempt writes are capped at ``bytes``
+``memory_limit``          worker       address space capped at current + ``headroom_mb``
+========================= ============ ==============================================
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from reliability._spec import Spec
+
+__all__ = [
+    "ERRORS",
+    "FAULT_TYPES",
+    "TOXICS",
+    "DataFault",
+    "DiskQuota",
+    "ExceptionFault",
+    "Fault",
+    "FaultBase",
+    "Hang",
+    "KillWorker",
+    "Latency",
+    "MemoryLimit",
+    "NetworkFault",
+    "fires",
+    "jitter",
+    "resolve_after",
+]
+
+ERRORS: dict[str, type[BaseException]] = {
+    e.__name__: e for e in (
+        ConnectionError, ConnectionResetError, ConnectionRefusedError, TimeoutError, OSError,
+        RuntimeError, ValueError, KeyError, MemoryError, PermissionError)
+}
+"""Exception types an ``exception`` fault may raise (builtins only: they pickle anywhere)."""
+
+TOXICS: dict[str, frozenset[str]] = {
+    "latency": frozenset({"latency", "jitter"}),
+    "bandwidth": frozenset({"rate"}),
+    "timeout": frozenset({"timeout"}),
+    "reset_peer": frozenset({"timeout"}),
+    "slow_close": frozenset({"delay"}),
+    "slicer": frozenset({"average_size", "size_variation", "delay"}),
+    "limit_data": frozenset({"bytes"}),
+    "down": frozenset(),
+}
+"""Network fault kinds and the toxic attributes each accepts (``down`` disables the proxy)."""
+
+CORRUPTIONS = ("nulls", "out_of_range", "drop_column", "rename_column", "add_column",
+               "dtype_flip", "duplicates", "empty", "late_partition", "duplicate_partition")
+
+
+class FaultBase(Spec):
+    """Fields every fault has."""
+
+    name: str = Field(default="",
+                      description="unique within the experiment; defaults to TYPE-INDEX")
+    step: str | None = None
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    attempts: list[Annotated[int, Field(ge=1)]] | Literal["all"] = Field(
+        default_factory=lambda: [1])
+    after: float | str = Field(default=0.0,
+                               description="seconds, or 'N%' of the baseline step time")
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: float | str) -> float | str:
+        if isinstance(v, str):
+            num = v.strip().removesuffix("%")
+            try:
+                pct = float(num)
+            except ValueError:
+                raise ValueError(f"after={v!r} must be seconds or a percentage like '50%'"
+                                 ) from None
+            if not v.strip().endswith("%") or not 0 <= pct <= 100:
+                raise ValueError(f"after={v!r} must be a percentage between '0%' and '100%'")
+        elif v < 0:
+            raise ValueError(f"after={v} must be >= 0 seconds")
+        return v
+
+    @property
+    def where(self) -> str:
+        return self.step or "*"
+
+
+class ExceptionFault(FaultBase):
+    type: Literal["exception"] = "exception"
+    step: str
+    error: str = "RuntimeError"
+    message: str = "injected fault"
+    when: Literal["before", "after"] = "before"
+
+    @field_validator("error")
+    @classmethod
+    def _error(cls, v: str) -> str:
+        if v not in ERRORS:
+            raise ValueError(f"error={v!r} is not an allowed exception; use one of "
+                             f"{sorted(ERRORS)}")
+        return v
+
+
+class Latency(FaultBase):
+    type: Literal["latency"] = "latency"
+    step: str
+    seconds: float = Field(gt=0)
+    jitter: float = Field(default=0.0, ge=0)
+
+
+class Hang(FaultBase):
+    type: Literal["hang"] = "hang"
+    step: str
+    seconds: float | None = Field(default=None, gt=0, description="None: never returns")
+
+
+class KillWorker(FaultBase):
+    type: Literal["kill_worker"] = "kill_worker"
+    step: str
+
+
+class NetworkFault(FaultBase):
+    type: Literal["network"] = "network"
+    proxy: str
+    toxic: Literal["latency", "bandwidth", "timeout", "reset_peer", "slow_close", "slicer",
+                   "limit_data", "down"]
+    attributes: dict[str, int] = Field(default_factory=dict)
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
+    duration: float | None = Field(default=None, gt=0,
+                                   description="lease in seconds; None: until the "
+                                   "attempt (or the method, without a step) ends")
+
+    @model_validator(mode="after")
+    def _attrs(self) -> NetworkFault:
+        allowed = TOXICS[self.toxic]
+        for key in self.attributes:
+            if key not in allowed:
+                raise ValueError(
+                    f"toxic {self.toxic!r} has no attribute {key!r}; allowed: "
+                    f"{sorted(allowed) or 'none'}")
+        return self
+
+
+class DataFault(FaultBase):
+    type: Literal["data"] = "data"
+    step: str
+    target: Literal["input", "output"] = "output"
+    input: str | None = Field(default=None, description="which input parameter (default: all)")
+    corruption: Literal[
+        "nulls", "out_of_range", "drop_column", "rename_column", "add_column", "dtype_flip",
+        "duplicates", "empty", "late_partition", "duplicate_partition"] | None = None
+    mutation: str | None = Field(default=None, description="a mutation derived from the step's "
+                                 "contract (reliability.contracts.mutations)")
+    columns: list[str] = Field(default_factory=list)
+    fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DataFault:
+        if (self.corruption is None) == (self.mutation is None):
+            raise ValueError("a data fault needs exactly one of 'corruption' "
+                             f"(one of {list(CORRUPTIONS)}) or 'mutation'")
+        return self
+
+
+class DiskQuota(FaultBase):
+    type: Literal["disk_quota"] = "disk_quota"
+    step: str
+    bytes: int = Field(ge=0)
+
+
+class MemoryLimit(FaultBase):
+    type: Literal["memory_limit"] = "memory_limit"
+    step: str
+    headroom_mb: int = Field(default=64, ge=1)
+
+
+Fault = Annotated[
+    ExceptionFault | Latency | Hang | KillWorker | NetworkFault | DataFault | DiskQuota
+    | MemoryLimit,
+    Field(discriminator="type"),
+]
+
+FAULT_TYPES: dict[str, type[FaultBase]] = {
+    "exception": ExceptionFault, "latency": Latency, "hang": Hang, "kill_worker": KillWorker,
+    "network": NetworkFault, "data": DataFault, "disk_quota": DiskQuota,
+    "memory_limit": MemoryLimit,
+}
+
+
+def _rng(seed: int, *parts: Any) -> random.Random:
+    return random.Random("|".join(str(p) for p in (seed, *parts)))
+
+
+def fires(fault: FaultBase, seed: int, attempt: int) -> bool:
+    """Whether ``fault`` hits ``attempt`` — a pure function of the seed (replayable)."""
+    if fault.attempts != "all" and attempt not in fault.attempts:
+        return False
+    if fault.probability >= 1.0:
+        return True
+    return _rng(seed, fault.name, fault.where, attempt).random() < fault.probability
+
+
+def jitter(fault: FaultBase, seed: int, attempt: int, spread: float) -> float:
+    """A seeded offset in ``[-spread, spread]`` for ``fault`` on ``attempt``."""
+    if not spread:
+        return 0.0
+    return _rng(seed, fault.name, "jitter", attempt).uniform(-spread, spread)
+
+
+def resolve_after(fault: Any, durations: dict[str, float]) -> Any:
+    """Turn ``after: 'N%'`` into seconds using the baseline step ``durations``."""
+    after = fault.after
+    if not isinstance(after, str):
+        return fault
+    pct = float(after.strip().removesuffix("%")) / 100.0
+    base = durations.get(fault.step or "", 0.0)
+    return fault.model_copy(update={"after": round(base * pct, 4)})

@@ -1,0 +1,121 @@
+"""The journal of an experiment: everything that happened, as JSON.
+
+``Journal.data`` is plain JSON-able data (written with sorted keys). For the same seed
+everything but timestamps, durations, run ids and pids is the same;
+:meth:`Journal.normalized` keeps only that deterministic part, for comparing two runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import ConfigError
+
+__all__ = ["FORMAT", "Journal", "resilience_score"]
+
+FORMAT = "reliability.chaos.journal/1"
+VERDICTS = ("passed", "deviated", "aborted", "failed")
+
+
+def resilience_score(data: dict[str, Any]) -> float:
+    """0-100: half for the steady-state probes that held after the method, half for the
+    injected faults whose step still committed an output; aborted methods score half."""
+    after = data.get("steady_state", {}).get("after", [])
+    probes = [p for p in after if not p.get("skipped")]
+    probe_part = (sum(1 for p in probes if p["ok"]) / len(probes)) if probes else 1.0
+    faults = [f for f in data.get("faults", []) if f.get("step")]
+    outputs = (data.get("run") or {}).get("outputs", {})
+    fault_part = (sum(1 for f in faults if f["step"] in outputs) / len(faults)) if faults else 1.0
+    score = 50.0 * probe_part + 50.0 * fault_part
+    if data.get("status") == "aborted":
+        score /= 2
+    if data.get("status") == "failed":
+        score = 0.0
+    return round(score, 1)
+
+
+@dataclass
+class Journal:
+    """One experiment's record; ``data`` is the JSON document."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("status", "failed"))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def score(self) -> float:
+        return float(self.data.get("score", 0.0))
+
+    @property
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self.data.get("faults", []))
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, sort_keys=True, default=str)
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        tmp.replace(p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> Journal:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("journal not found", file=str(path),
+                              fix="pass the JSON file `reliability chaos run` wrote") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not a JSON journal ({exc.msg})", file=str(path),
+                              fix="pass the JSON file `reliability chaos run` wrote") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(f"not a chaos journal (format is not {FORMAT!r})", file=str(path),
+                              path=["format"], fix="pass a journal written by this version")
+        return cls(data)
+
+    def normalized(self) -> dict[str, Any]:
+        """The deterministic part: what a replay with the same seed must reproduce."""
+        d = self.data
+        run = d.get("run") or {}
+        base = d.get("baseline") or {}
+        return {
+            "experiment": d.get("experiment", {}).get("title"),
+            "seed": d.get("seed"),
+            "status": d.get("status"),
+            "score": d.get("score"),
+            "aborted": bool(d.get("aborted")),
+            "baseline_outputs": base.get("outputs"),
+            "run": {k: run.get(k) for k in ("status", "outputs", "skipped")} | {
+                "failed": sorted(run.get("failed", {}))},
+            "faults": sorted(
+                ({k: f.get(k) for k in ("fault", "type", "step", "attempt", "source",
+                                        "target", "error", "toxic", "corruption")}
+                 for f in d.get("faults", [])),
+                key=lambda f: json.dumps(f, sort_keys=True, default=str)),
+            "steps": {s: [a["status"] for a in attempts]
+                      for s, attempts in sorted(_by_step(d.get("attempts", [])).items())},
+            "steady_state": {
+                phase: [(p["probe"], p["ok"]) for p in d.get("steady_state", {}).get(phase, [])]
+                for phase in ("before", "after")},
+            "rollbacks": sorted((r.get("action"), r.get("proxy"), r.get("toxic"), r.get("ok"))
+                                for r in d.get("rollbacks", [])),
+        }
+
+
+def _by_step(attempts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in sorted(attempts, key=lambda a: (a["step"], a["attempt"])):
+        out.setdefault(a["step"], []).append(a)
+    return out
