@@ -126,11 +126,16 @@ class StepContext:
     staging_dir: Path
     params: Any = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("reliability.step"))
-    _emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _emitted: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
 
     def emit(self, kind: str, **details: Any) -> None:
-        """Publish an event (an :class:`~reliability.events.EventKind` value) from the step."""
-        self._emitted.append((kind, details))
+        """Publish an event (an :class:`~reliability.events.EventKind` value) from the step.
+
+        It reaches the runner's bus when the attempt ends, stamped with the time of this call.
+        """
+        import time
+
+        self._emitted.append((kind, details, time.time()))
 
 
 class StepHook:

@@ -408,8 +408,9 @@ class _Loop:
         w.deadline = None
         if task is None:
             return
-        for kind, details in res.events:
-            self._emit(EventKind(kind), task.step, attempt=task.attempt, details=details)
+        for kind, details, at in res.events:
+            self._emit(EventKind(kind), task.step, attempt=task.attempt, details=details,
+                       time=at)
         if res.ok:
             self._commit(task, res, time.monotonic() - w.started, w.pid)
         else:

@@ -51,7 +51,7 @@ class Result:
     retryable: bool = False
     quarantined: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
 
 
 def _die_with_parent() -> None:

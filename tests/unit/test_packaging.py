@@ -36,6 +36,7 @@ def test_distribution_metadata_and_entry_points() -> None:
     assert scripts["reliability"] == "reliability.cli.main:main"
     plugins = {ep.name: ep.value for ep in dist.entry_points if ep.group == "pytest11"}
     assert plugins["reliability"] == "reliability.pytest_plugin"
+    assert plugins["reliability-chaos"] == "reliability.chaos.pytest_plugin"
     assert (Path(reliability.__file__).parent / "py.typed").exists()
 
 
