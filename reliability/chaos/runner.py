@@ -40,6 +40,7 @@ from reliability.chaos.hook import ChaosHook
 from reliability.chaos.journal import FORMAT, Journal, resilience_score
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi, reap_leases
 from reliability.errors import ChaosError, ConfigError
+from reliability.events import EventBus
 from reliability.pipeline import Pipeline, StepHook, load_pipeline
 from reliability.runner import Ledger, Runner, RunResult
 
@@ -216,8 +217,13 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
                    *, seed: int | None = None, home: str | Path | None = None,
                    env: str | None = None, pipeline: Pipeline | None = None,
                    journal_path: str | Path | None = None,
-                   report_path: str | Path | None = None) -> Journal:
-    """Run one experiment end to end and return its :class:`Journal` (also saved as JSON)."""
+                   report_path: str | Path | None = None, bus: EventBus | None = None
+                   ) -> Journal:
+    """Run one experiment end to end and return its :class:`Journal` (also saved as JSON).
+
+    ``bus`` carries the runs' lifecycle events to your subscribers (SLA monitor, metrics,
+    display), as for any other run.
+    """
     from reliability.project import find_project
 
     if isinstance(source, ExperimentSpec):
@@ -246,7 +252,7 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
         "method": [f.model_dump(mode="json") for f in spec.method],
     }
     try:
-        _execute(spec, project, pipeline, seed, home, leases, exp_id, data)
+        _execute(spec, project, pipeline, seed, home, leases, exp_id, data, bus)
     finally:
         leases.close()
     data["ended_at"] = time.time()
@@ -272,7 +278,8 @@ def _verdict(data: dict[str, Any]) -> str:
 
 
 def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
-             leases: LeaseStore, exp_id: str, data: dict[str, Any]) -> None:
+             leases: LeaseStore, exp_id: str, data: dict[str, Any],
+             bus: EventBus | None = None) -> None:
     target = _Target(spec, exp_id, leases)
     ctl: Controller | None = None
     with ExitStack() as stack:
@@ -281,7 +288,8 @@ def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, 
             if spec.target.mode == "external":
                 ctl = _external(spec, seed, exp_id, target, leases, data)
             else:
-                ctl = _local(spec, project, pipeline, seed, home, target, leases, exp_id, data)
+                ctl = _local(spec, project, pipeline, seed, home, target, leases, exp_id, data,
+                             bus)
         except (ConfigError, ChaosError) as exc:
             data["error"] = str(exc)
             raise
@@ -317,11 +325,11 @@ def _external(spec: ExperimentSpec, seed: int, exp_id: str, target: _Target,
 
 
 def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
-           target: _Target, leases: LeaseStore, exp_id: str, data: dict[str, Any]
-           ) -> Controller | None:
+           target: _Target, leases: LeaseStore, exp_id: str, data: dict[str, Any],
+           bus: EventBus | None = None) -> Controller | None:
     params = {**spec.params, **target.params}
     runner = Runner(pipeline, home=home, workers=spec.target.workers, seed=seed,
-                    hooks=_contract_hooks(project, pipeline))
+                    hooks=_contract_hooks(project, pipeline), bus=bus)
     try:
         base = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}-baseline",
                           resume=False, trigger="chaos-baseline")

@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 COMMAND_MODULES = (
     "reliability.cli.run",
+    "reliability.cli.demo",
     "reliability.contracts.cli",
     "reliability.chaos.cli",
     "reliability.chaos.proxy_cli",

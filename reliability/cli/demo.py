@@ -1,0 +1,175 @@
+"""``reliability demo``: the main job.
+
+Runs the project's reference pipeline under its data contracts, a chaos experiment (real
+network faults through the Toxiproxy-compatible proxy, a step exception, a SIGKILLed
+worker) and the SLA monitor (Prometheus metrics served on loopback, live breach checks,
+runbooks), then writes the alert rules, their promtool tests and the Grafana provisioning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import ConfigError
+
+__all__ = ["register"]
+
+DEFAULT_EXPERIMENT = "reference-demo.yaml"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run the reference pipeline under contracts, chaos and "
+                                    "SLA monitoring (the main job)")
+    p.add_argument("--experiment", metavar="YAML",
+                   help=f"chaos experiment (default: <chaos dir>/{DEFAULT_EXPERIMENT})")
+    p.add_argument("--seed", type=int, help="override the experiment's seed")
+    p.add_argument("--home", help="ledger, artifacts and reports (default: project home)")
+    p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                   help="serve /metrics on 127.0.0.1:PORT during the demo (default: any)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reliability._lazy import require
+    from reliability.project import find_project
+
+    require("sklearn", "demo", "the reference pipeline")
+    project = find_project()
+    if project.file is None:
+        raise ConfigError("no reliability.yaml here or in a parent directory",
+                          file=str(Path.cwd()),
+                          fix="run the demo from the repository root, which holds "
+                              "reliability.yaml, pipelines/, contracts/ and chaos/")
+    experiment = Path(args.experiment) if args.experiment else (
+        project.chaos_dir / DEFAULT_EXPERIMENT)
+    home = Path(args.home) if args.home else project.home
+    return _Demo(project, experiment, home, args.seed, args.metrics_port).run()
+
+
+class _Demo:
+    def __init__(self, project: Any, experiment: Path, home: Path, seed: int | None,
+                 metrics_port: int) -> None:
+        self.project = project
+        self.experiment = experiment
+        self.home = home
+        self.seed = seed
+        self.metrics_port = metrics_port
+        from rich.console import Console
+
+        self.con = Console()
+
+    def run(self) -> int:
+        from reliability.chaos.runner import run_experiment
+        from reliability.display import RunDisplay
+        from reliability.events import EventBus
+        from reliability.runbooks import RunbookRenderer
+        from reliability.sla import SLAMonitor, load_slas, serve_metrics
+
+        slas = load_slas(self.project.sla_file) if self.project.sla_file else None
+        bus = EventBus()
+        display = RunDisplay(bus)
+        self.home.mkdir(parents=True, exist_ok=True)
+        renderer = RunbookRenderer([self.project.runbooks_dir],
+                                   base_url=slas.runbook_base_url if slas else None)
+        monitor = SLAMonitor(slas, bus, ledger=self.home / "ledger.db", runbooks=renderer,
+                             runbook_dir=self.home / "runbooks")
+        reports = self.home / "reports"
+        with monitor, serve_metrics(monitor.metrics.registry, port=self.metrics_port) as srv:
+            self.con.print(f"[bold]metrics[/] {srv.url} (Prometheus can scrape it while "
+                           "the demo runs)")
+            journal = run_experiment(self.experiment, self.project, seed=self.seed,
+                                     home=self.home, bus=bus,
+                                     report_path=reports / "chaos-report.html",
+                                     journal_path=reports / "chaos-journal.json")
+            display.close()
+            monitor.flush()
+            samples = _metric_lines(monitor.metrics.registry)
+        monitoring = self._monitoring_files(slas)
+        self._summary(journal, monitor, samples, reports, monitoring)
+        return 0 if journal.ok else 1
+
+    def _monitoring_files(self, slas: Any) -> list[str]:
+        if slas is None:
+            return []
+        import yaml
+
+        from reliability.sla.dashboard import write_grafana
+        from reliability.sla.promtests import generate_rule_tests
+        from reliability.sla.rules import build_rules, rules_document
+
+        out = self.home / "monitoring"
+        out.mkdir(parents=True, exist_ok=True)
+        rs = build_rules(slas)
+        rules = out / "reliability.rules.yml"
+        rules.write_text(yaml.safe_dump(rules_document([rs]), sort_keys=False, width=1000))
+        tests = out / "reliability.rules.test.yml"
+        tests.write_text(generate_rule_tests([rs], rules.name))
+        lines = [f"alert rules: {rules} ({len(rs.alerts)} alerts, {len(rs.recording)} "
+                 f"recording rules)", f"rule tests:  {tests}"]
+        lines += [f"grafana:     {p}" for p in write_grafana([rs], out / "grafana")]
+        promtool = shutil.which("promtool")
+        if promtool:
+            for cmd in (["check", "rules", rules.name], ["test", "rules", tests.name]):
+                proc = subprocess.run([promtool, *cmd], cwd=out, capture_output=True,
+                                      text=True, check=False, timeout=120)
+                verdict = "[green]ok[/]" if proc.returncode == 0 else "[red]FAILED[/]"
+                lines.append(f"promtool {' '.join(cmd[:2])}: {verdict}")
+        return lines
+
+    def _summary(self, journal: Any, monitor: Any, samples: list[str], reports: Path,
+                 monitoring: list[str]) -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
+        d = journal.data
+        table = Table(title=f"{d['experiment']['title']} (seed {d['seed']})")
+        for col in ("phase", "probe", "result", "detail"):
+            table.add_column(col)
+        for phase in ("before", "during", "after"):
+            for p in d["steady_state"][phase]:
+                table.add_row(phase, p["probe"], "held" if p["ok"] else "[red]deviated[/]",
+                              escape(p["detail"]))
+        self.con.print(table)
+        for f in d["faults"]:
+            self.con.print(f"  fault {f.get('fault')} ({f.get('type')}) on "
+                           f"{f.get('step') or 'the network'}")
+        color = "green" if journal.ok else "red"
+        self.con.print(f"verdict: [{color}]{journal.status}[/] · resilience score "
+                       f"{journal.score}/100")
+        run = d.get("run") or {}
+        self.con.print(f"chaos run:   {run.get('run_id')} ({run.get('status')}) - "
+                       f"reliability runs show {run.get('run_id')}")
+        self.con.print(f"ledger:      {self.home / 'ledger.db'}")
+        self.con.print(f"artifacts:   {self.home / 'store' / 'objects'}")
+        self.con.print(f"report:      {reports / 'chaos-report.html'}")
+        self.con.print(f"journal:     {reports / 'chaos-journal.json'}")
+        for b in monitor.breaches:
+            self.con.print(f"[yellow]SLA breach[/] {b.step or 'run'}: {escape(str(b.error))}")
+        for path in monitor.rendered:
+            if path.suffix == ".md":
+                self.con.print(f"runbook:     {path}")
+        for line in monitoring:
+            self.con.print(line)
+        if samples:
+            self.con.print("metrics at the end of the demo:")
+            for line in samples:
+                self.con.print(f"  {escape(line)}")
+
+
+_SHOWN = ("reliability_runs_total", "reliability_worker_lost_total",
+          "reliability_step_retries_total", "reliability_faults_injected_total",
+          "reliability_contract_violations_total", "reliability_sla_breaches_total")
+
+
+def _metric_lines(registry: Any) -> list[str]:
+    out = []
+    for family in registry.collect():
+        for s in family.samples:
+            if s.name in _SHOWN and s.value:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out.append(f"{s.name}{{{labels}}} {s.value:g}")
+    return out
