@@ -1,1 +1,172 @@
-"""pytest plugin of pipeline-reliability (contract tests); inert unless enabled."""
+"""pytest plugin: contract tests collected from the project's ``contracts/`` folder.
+
+Inert unless asked: pass ``--reliability-contracts`` or set ``reliability_contracts = true``
+in the ini file. Then, for the project's pipeline (``reliability.yaml``, or
+``--reliability-pipeline``), every step whose inputs have contracts gets a test that runs it
+on Hypothesis-generated valid inputs and checks its output contract, and every contract
+gets a mutation test (any corruption derived from its rules that it lets through fails the
+test, naming the mutation). Importing this module imports nothing but pytest.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_MARKER = "reliability_contract"
+_STATE = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reliability", "pipeline-reliability contract tests")
+    group.addoption("--reliability-contracts", action="store_true", default=None,
+                    help="collect contract tests from the project's contracts folder")
+    group.addoption("--reliability-contracts-dir", default=None, metavar="DIR",
+                    help="contracts folder (default: from reliability.yaml)")
+    group.addoption("--reliability-pipeline", default=None, metavar="MODULE:ATTR",
+                    help="pipeline to test (default: from reliability.yaml)")
+    group.addoption("--reliability-max-examples", type=int, default=None, metavar="N",
+                    help="generated examples per step (default 25)")
+    parser.addini("reliability_contracts", type="bool", default=False,
+                  help="collect contract tests (same as --reliability-contracts)")
+    parser.addini("reliability_contracts_dir", default="", help="contracts folder")
+    parser.addini("reliability_pipeline", default="", help="pipeline module:attribute")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{_MARKER}: a contract test collected by pipeline-reliability")
+
+
+def _active(config: pytest.Config) -> bool:
+    flag = config.getoption("reliability_contracts")
+    return bool(flag) if flag is not None else bool(config.getini("reliability_contracts"))
+
+
+def _opt(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name) or config.getini(name)
+    return str(value) if value else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if not _active(config):
+        return
+    from reliability.project import find_project
+
+    project = find_project(config.rootpath)
+    if str(project.root) not in sys.path:
+        sys.path.insert(0, str(project.root))
+    directory = Path(_opt(config, "reliability_contracts_dir") or project.contracts_dir)
+    try:
+        name = str(directory.resolve().relative_to(config.rootpath))
+    except ValueError:
+        name = str(directory)
+    suite = ContractSuite.from_parent(session, name=name, path=directory)
+    suite.pipeline_ref = _opt(config, "reliability_pipeline") or project.pipeline_ref
+    items.extend(suite.collect())
+
+
+class ContractSuite(pytest.Collector):
+    """The contract tests of one pipeline."""
+
+    pipeline_ref = ""
+
+    def _load(self) -> tuple[Any, Any]:
+        state = self.config.stash.setdefault(_STATE, {})
+        if "contracts" not in state:
+            from reliability.contracts.loader import load_contracts
+            from reliability.pipeline import load_pipeline
+
+            pipeline = load_pipeline(self.pipeline_ref)
+            state["pipeline"] = pipeline
+            state["contracts"] = load_contracts(self.path, pipeline)
+        return state["pipeline"], state["contracts"]
+
+    def collect(self) -> list[pytest.Item]:  # type: ignore[override]
+        from reliability.contracts.testing import synthesizable
+
+        pipeline, contracts = self._load()
+        out: list[pytest.Item] = []
+        for step in pipeline.validate():
+            if any(c.step == step for c in contracts) and \
+                    synthesizable(pipeline, contracts, step) is None:
+                out.append(ContractItem.from_parent(self, name=f"generated[{step}]",
+                                                    kind="generated", target=step))
+        for contract in contracts:
+            out.append(ContractItem.from_parent(self, name=f"mutations[{contract.name}]",
+                                                kind="mutations", target=contract.name))
+        for item in out:
+            item.add_marker(_MARKER)
+        return out
+
+
+class ContractItem(pytest.Item):
+    def __init__(self, *, kind: str, target: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.kind = kind
+        self.target = target
+
+    def runtest(self) -> None:
+        assert isinstance(self.parent, ContractSuite)
+        pipeline, contracts = self.parent._load()
+        if self.kind == "generated":
+            from reliability.contracts.testing import synthesized_test
+
+            n = self.config.getoption("reliability_max_examples") or 25
+            synthesized_test(pipeline, contracts, self.target, max_examples=n)()
+            return
+        self._mutations(pipeline, contracts)
+
+    def _mutations(self, pipeline: Any, contracts: Any) -> None:
+        from reliability.contracts.testing import baseline_outputs, mutation_test
+
+        state = self.config.stash[_STATE]
+        if "outputs" not in state:
+            try:
+                state["outputs"] = baseline_outputs(pipeline, contracts)
+            except Exception as exc:
+                state["outputs"] = exc
+        if isinstance(state["outputs"], Exception):
+            raise ContractTestFailure(
+                "the clean baseline run broke a contract, so mutations cannot be injected: "
+                f"{state['outputs']}")
+        report = mutation_test(pipeline, contracts, state["outputs"],
+                               only=lambda c: c.name == self.target)
+        killed = sum(o.killed for o in report.outcomes)
+        state.setdefault("rates", {})[self.target] = (killed, len(report.outcomes))
+        if report.survivors:
+            lines = [f"  {o.mutation} (rule {o.rule}): {o.detail}" for o in report.survivors]
+            raise ContractTestFailure(
+                f"contract {self.target!r} let {len(report.survivors)} of "
+                f"{len(report.outcomes)} mutation(s) through:\n" + "\n".join(lines))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, ContractTestFailure | AssertionError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"contract {self.kind}: {self.target}"
+
+
+class ContractTestFailure(AssertionError):
+    """A contract test failed (the message names the step, contract or mutation)."""
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rates = config.stash.get(_STATE, {}).get("rates")
+    if not rates:
+        return
+    terminalreporter.section("contract mutation kill rate")
+    total_k = total_n = 0
+    for name, (k, n) in sorted(rates.items()):
+        total_k, total_n = total_k + k, total_n + n
+        terminalreporter.write_line(f"{name}: {k}/{n} ({k / n if n else 1:.0%})")
+    terminalreporter.write_line(f"overall: {total_k}/{total_n} "
+                                f"({total_k / total_n if total_n else 1:.0%})")

@@ -68,8 +68,8 @@ def test_proxy(chaos_proxy):
 
 def test_pytest_plugin_is_off_by_default_and_seeded(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(PLUGIN_TEST)
-    base = ["-m", "pytest", "-p", "reliability.chaos.pytest_plugin", "-q", "-p", "no:randomly",
-            "-p", "no:cacheprovider", "test_user.py"]
+    # the plugin is loaded through its pytest11 entry point: installing is enabling
+    base = ["-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "test_user.py"]
     off = _run(base, tmp_path)
     assert off.returncode == 0, off.stdout
     assert "1 passed, 1 skipped" in off.stdout

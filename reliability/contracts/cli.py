@@ -1,0 +1,136 @@
+"""``reliability contracts lint|diff|wiring|test`` — contract checks for people and CI.
+
+Exit codes: 0 clean; 1 the check found a problem (lint warnings, breaking changes, a
+failed contract test or surviving mutation); 2 bad input (from the main dispatcher).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reliability.contracts.loader import ContractSet
+    from reliability.pipeline import Pipeline
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("contracts", help="lint, diff, wire-check and test data contracts")
+    cs = p.add_subparsers(dest="contracts_command", metavar="ACTION")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", help="contracts folder (default: from reliability.yaml)")
+        q.add_argument("--pipeline", help="module:attribute (default: from reliability.yaml)")
+
+    q = cs.add_parser("lint", help="warn about contracts that can pass bad data silently")
+    common(q)
+    q.set_defaults(func=_lint)
+    q = cs.add_parser("diff", help="classify contract changes: breaking, warning, info")
+    q.add_argument("old", help="file, folder or git REV:path (e.g. HEAD~1:contracts/reference)")
+    q.add_argument("new", help="file, folder or git REV:path")
+    q.add_argument("--fail-on", choices=["breaking", "warning", "never"], default="breaking",
+                   help="exit 1 when a change of this severity (or worse) is found")
+    q.set_defaults(func=_diff)
+    q = cs.add_parser("wiring", help="prove producers' outputs satisfy consumers' inputs")
+    common(q)
+    q.set_defaults(func=_wiring)
+    q = cs.add_parser("test", help="generated-input tests and mutation testing")
+    common(q)
+    q.add_argument("--max-examples", type=int, default=25)
+    q.add_argument("--no-mutations", action="store_true", help="skip mutation testing")
+    q.set_defaults(func=_test)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def load_project(dir_: str | None, pipeline_ref: str | None
+                 ) -> tuple[Pipeline, ContractSet]:
+    from reliability.contracts.loader import load_contracts
+    from reliability.pipeline import load_pipeline
+    from reliability.project import find_project
+
+    project = find_project()
+    pipeline = load_pipeline(pipeline_ref or project.pipeline_ref)
+    return pipeline, load_contracts(dir_ or project.contracts_dir, pipeline)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from reliability.contracts.lint import lint_contracts
+
+    pipeline, contracts = load_project(args.dir, args.pipeline)
+    found = lint_contracts(contracts, pipeline)
+    table = Table(title=f"contract lint: {pipeline.name}")
+    for col in ("level", "contract", "where", "message"):
+        table.add_column(col)
+    for item in found:
+        table.add_row(item.level, item.contract, item.where, item.message)
+    console = _console()
+    if found:
+        console.print(table)
+    warnings = sum(1 for f in found if f.level == "warning")
+    console.print(f"{len(contracts)} contract(s), {warnings} warning(s)")
+    return 1 if warnings else 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from reliability.contracts.diff import diff_contracts, load_side
+
+    changes = diff_contracts(load_side(args.old), load_side(args.new))
+    table = Table(title=f"contract diff {args.old} -> {args.new}")
+    for col in ("severity", "contract", "where", "change"):
+        table.add_column(col)
+    for c in changes:
+        table.add_row(c.severity, c.contract, c.where, c.message)
+    console = _console()
+    console.print(table if changes else "no contract changes")
+    counts = {s: sum(1 for c in changes if c.severity == s) for s in ("breaking", "warning")}
+    console.print(f"{counts['breaking']} breaking, {counts['warning']} warning, "
+                  f"{len(changes) - sum(counts.values())} info")
+    if args.fail_on == "never":
+        return 0
+    if counts["breaking"] or (args.fail_on == "warning" and counts["warning"]):
+        return 1
+    return 0
+
+
+def _wiring(args: argparse.Namespace) -> int:
+    from reliability.contracts.wiring import check_wiring
+
+    pipeline, contracts = load_project(args.dir, args.pipeline)
+    report = check_wiring(pipeline, contracts)
+    console = _console()
+    for producer, consumer, param in report.proven:
+        console.print(f"proven    {producer} -> {consumer}({param})")
+    for producer, consumer, param in report.unproven:
+        console.print(f"unproven  {producer} -> {consumer}({param}) (no contract on one side)")
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from reliability.contracts.suite import run_suite
+
+    pipeline, contracts = load_project(args.dir, args.pipeline)
+    result = run_suite(pipeline, contracts, max_examples=args.max_examples,
+                       mutations=not args.no_mutations)
+    table = Table(title=f"contract tests: {pipeline.name}")
+    for col in ("test", "result", "detail"):
+        table.add_column(col)
+    for row in result.rows:
+        table.add_row(row.name, row.status, row.detail)
+    console = _console()
+    console.print(table)
+    console.print(result.headline())
+    return 0 if result.ok else 1

@@ -1,0 +1,83 @@
+"""The whole contract test suite of a pipeline, as data (used by the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reliability.contracts.testing import (
+    baseline_outputs,
+    mutation_test,
+    synthesizable,
+    synthesized_test,
+)
+from reliability.errors import ReliabilityError
+
+if TYPE_CHECKING:
+    from reliability.contracts.loader import ContractSet
+    from reliability.pipeline import Pipeline
+
+__all__ = ["SuiteResult", "SuiteRow", "run_suite"]
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRow:
+    name: str
+    status: str  # passed | failed | skipped
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class SuiteResult:
+    rows: list[SuiteRow] = field(default_factory=list)
+    kill_rate: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status == "failed" for r in self.rows)
+
+    def headline(self) -> str:
+        counts = {s: sum(1 for r in self.rows if r.status == s)
+                  for s in ("passed", "failed", "skipped")}
+        rate = "" if self.kill_rate is None else f", mutation kill rate {self.kill_rate:.0%}"
+        return (f"{counts['passed']} passed, {counts['failed']} failed, "
+                f"{counts['skipped']} skipped{rate}")
+
+
+def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
+              max_examples: int = 25, mutations: bool = True) -> SuiteResult:
+    result = SuiteResult()
+    for step in pipeline.validate():
+        if not any(c.step == step for c in contracts):
+            continue
+        reason = synthesizable(pipeline, contracts, step)
+        name = f"generated inputs: {step}"
+        if reason is not None:
+            result.rows.append(SuiteRow(name, "skipped", reason))
+            continue
+        try:
+            synthesized_test(pipeline, contracts, step, params=params,
+                             max_examples=max_examples)()
+        except (AssertionError, Exception) as exc:
+            result.rows.append(SuiteRow(name, "failed", str(exc).splitlines()[0][:200]))
+        else:
+            result.rows.append(SuiteRow(name, "passed", f"{max_examples} examples"))
+    if not mutations:
+        return result
+    try:
+        outputs = baseline_outputs(pipeline, contracts, params)
+    except (ReliabilityError, Exception) as exc:
+        result.rows.append(SuiteRow("baseline run", "failed", str(exc).splitlines()[0][:200]))
+        return result
+    result.rows.append(SuiteRow("baseline run", "passed", "every contract holds"))
+    report = mutation_test(pipeline, contracts, outputs, params)
+    for contract, outcomes in sorted(report.by_contract().items()):
+        killed = sum(o.killed for o in outcomes)
+        survivors = [o.mutation for o in outcomes if not o.killed]
+        detail = f"kill rate {killed}/{len(outcomes)}"
+        if survivors:
+            detail += f"; survived: {', '.join(survivors[:6])}"
+        result.rows.append(SuiteRow(f"mutations: {contract}",
+                                    "failed" if survivors else "passed", detail))
+    result.kill_rate = report.kill_rate
+    return result
