@@ -151,7 +151,7 @@ def _contract_hook(project: Project, pipeline: Pipeline, notes: list[str]) -> St
         return None
     contracts.check_wiring(pipeline, cset)
     notes.append(f"contracts: {len(cset)} from {directory}")
-    hook: StepHook = contracts.ContractHook(cset)
+    hook: StepHook = contracts.ContractHook(cset, params_model=pipeline.params_model)
     return hook
 
 

@@ -12,6 +12,13 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _importable_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytester runs pytest in a subprocess: in-process runs would re-import numpy's C
+    # extensions when pytester restores sys.modules
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+
 def _project(pytester: pytest.Pytester) -> Path:
     shutil.copytree(ROOT / "contracts" / "reference", pytester.path / "contracts" / "reference")
     pytester.makefile(".yaml", reliability="pipeline: pipelines.reference:pipeline\n")
@@ -22,13 +29,13 @@ def _project(pytester: pytest.Pytester) -> Path:
 def test_inert_unless_enabled(pytester: pytest.Pytester) -> None:
     _project(pytester)
     pytester.makepyfile("def test_x():\n    assert True\n")
-    result = pytester.runpytest("-p", "no:randomly")
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=1)
 
 
 def test_passes_on_reference_pipeline(pytester: pytest.Pytester) -> None:
     _project(pytester)
-    result = pytester.runpytest("--reliability-contracts", "--reliability-max-examples=5",
+    result = pytester.runpytest_subprocess("--reliability-contracts", "--reliability-max-examples=5",
                                 "-p", "no:randomly", "-m", "reliability_contract")
     result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(["*contract mutation kill rate*", "overall: * (100%)"])
@@ -39,7 +46,7 @@ def test_fails_when_a_contract_is_broken(pytester: pytest.Pytester) -> None:
     p = d / "validate.output.yaml"
     # the output contract now demands a column `validate` never writes
     p.write_text(p.read_text().replace("  strict: true", "    batch: {dtype: str}\n  strict: true"))
-    result = pytester.runpytest("--reliability-contracts", "--reliability-max-examples=5",
+    result = pytester.runpytest_subprocess("--reliability-contracts", "--reliability-max-examples=5",
                                 "-p", "no:randomly")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 2
