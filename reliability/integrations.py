@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reliability.events import EventBus
 from reliability.pipeline import Pipeline, StepHook, load_pipeline

@@ -37,7 +37,7 @@ def test_unknown_key_names_file_path_and_suggests(tmp_path: Path) -> None:
 def test_wrong_type_and_impossible_value(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"items\[0\]\.threshold.*greater than 0"):
         load_model(_write(tmp_path, "name: x\nitems: [{threshold: -1}]\n"), Outer)
-    with pytest.raises(ConfigError, match="items.*valid list"):
+    with pytest.raises(ConfigError, match=r"items.*valid list"):
         load_model(_write(tmp_path, "name: x\nitems: 3\n"), Outer)
 
 
@@ -48,7 +48,7 @@ def test_malformed_missing_and_empty_files(tmp_path: Path) -> None:
         load_model(tmp_path / "nope.yaml", Outer)
     with pytest.raises(ConfigError, match="file is empty"):
         load_model(_write(tmp_path, ""), Outer)
-    with pytest.raises(ConfigError, match="name: Field required. Fix: add this required key"):
+    with pytest.raises(ConfigError, match=r"name: Field required\. Fix: add this required key"):
         load_model(_write(tmp_path, "items: []\n"), Outer)
 
 

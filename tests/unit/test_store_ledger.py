@@ -47,7 +47,7 @@ def test_commit_is_atomic_and_idempotent(tmp_path: Path) -> None:
 def test_file_outputs_are_copied_from_the_step_staging(tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(b"weights" * 100)
-    digest, codec, size = encode(src, tmp_path / "out")
+    _, codec, size = encode(src, tmp_path / "out")
     assert codec == "file" and size == 700
     assert decode(tmp_path / "out", codec) == tmp_path / "out"
 
