@@ -84,7 +84,9 @@ def featurize(validate: pd.DataFrame, params: ReferenceParams) -> pd.DataFrame:
     rng = np.random.default_rng(params.seed)
     is_test = rng.random(len(frame)) < params.test_fraction
     train = frame.loc[~is_test, FEATURES]
-    frame[FEATURES] = (frame[FEATURES] - train.mean()) / train.std(ddof=0)
+    spread = train.std(ddof=0).fillna(0.0)
+    spread[spread == 0] = 1.0  # a constant feature stays finite (centered at zero)
+    frame[FEATURES] = (frame[FEATURES] - train.mean().fillna(0.0)) / spread
     frame["split"] = np.where(is_test, "test", "train")
     return frame
 

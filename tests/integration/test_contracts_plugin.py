@@ -37,7 +37,7 @@ def test_passes_on_reference_pipeline(pytester: pytest.Pytester) -> None:
     _project(pytester)
     result = pytester.runpytest_subprocess("--reliability-contracts", "--reliability-max-examples=5",
                                 "-p", "no:randomly", "-m", "reliability_contract")
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=11)
     result.stdout.fnmatch_lines(["*contract mutation kill rate*", "overall: * (100%)"])
 
 
