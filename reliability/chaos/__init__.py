@@ -7,7 +7,9 @@ reliability.chaos`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reliability._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from reliability.chaos.controller import Controller, inject
@@ -55,17 +57,8 @@ _HOME = {
     "ExploreResult": "explore", "explore": "explore", "Journal": "journal",
     "run_experiment": "runner", "DataFault": "faults", "DiskQuota": "faults",
     "ExceptionFault": "faults", "Hang": "faults", "KillWorker": "faults", "Latency": "faults",
-    "MemoryLimit": "faults", "NetworkFault": "faults",
+    "MemoryLimit": "faults", "NetworkFault": "faults", "ProxyServer": "proxy",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        import importlib
-
-        return getattr(importlib.import_module(f"reliability.chaos.{_HOME[name]}"), name)
-    if name == "ProxyServer":
-        from reliability.chaos.proxy import ProxyServer
-
-        return ProxyServer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

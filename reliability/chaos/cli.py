@@ -74,31 +74,39 @@ def _console() -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from reliability.chaos.runner import run_experiment
 
     journal = run_experiment(args.experiment, seed=args.seed, home=args.home, env=args.env,
                              journal_path=args.journal, report_path=args.report)
+    print_journal(_console(), journal)
+    return 0 if journal.ok else 1
+
+
+def print_journal(con: Any, journal: Any) -> None:
+    """The steady-state probes, faults, rollbacks and verdict of an experiment."""
+    from rich.markup import escape
+    from rich.table import Table
+
     d = journal.data
-    con = _console()
     table = Table(title=f"{d['experiment']['title']} (seed {d['seed']})")
     for col in ("phase", "probe", "result", "detail"):
         table.add_column(col)
     for phase in ("before", "during", "after"):
         for p in d["steady_state"][phase]:
             table.add_row(phase, p["probe"], "held" if p["ok"] else "[red]deviated[/]",
-                          p["detail"])
+                          escape(p["detail"]))
     con.print(table)
+    for f in d["faults"]:
+        con.print(f"  fault {escape(str(f.get('fault')))} ({f.get('type')}) on "
+                  f"{f.get('step') or 'the network'}")
     con.print(f"faults injected: {len(d['faults'])}; rollbacks: {len(d['rollbacks'])} "
               f"({sum(1 for r in d['rollbacks'] if not r['ok'])} failed)")
     if d.get("aborted"):
-        con.print(f"[yellow]aborted:[/] {d['aborted']}")
+        con.print(f"[yellow]aborted:[/] {escape(str(d['aborted']))}")
     if d.get("error"):
-        con.print(f"[red]error:[/] {d['error']}")
+        con.print(f"[red]error:[/] {escape(str(d['error']))}")
     color = "green" if journal.ok else "red"
     con.print(f"verdict: [{color}]{journal.status}[/] · resilience score {journal.score}/100")
-    return 0 if journal.ok else 1
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -123,23 +123,11 @@ class _Demo:
     def _summary(self, journal: Any, monitor: Any, samples: list[str], reports: Path,
                  monitoring: list[str]) -> None:
         from rich.markup import escape
-        from rich.table import Table
 
+        from reliability.chaos.cli import print_journal
+
+        print_journal(self.con, journal)
         d = journal.data
-        table = Table(title=f"{d['experiment']['title']} (seed {d['seed']})")
-        for col in ("phase", "probe", "result", "detail"):
-            table.add_column(col)
-        for phase in ("before", "during", "after"):
-            for p in d["steady_state"][phase]:
-                table.add_row(phase, p["probe"], "held" if p["ok"] else "[red]deviated[/]",
-                              escape(p["detail"]))
-        self.con.print(table)
-        for f in d["faults"]:
-            self.con.print(f"  fault {f.get('fault')} ({f.get('type')}) on "
-                           f"{f.get('step') or 'the network'}")
-        color = "green" if journal.ok else "red"
-        self.con.print(f"verdict: [{color}]{journal.status}[/] · resilience score "
-                       f"{journal.score}/100")
         run = d.get("run") or {}
         self.con.print(f"chaos run:   {run.get('run_id')} ({run.get('status')}) - "
                        f"reliability runs show {run.get('run_id')}")

@@ -10,8 +10,9 @@ costs nothing until a contract is loaded (pandas, polars and pandera load lazily
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reliability._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from reliability.contracts.engine import Contract, Report
@@ -39,14 +40,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'reliability.contracts' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"reliability.contracts.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

@@ -10,7 +10,9 @@ directory overrides them by file name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reliability._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from reliability.runbooks.evidence import FAMILIES, Evidence, LedgerView
@@ -22,14 +24,4 @@ _WHERE = {"FAMILIES": "evidence", "Evidence": "evidence", "LedgerView": "evidenc
           "Runbook": "render", "RunbookRenderer": "render"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'reliability.runbooks' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"reliability.runbooks.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -5,8 +5,9 @@ Light on import: names are loaded from their modules on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reliability._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from reliability.schedule.backfill import (
@@ -81,14 +82,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'reliability.schedule' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"reliability.schedule.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

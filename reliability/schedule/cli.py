@@ -117,19 +117,9 @@ def _datetime(text: str, tz: str, flag: str) -> dt.datetime:
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
-    import json
+    from reliability.cli.run import parse_params
 
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise DefinitionError(f"--param {pair!r} is not KEY=VALUE. Fix: e.g. "
-                                  "--param n_estimators=50")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+    return parse_params(pairs)
 
 
 def _timetable(args: argparse.Namespace, pipe: Pipeline, start: dt.datetime

@@ -12,7 +12,9 @@ when first used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reliability._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from reliability.sla.exporter import MetricsServer, push_metrics, serve_metrics
@@ -44,14 +46,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'reliability.sla' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"reliability.sla.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -15,14 +15,118 @@ Which fits when:
 
 from __future__ import annotations
 
+import gzip
+import socket
 import threading
 from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from reliability._lazy import require
 from reliability.errors import SLAError
 
-__all__ = ["MetricsServer", "push_metrics", "serve_metrics"]
+__all__ = ["MetricsServer", "push_metrics", "render_metrics", "serve_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_PLAIN = ("text/plain", "text/*", "*/*")
+
+
+def _accepts_plain_text(accept: str | None) -> bool:
+    """True unless the client lists media types and none of them is plain text."""
+    if not accept or not accept.strip():
+        return True
+    return any(part.split(";")[0].strip().lower() in _PLAIN for part in accept.split(","))
+
+
+def _gzip_accepted(accept_encoding: str | None) -> bool:
+    return any(part.split(";")[0].strip().lower() == "gzip"
+               for part in (accept_encoding or "").split(","))
+
+
+def render_metrics(registry: Any, accept: str | None = None,
+                   params: Mapping[str, list[str]] | None = None) -> tuple[bytes, str]:
+    """The ``/metrics`` body for ``registry`` and its content type.
+
+    Text format 0.0.4 from the cached series text of our collectors (see
+    :mod:`reliability.sla.exposition`) whenever the client accepts plain text -- Prometheus
+    always lists it. A client accepting only OpenMetrics, or a ``name[]`` filter, gets
+    prometheus-client's own rendering.
+    """
+    pc = require("prometheus_client", "prometheus", "the metrics exporter")
+    names = (params or {}).get("name[]")
+    if names or not _accepts_plain_text(accept):
+        encoder, content_type = pc.exposition.choose_encoder(accept or "")
+        target = registry.restricted_registry(names) if names else registry
+        return bytes(encoder(target)), str(content_type)
+    from reliability.sla.exposition import render_registry
+
+    return render_registry(registry), CONTENT_TYPE
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """GET (any path, as prometheus-client's server) serves the metrics; OPTIONS; else 405."""
+
+    server: _MetricsHTTPServer
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/favicon.ico":
+            self._reply(200, [], b"")
+            return
+        try:
+            body, content_type = render_metrics(self.server.registry,
+                                                self.headers.get("Accept"), parse_qs(url.query))
+        except Exception as exc:  # a broken collector: report it to the scraper
+            self._reply(500, [("Content-Type", "text/plain; charset=utf-8")],
+                        f"error collecting metrics: {exc}\n".encode())
+            return
+        headers = [("Content-Type", content_type)]
+        if _gzip_accepted(self.headers.get("Accept-Encoding")):
+            body = self.server.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        self._reply(200, headers, body)
+
+    def do_OPTIONS(self) -> None:
+        self._reply(200, [("Allow", "OPTIONS,GET")], b"")
+
+    def _not_allowed(self) -> None:
+        body = f"# HTTP 405 Method Not Allowed: {self.command}; use OPTIONS or GET\n".encode()
+        self._reply(405, [("Allow", "OPTIONS,GET")], b"" if self.command == "HEAD" else body)
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+
+    def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _MetricsHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], registry: Any, family: socket.AddressFamily
+                 ) -> None:
+        self.address_family = family
+        self.registry = registry
+        self._gzipped: tuple[bytes, bytes] = (b"", gzip.compress(b"", compresslevel=1))
+        super().__init__(addr, _MetricsHandler)
+
+    def compress(self, body: bytes) -> bytes:
+        """gzip at level 1 (a 4 MB body in a few ms); an unchanged body reuses the last."""
+        last_body, last_gz = self._gzipped
+        if body == last_body:
+            return last_gz
+        gz = gzip.compress(body, compresslevel=1)
+        self._gzipped = (body, gz)
+        return gz
 
 
 class MetricsServer:
@@ -39,7 +143,8 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -57,13 +162,24 @@ class MetricsServer:
 
 
 def serve_metrics(registry: Any, host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
-    """Serve ``registry`` on ``http://host:port/metrics`` (port 0: a free port)."""
-    pc = require("prometheus_client", "prometheus", "the metrics exporter")
+    """Serve ``registry`` on ``http://host:port/metrics`` (port 0: a free port).
+
+    Scrapes use :func:`render_metrics`: cached text for
+    :class:`~reliability.sla.metrics.PipelineMetrics`, so a
+    scrape of thousands of series costs milliseconds.
+    """
+    require("prometheus_client", "prometheus", "the metrics exporter")
     try:
-        server, thread = pc.start_http_server(port, addr=host, registry=registry)
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, addr = info[0][0], str(info[0][4][0])
+        server = _MetricsHTTPServer((addr, port), registry, family)
     except OSError as exc:
-        raise SLAError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}. "
+        reason = getattr(exc, "strerror", None) or exc
+        raise SLAError(f"cannot serve metrics on {host}:{port}: {reason}. "
                        "Fix: pick a free --port, or 0 for any free port") from None
+    thread = threading.Thread(target=server.serve_forever, name="reliability-metrics",
+                              daemon=True)
+    thread.start()
     return MetricsServer(server, thread, host)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from reliability._lazy import require
 from reliability.events import Event, EventBus, EventKind
+from reliability.sla.exposition import Family, SeriesCollector
 
 __all__ = ["DURATION_BUCKETS", "RUN_SCOPE", "PipelineMetrics"]
 
@@ -39,56 +40,67 @@ class PipelineMetrics:
     """The event subscriber that keeps the ``reliability_*`` metrics.
 
     ``metrics = PipelineMetrics(registry=reg); metrics.attach(bus)``. Usable without SLAs.
+    The values live in one :class:`~reliability.sla.exposition.SeriesCollector` registered
+    in ``registry``; it caches the exposition text, so a ``/metrics`` scrape served by
+    :func:`~reliability.sla.exporter.serve_metrics` re-renders only the series that changed.
+    No ``_created`` series are exported (see :mod:`reliability.sla.exposition`).
+    Thread-safe: events and the SLA monitor's setters may arrive from any thread.
     """
 
     def __init__(self, registry: Any = None, *, buckets: tuple[float, ...] = DURATION_BUCKETS
                  ) -> None:
         pc = require("prometheus_client", "prometheus", "Prometheus metrics")
         self.registry = registry if registry is not None else pc.CollectorRegistry()
-        r = self.registry
-        c, g, h = pc.Counter, pc.Gauge, pc.Histogram
-        self.step_duration = h("reliability_step_duration_seconds",
-                               "Duration of successful step attempts.", ["pipeline", "step"],
-                               buckets=buckets, registry=r)
-        self.run_duration = h("reliability_run_duration_seconds",
-                              "Duration of finished runs.", ["pipeline", "status"],
-                              buckets=buckets, registry=r)
-        self.runs = c("reliability_runs_total", "Finished runs by final status.",
-                      ["pipeline", "status"], registry=r)
-        self.runs_in_progress = g("reliability_runs_in_progress", "Runs started, not ended.",
-                                  ["pipeline"], registry=r)
-        self.steps = c("reliability_steps_total",
-                       "Final step outcomes per run (succeeded, failed, skipped).",
-                       ["pipeline", "step", "status"], registry=r)
-        self.attempts = c("reliability_step_attempts_total", "Step attempts by how they ended.",
-                          ["pipeline", "step", "status"], registry=r)
-        self.retries = c("reliability_step_retries_total", "Retries scheduled.",
-                         ["pipeline", "step"], registry=r)
-        self.worker_lost = c("reliability_worker_lost_total",
-                             "Worker processes that died mid-attempt.", ["pipeline", "step"],
-                             registry=r)
-        self.violations = c("reliability_contract_violations_total",
-                            "Failed contract checks.", ["pipeline", "step", "contract", "check"],
-                            registry=r)
-        self.faults = c("reliability_faults_injected_total", "Chaos faults injected.",
-                        ["pipeline", "step", "fault"], registry=r)
-        self.breaches = c("reliability_sla_breaches_total", "SLA breaches (step '' = run).",
-                          ["pipeline", "step", "sla"], registry=r)
-        self.last_success = g("reliability_last_success_timestamp_seconds",
-                              "Unix time of the pipeline's last successful run.", ["pipeline"],
-                              registry=r)
-        self.step_last_success = g("reliability_step_last_success_timestamp_seconds",
-                                   "Unix time of the step's last committed output.",
-                                   ["pipeline", "step"], registry=r)
-        self.deadline = g("reliability_run_deadline_timestamp_seconds",
-                          "Unix time by which the current run must finish (finish_by SLA).",
-                          ["pipeline"], registry=r)
-        self.budget = g("reliability_error_budget_remaining_ratio",
-                        "Share of the success-rate SLO error budget left in its window.",
-                        ["pipeline", "step"], registry=r)
+        c, g = "counter", "gauge"
+        self.step_duration = Family("reliability_step_duration_seconds",
+                                    "Duration of successful step attempts.", "histogram",
+                                    ["pipeline", "step"], buckets)
+        self.run_duration = Family("reliability_run_duration_seconds",
+                                   "Duration of finished runs.", "histogram",
+                                   ["pipeline", "status"], buckets)
+        self.runs = Family("reliability_runs_total", "Finished runs by final status.", c,
+                           ["pipeline", "status"])
+        self.runs_in_progress = Family("reliability_runs_in_progress",
+                                       "Runs started, not ended.", g, ["pipeline"])
+        self.steps = Family("reliability_steps_total",
+                            "Final step outcomes per run (succeeded, failed, skipped).", c,
+                            ["pipeline", "step", "status"])
+        self.attempts = Family("reliability_step_attempts_total",
+                               "Step attempts by how they ended.", c,
+                               ["pipeline", "step", "status"])
+        self.retries = Family("reliability_step_retries_total", "Retries scheduled.", c,
+                              ["pipeline", "step"])
+        self.worker_lost = Family("reliability_worker_lost_total",
+                                  "Worker processes that died mid-attempt.", c,
+                                  ["pipeline", "step"])
+        self.violations = Family("reliability_contract_violations_total",
+                                 "Failed contract checks.", c,
+                                 ["pipeline", "step", "contract", "check"])
+        self.faults = Family("reliability_faults_injected_total", "Chaos faults injected.", c,
+                             ["pipeline", "step", "fault"])
+        self.breaches = Family("reliability_sla_breaches_total",
+                               "SLA breaches (step '' = run).", c, ["pipeline", "step", "sla"])
+        self.last_success = Family("reliability_last_success_timestamp_seconds",
+                                   "Unix time of the pipeline's last successful run.", g,
+                                   ["pipeline"])
+        self.step_last_success = Family("reliability_step_last_success_timestamp_seconds",
+                                        "Unix time of the step's last committed output.", g,
+                                        ["pipeline", "step"])
+        self.deadline = Family("reliability_run_deadline_timestamp_seconds",
+                               "Unix time by which the current run must finish (finish_by SLA).",
+                               g, ["pipeline"])
+        self.budget = Family("reliability_error_budget_remaining_ratio",
+                             "Share of the success-rate SLO error budget left in its window.", g,
+                             ["pipeline", "step"])
+        self.collector = SeriesCollector([
+            self.step_duration, self.run_duration, self.runs, self.runs_in_progress,
+            self.steps, self.attempts, self.retries, self.worker_lost, self.violations,
+            self.faults, self.breaches, self.last_success, self.step_last_success,
+            self.deadline, self.budget])
+        self.registry.register(self.collector)
+        self._lock = self.collector.lock
         self._last_ok: dict[str, float] = {}
         self._ended: set[tuple[str, str, str, int | None]] = set()
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._dispatch: dict[EventKind, Callable[[Event], None]] = {
             EventKind.RUN_STARTED: self._run_started, EventKind.STEP_SUCCEEDED: self._step_ok,
             EventKind.STEP_FAILED: self._step_failed, EventKind.STEP_SKIPPED: self._step_skip,
@@ -108,104 +120,103 @@ class PipelineMetrics:
     def __call__(self, event: Event) -> None:
         handler = self._dispatch.get(event.kind)
         if handler is not None:
-            handler(event)
+            with self._lock:
+                handler(event)
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
-    # -- runs ---------------------------------------------------------------------------
+    # -- runs (handlers run under self._lock) -------------------------------------------
     def _run_started(self, ev: Event) -> None:
-        self._child(self.runs_in_progress, ev.pipeline).inc()
+        self.runs_in_progress.inc((ev.pipeline,))
         for step in ev.details.get("steps", ()):  # zero series, so increase() sees the first
-            for metric in (self.retries, self.worker_lost):
-                self._child(metric, ev.pipeline, str(step))
+            key = (ev.pipeline, str(step))
+            self.retries.touch(key)
+            self.worker_lost.touch(key)
 
     def _run_ended(self, ev: Event) -> None:
         status = _FINAL_RUN[ev.kind]
-        self._child(self.runs_in_progress, ev.pipeline).dec()
-        self._child(self.runs, ev.pipeline, status).inc()
+        self.runs_in_progress.inc((ev.pipeline,), -1.0)
+        self.runs.inc((ev.pipeline, status))
         if ev.duration is not None:
-            self._child(self.run_duration, ev.pipeline, status).observe(ev.duration)
+            self.run_duration.observe((ev.pipeline, status), ev.duration)
         if status == "succeeded":
             self._last_ok[ev.pipeline] = ev.time
-            self._child(self.last_success, ev.pipeline).set(ev.time)
+            self.last_success.set((ev.pipeline,), ev.time)
 
     # -- steps and attempts -------------------------------------------------------------
     def _step_ok(self, ev: Event) -> None:
         step = ev.step or RUN_SCOPE
         self._ended.discard((ev.pipeline, ev.run_id, step, ev.attempt))
-        self._child(self.attempts, ev.pipeline, step, "succeeded").inc()
-        self._child(self.steps, ev.pipeline, step, "succeeded").inc()
+        self.attempts.inc((ev.pipeline, step, "succeeded"))
+        self.steps.inc((ev.pipeline, step, "succeeded"))
         if ev.duration is not None:
-            self._child(self.step_duration, ev.pipeline, step).observe(ev.duration)
-        self._child(self.step_last_success, ev.pipeline, step).set(ev.time)
+            self.step_duration.observe((ev.pipeline, step), ev.duration)
+        self.step_last_success.set((ev.pipeline, step), ev.time)
 
     def _attempt_ended(self, ev: Event) -> None:
         step = ev.step or RUN_SCOPE
         if ev.kind is EventKind.WORKER_LOST:
-            self._child(self.worker_lost, ev.pipeline, step).inc(
-                int(ev.details.get("attempts", 1)) if ev.step is None else 1)
+            self.worker_lost.inc((ev.pipeline, step),
+                                 int(ev.details.get("attempts", 1)) if ev.step is None else 1)
             if ev.step is None:
                 return
         self._ended.add((ev.pipeline, ev.run_id, step, ev.attempt))
-        self._child(self.attempts, ev.pipeline, step, _ENDED_ATTEMPT[ev.kind]).inc()
+        self.attempts.inc((ev.pipeline, step, _ENDED_ATTEMPT[ev.kind]))
 
     def _count_failed_attempt(self, ev: Event) -> None:
         key = (ev.pipeline, ev.run_id, ev.step or RUN_SCOPE, ev.attempt)
         if key in self._ended:
             self._ended.discard(key)
         else:
-            self._child(self.attempts, ev.pipeline, key[2], "failed").inc()
+            self.attempts.inc((ev.pipeline, key[2], "failed"))
 
     def _step_retrying(self, ev: Event) -> None:
         self._count_failed_attempt(ev)
-        self._child(self.retries, ev.pipeline, ev.step or RUN_SCOPE).inc()
+        self.retries.inc((ev.pipeline, ev.step or RUN_SCOPE))
 
     def _step_failed(self, ev: Event) -> None:
         self._count_failed_attempt(ev)
-        self._child(self.steps, ev.pipeline, ev.step or RUN_SCOPE, "failed").inc()
+        self.steps.inc((ev.pipeline, ev.step or RUN_SCOPE, "failed"))
 
     def _step_skip(self, ev: Event) -> None:
         if ev.details.get("reason") == "upstream failed":
-            self._child(self.steps, ev.pipeline, ev.step or RUN_SCOPE, "skipped").inc()
+            self.steps.inc((ev.pipeline, ev.step or RUN_SCOPE, "skipped"))
 
     # -- contracts, chaos, SLAs ---------------------------------------------------------
     def _violated(self, ev: Event) -> None:
         step = ev.step or RUN_SCOPE
         if ev.attempt is not None and "quarantined" in ev.details:  # the runner's own event
             self._ended.add((ev.pipeline, ev.run_id, step, ev.attempt))
-            self._child(self.attempts, ev.pipeline, step, "contract_violated").inc()
+            self.attempts.inc((ev.pipeline, step, "contract_violated"))
         failures = ev.details.get("failures") or [{}]
         for f in failures:
             contract = str(f.get("contract") or ev.details.get("contract") or "unknown")
             check = str(f.get("check") or "unknown")
-            self._child(self.violations, ev.pipeline, step, contract, check).inc()
+            self.violations.inc((ev.pipeline, step, contract, check))
 
     def _fault(self, ev: Event) -> None:
         d = ev.details
         fault = str(d.get("type") or d.get("fault") or d.get("kind") or "unknown")  # the kind
-        self._child(self.faults, ev.pipeline, ev.step or RUN_SCOPE, fault).inc()
+        self.faults.inc((ev.pipeline, ev.step or RUN_SCOPE, fault))
 
     def _breach(self, ev: Event) -> None:
         sla = str(ev.details.get("sla", "unknown"))
-        self._child(self.breaches, ev.pipeline, ev.step or RUN_SCOPE, sla).inc()
+        self.breaches.inc((ev.pipeline, ev.step or RUN_SCOPE, sla))
 
-    # -- set by the SLA monitor ---------------------------------------------------------
+    # -- set by the SLA monitor (any thread) ----------------------------------------------
     def set_deadline(self, pipeline: str, when: float) -> None:
-        self._child(self.deadline, pipeline).set(when)
+        with self._lock:
+            self.deadline.set((pipeline,), when)
 
     def set_budget(self, pipeline: str, step: str | None, remaining: float) -> None:
-        self._child(self.budget, pipeline, step or RUN_SCOPE).set(remaining)
+        with self._lock:
+            self.budget.set((pipeline, step or RUN_SCOPE), remaining)
 
     def seed_last_success(self, pipeline: str, when: float) -> None:
         """Set the last-success time (from the ledger) when this process has seen none."""
-        if self._last_ok.get(pipeline, 0.0) < when:
-            self._last_ok[pipeline] = when
-            self._child(self.last_success, pipeline).set(when)
+        with self._lock:
+            if self._last_ok.get(pipeline, 0.0) < when:
+                self._last_ok[pipeline] = when
+                self.last_success.set((pipeline,), when)
 
     def last_success_time(self, pipeline: str) -> float | None:
-        return self._last_ok.get(pipeline)
+        with self._lock:
+            return self._last_ok.get(pipeline)
