@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -126,10 +126,9 @@ class SLO(Spec):
         return 1.0 - self.target
 
 
-class SLA(Spec):
-    """Limits for one step, or for the whole pipeline when ``step`` is None."""
+class _Body(Spec):
+    """The limits themselves, as written under a step or ``run`` in an SLA file."""
 
-    step: str | None = None
     max_duration: Duration | None = None
     finish_by: Deadline | None = None
     freshness: Duration | None = None
@@ -137,10 +136,20 @@ class SLA(Spec):
     severity: Literal["page", "ticket"] = "page"
 
     @model_validator(mode="after")
-    def _something(self) -> SLA:
+    def _at_least_one_limit(self) -> Self:
+        _require_one(self)
+        return self
+
+
+class SLA(_Body):
+    """Limits for one step, or for the whole pipeline when ``step`` is None."""
+
+    step: str | None = None
+
+    @model_validator(mode="after")
+    def _step_name(self) -> SLA:
         if self.step is not None and not _NAME.match(self.step):
             raise ValueError(f"step={self.step!r} is not a step name (letters, digits, '_', '-')")
-        _require_one(self)
         return self
 
     @property
@@ -157,19 +166,6 @@ def _require_one(spec: Any) -> None:
     if not any((spec.max_duration, spec.finish_by, spec.freshness, spec.success_rate)):
         raise ValueError("an SLA needs at least one of max_duration, finish_by, freshness, "
                          "success_rate")
-
-
-class _Body(Spec):
-    max_duration: Duration | None = None
-    finish_by: Deadline | None = None
-    freshness: Duration | None = None
-    success_rate: SLO | None = None
-    severity: Literal["page", "ticket"] = "page"
-
-    @model_validator(mode="after")
-    def _something(self) -> _Body:
-        _require_one(self)
-        return self
 
 
 class _SLAFile(Spec):
