@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import sys
 import traceback
 from collections.abc import Sequence
@@ -63,6 +64,35 @@ def _die_with_parent() -> None:
             pass
 
 
+def close_inherited_listeners() -> int:
+    """Close listening sockets forked from the runner (metrics exporters, proxies, APIs).
+
+    A worker never accepts connections; holding a copy of a listener would keep its port
+    open after the runner closed or disabled it. Other descriptors (log files) are kept.
+    """
+    closed = 0
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no procfs: nothing we can safely enumerate
+        return 0
+    for fd in fds:
+        if fd <= 2:
+            continue
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue  # not a socket (or already gone)
+        try:
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = 0
+        sock.detach()
+        if listening:
+            os.close(fd)
+            closed += 1
+    return closed
+
+
 def worker_main(conn: Connection, pipeline: Pipeline, hooks: Sequence[StepHook],
                 parent_pid: int) -> None:
     """Entry point of a worker process."""
@@ -71,6 +101,7 @@ def worker_main(conn: Connection, pipeline: Pipeline, hooks: Sequence[StepHook],
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if os.getppid() != parent_pid:  # parent died before prctl took effect
         os._exit(1)
+    close_inherited_listeners()
     while True:
         try:
             msg = conn.recv()

@@ -226,3 +226,40 @@ def test_cancel_from_another_thread_then_resume_by_run_id(tmp_path: Path) -> Non
     third = runner.run(params, interval=interval, run_id="chain-fixed-id")
     assert third.ok and third.outputs == again.outputs  # a finished run is not redone
     assert len(runner.ledger.commits("chain-fixed-id")) == len(chain.steps)
+
+
+def _listening_fds() -> int:
+    import socket as so
+
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            s = so.socket(fileno=int(name))
+        except OSError:
+            continue
+        try:
+            count += s.getsockopt(so.SOL_SOCKET, so.SO_ACCEPTCONN)
+        except OSError:
+            pass
+        finally:
+            s.detach()
+    return count
+
+
+def test_workers_do_not_keep_the_runners_listening_sockets(home: Path) -> None:
+    import socket as so
+
+    from reliability import Pipeline
+
+    probe = Pipeline("probe")
+
+    @probe.step
+    def inherited() -> int:
+        return _listening_fds()
+
+    with so.create_server(("127.0.0.1", 0)):  # e.g. a metrics exporter or an embedded proxy
+        assert _listening_fds() >= 1
+        runner = Runner(probe, home=home, workers=1)
+        res = runner.run()
+    assert res.ok
+    assert runner.store.load(res.outputs["inherited"], "json") == 0
