@@ -74,7 +74,9 @@ def _known_keys(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     for part in loc:
         if isinstance(part, int) or current is None:
             continue
-        field = getattr(current, "model_fields", {}).get(part)
+        fields = getattr(current, "model_fields", {})
+        field = fields.get(part) or next(
+            (f for f in fields.values() if f.alias == part), None)
         if field is None:
             return []
         current = _model_of(field.annotation)
@@ -102,12 +104,32 @@ def parse_model(data: Any, model: type[M], *, file: str | None = None,
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
         err = errors[0]
-        loc = [*path, *(p for p in err["loc"] if not str(p).startswith("function-"))]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        loc = [*path, *(p for p in err["loc"] if not _is_union_tag(p))]
         msg = err["msg"].removeprefix("Value error, ")
+        alternatives = [e for e in errors[1:] if _same_place(e, err)]
+        if alternatives:  # one value, several accepted types: name them all
+            msg = " or ".join(dict.fromkeys(
+                [msg, *(e["msg"].removeprefix("Value error, ") for e in alternatives)]))
+            errors = [e for e in errors if e is err or e not in alternatives]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         if err.get("type") == "extra_forbidden":
             msg = "unknown key"
         raise ConfigError(msg + more, file=file, path=loc, fix=_fix_for(err, model)) from None
+
+
+def _is_union_tag(part: Any) -> bool:
+    """pydantic names the member of a union in the error location (``list[int]``)."""
+    text = str(part)
+    return isinstance(part, str) and (text.startswith(("function-", "constrained-"))
+                                      or "[" in text or text in _TYPE_TAGS)
+
+
+_TYPE_TAGS = frozenset({"int", "float", "str", "bool", "none", "bytes", "decimal"})
+
+
+def _same_place(a: Any, b: Any) -> bool:
+    strip = [p for p in a["loc"] if not _is_union_tag(p)]
+    return a["loc"] != b["loc"] and strip == [p for p in b["loc"] if not _is_union_tag(p)]
 
 
 def load_model(path: str | Path, model: type[M]) -> M:

@@ -59,12 +59,15 @@ class DataInterval:
     @classmethod
     def parse(cls, text: str) -> DataInterval:
         try:
-            a, b = text.split("/")
-            return cls(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b))
+            parts = text.split("/")
+            if len(parts) != 2:
+                raise ValueError("it needs exactly one '/' between START and END")
+            start, end = dt.datetime.fromisoformat(parts[0]), dt.datetime.fromisoformat(parts[1])
         except ValueError as exc:
             raise DefinitionError(
                 f"data interval {text!r} is not START/END in ISO 8601 ({exc}). "
                 "Fix: write e.g. 2026-01-01T00:00:00+00:00/2026-01-02T00:00:00+00:00") from None
+        return cls(start, end)  # its own errors name the bounds and the fix
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +317,7 @@ class Pipeline:
         if isinstance(values, self.params_model):
             return values
         if issubclass(self.params_model, BaseModel):
+            self._reject_unknown_params(values or {})
             try:
                 return self.params_model.model_validate(dict(values or {}))
             except ValidationError as exc:
@@ -323,6 +327,22 @@ class Pipeline:
                     f"pipeline {self.name!r} parameter {loc}: {err['msg']}. "
                     "Fix: pass a valid value (reliability run --param KEY=VALUE)") from None
         return self.params_model(**dict(values or {}))
+
+    def _reject_unknown_params(self, values: Mapping[str, Any]) -> None:
+        """A misspelt parameter is an error, not a silently ignored value."""
+        model: Any = self.params_model
+        if model.model_config.get("extra") == "allow":
+            return
+        known = sorted(f.alias or name for name, f in model.model_fields.items())
+        for key in values:
+            if key not in known and key not in model.model_fields:
+                import difflib
+
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise DefinitionError(
+                    f"pipeline {self.name!r} has no parameter {key!r}. "
+                    f"Fix: {hint}use one of {known}")
 
 
 def load_pipeline(ref: str) -> Pipeline:

@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from reliability.cli._args import at_least, output_file, positive_float
+
 __all__ = ["register"]
 
 
@@ -47,9 +49,9 @@ def register(sub: Any) -> None:
     exp.add_argument("--steps", help="comma-separated steps to aim at (default: all)")
     exp.add_argument("--kinds", default="kill_worker,exception,latency",
                      help="fault kinds to combine (default: %(default)s)")
-    exp.add_argument("--max-faults", type=int, default=3)
-    exp.add_argument("--max-examples", type=int, default=25)
-    exp.add_argument("--budget", type=float, default=120.0, help="seconds (default 120)")
+    exp.add_argument("--max-faults", type=at_least(1), default=3)
+    exp.add_argument("--max-examples", type=at_least(1), default=25)
+    exp.add_argument("--budget", type=positive_float, default=120.0, help="seconds (default 120)")
     exp.add_argument("--seed", type=int, default=0)
     exp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     exp.add_argument("--out", help="write the minimal schedule as an experiment here")
@@ -76,6 +78,9 @@ def _console() -> Any:
 def _run(args: argparse.Namespace) -> int:
     from reliability.chaos.runner import run_experiment
 
+    for flag, value in (("--journal", args.journal), ("--report", args.report)):
+        if value:
+            output_file(value, flag)  # fail now, not after the experiment ran
     journal = run_experiment(args.experiment, seed=args.seed, home=args.home, env=args.env,
                              journal_path=args.journal, report_path=args.report)
     print_journal(_console(), journal)
@@ -153,6 +158,8 @@ def _explore(args: argparse.Namespace) -> int:
     from reliability.pipeline import load_pipeline
     from reliability.project import find_project
 
+    if args.out:
+        output_file(args.out, "--out")  # fail now, not after the search ran
     project = find_project()
     ref = args.pipeline or project.pipeline_ref
     params: dict[str, str] = {}
@@ -183,6 +190,7 @@ def _report(args: argparse.Namespace) -> int:
     from reliability.chaos.report import write_report
 
     out = Path(args.output) if args.output else Path(args.journal).with_suffix(".html")
-    write_report(Journal.load(args.journal), out)
+    journal = Journal.load(args.journal)
+    write_report(journal, output_file(out, "--output"))
     print(f"report written to {out}")
     return 0

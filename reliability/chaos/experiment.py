@@ -215,9 +215,48 @@ def check_experiment(spec: ExperimentSpec, pipeline: Pipeline | None, *,
     if pipeline is not None:
         _check_targets(spec, pipeline, file)
     _check_blast_radius(spec, file, current_environment(env))
+    _check_proxies(spec, file)
+
+
+def _check_proxies(spec: ExperimentSpec, file: str | None) -> None:
+    """With the embedded proxy every proxy a fault or rollback names is a target service."""
+    names = [s.name for s in spec.target.services]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"service name {name!r} is used twice", file=file,
+                              path=["target", "services", i, "name"],
+                              fix="give each service its own name")
+    if spec.target.mode != "local" or spec.target.proxy_api is not None:
+        return  # proxies of an existing Toxiproxy server are not declared here
+    refs: list[tuple[list[str | int], str | None]] = [
+        (["method", i, "proxy"], f.proxy) for i, f in enumerate(spec.method)
+        if isinstance(f, NetworkFault)]
+    refs += [(["rollbacks", i, "proxy"], r.proxy) for i, r in enumerate(spec.rollbacks)]
+    for where, proxy in refs:
+        if proxy is not None and proxy not in names:
+            raise ConfigError(f"proxy {proxy!r} is not a service of the target", file=file,
+                              path=where, fix=f"use one of {names}, or add it under "
+                              "target.services" if names else "declare it under target.services")
+
+
+def _check_params(spec: ExperimentSpec, pipeline: Pipeline, file: str | None) -> None:
+    """``params`` and the services' ``param`` name parameters the pipeline has."""
+    model: Any = pipeline.params_model
+    fields = getattr(model, "model_fields", None)
+    if fields is None or model.model_config.get("extra") == "allow":
+        return
+    known = sorted(fields)
+    refs: list[tuple[list[str | int], str | None]] = [(["params", k], k) for k in spec.params]
+    refs += [(["target", "services", i, "param"], s.param)
+             for i, s in enumerate(spec.target.services)]
+    for where, name in refs:
+        if name is not None and name not in fields:
+            raise ConfigError(f"pipeline {pipeline.name!r} has no parameter {name!r}",
+                              file=file, path=where, fix=f"use one of {known}")
 
 
 def _check_targets(spec: ExperimentSpec, pipeline: Pipeline, file: str | None) -> None:
+    _check_params(spec, pipeline, file)
     steps = pipeline.steps
     external = spec.target.mode == "external"
     for i, f in enumerate(spec.method):

@@ -21,6 +21,7 @@ from typing import Any
 
 from reliability.chaos.controller import inject
 from reliability.chaos.faults import ExceptionFault, FaultBase, KillWorker, Latency
+from reliability.errors import ConfigError, RunError
 from reliability.pipeline import Pipeline
 from reliability.runner import Ledger, Runner, RunResult
 
@@ -93,6 +94,8 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
 
+    _check_choices("--steps", steps or (), sorted(pipeline.steps))
+    _check_choices("--kinds", kinds, list(KINDS))
     runner = Runner(pipeline, home=home, workers=workers, seed=seed)
     t0 = time.monotonic()
     deadline = t0 + budget
@@ -101,8 +104,9 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
     try:
         baseline = runner.run(params, resume=False, trigger="explore-baseline")
         if not baseline.ok:
-            raise RuntimeError(f"the fault-free baseline run failed: {baseline.failed}. "
-                               "Fix the pipeline before exploring faults")
+            raise RunError(f"the fault-free baseline run failed: {baseline.failed}. "
+                           "Fix: make the pipeline pass before exploring faults",
+                           run_id=baseline.run_id)
 
         def breaks(schedule: list[FaultBase]) -> bool:
             nonlocal runs
@@ -142,6 +146,15 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
                          to_experiment_yaml(named, seed=seed, violation=violation,
                                             pipeline_ref=pipeline_ref, params=params),
                          budget_exhausted=time.monotonic() > deadline)
+
+
+def _check_choices(flag: str, given: Sequence[str], allowed: list[str]) -> None:
+    if not given and flag == "--kinds":
+        raise ConfigError("no fault kinds given", path=[flag], fix=f"use some of {allowed}")
+    for value in given:
+        if value not in allowed:
+            raise ConfigError(f"{value!r} is not one of the choices", path=[flag],
+                              fix=f"use a comma-separated subset of {allowed}")
 
 
 def to_experiment_yaml(schedule: Sequence[FaultBase], *, seed: int, violation: str | None,

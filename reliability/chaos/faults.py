@@ -160,6 +160,8 @@ class NetworkFault(FaultBase):
                 raise ValueError(
                     f"toxic {self.toxic!r} has no attribute {key!r}; allowed: "
                     f"{sorted(allowed) or 'none'}")
+            if self.attributes[key] < 0:
+                raise ValueError(f"toxic attribute {key}={self.attributes[key]} must be >= 0")
         return self
 
 

@@ -80,6 +80,10 @@ class Journal:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"not a JSON journal ({exc.msg})", file=str(path),
                               fix="pass the JSON file `reliability chaos run` wrote") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the journal ({exc.__class__.__name__})",
+                              file=str(path),
+                              fix="pass the JSON file `reliability chaos run` wrote") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(f"not a chaos journal (format is not {FORMAT!r})", file=str(path),
                               path=["format"], fix="pass a journal written by this version")

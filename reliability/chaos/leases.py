@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from reliability.errors import ChaosError
+from reliability.errors import ChaosError, ConfigError
 
 __all__ = ["Lease", "LeaseStore", "ProxyApi", "reap_leases"]
 
@@ -159,11 +159,17 @@ class LeaseStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
-        with self._db() as db:
-            db.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._db() as db:
+                db.execute(_SCHEMA)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise ConfigError(
+                f"cannot open the chaos lease store ({exc})", file=str(self.path),
+                fix="point --home at a writable directory, or move the damaged file aside"
+                ) from None
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

@@ -19,6 +19,8 @@ import signal
 import sys
 from typing import Any
 
+from reliability.cli._args import port
+
 __all__ = ["register", "serve"]
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -38,7 +40,7 @@ def register(subparsers: Any) -> None:
     )
     serve_parser.add_argument("--host", default="127.0.0.1",
                               help="API bind address (default: 127.0.0.1, loopback only)")
-    serve_parser.add_argument("--port", type=int, default=8474,
+    serve_parser.add_argument("--port", type=port, default=8474,
                               help="API port (default: 8474, Toxiproxy's; 0 picks a free one)")
     serve_parser.add_argument("--config", metavar="FILE",
                               help="Toxiproxy JSON config: a list of proxies to create at start")

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from reliability.errors import ConfigError, DefinitionError, ReliabilityError, RunError
+from reliability.errors import ReliabilityError, RunError
 
 __all__ = ["main"]
 
@@ -63,9 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(func(args))
-    except (ConfigError, DefinitionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except RunError as exc:
         print(f"run failed: {exc}", file=sys.stderr)
         return 1
@@ -75,6 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path given on the command line that cannot be used
+        logging.getLogger("reliability").debug("file system error", exc_info=True)
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return (f"{where}{exc.strerror or exc} ({exc.__class__.__name__}). Fix: check that the "
+            "path exists, that directories in it are directories, and that it is writable")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reliability.cli._args import at_least, port
 from reliability.errors import DefinitionError
 
 __all__ = ["register"]
@@ -24,7 +25,7 @@ def register(sub: Any) -> None:
                      help="always start a new run, even if an unfinished one has the same key")
     run.add_argument("--no-contracts", action="store_true", help="skip data contracts")
     run.add_argument("--no-sla", action="store_true", help="skip the SLA monitor")
-    run.add_argument("--metrics-port", type=int, metavar="PORT",
+    run.add_argument("--metrics-port", type=port, metavar="PORT",
                      help="serve /metrics on 127.0.0.1:PORT while the run lasts (0: any)")
     run.set_defaults(func=cmd_run)
 
@@ -39,7 +40,7 @@ def register(sub: Any) -> None:
     rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
     lst = rsub.add_parser("list", help="recent runs")
     _common(lst)
-    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--limit", type=at_least(1), default=20)
     lst.add_argument("--status")
     lst.set_defaults(func=cmd_runs_list)
     show = rsub.add_parser("show", help="steps, attempts and events of one run")
@@ -53,7 +54,8 @@ def register(sub: Any) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", metavar="MODULE:ATTR", help="pipeline to use (default: project)")
     p.add_argument("--home", help="ledger and artifact store directory (default: project home)")
-    p.add_argument("--workers", type=int, help="worker processes (default: project or #cpus)")
+    p.add_argument("--workers", type=at_least(1),
+                   help="worker processes (default: project or #cpus)")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-event lines")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from reliability.cli._args import at_least
+
 if TYPE_CHECKING:
     from reliability.contracts.loader import ContractSet
     from reliability.pipeline import Pipeline
@@ -38,7 +40,7 @@ def register(sub: Any) -> None:
     q.set_defaults(func=_wiring)
     q = cs.add_parser("test", help="generated-input tests and mutation testing")
     common(q)
-    q.add_argument("--max-examples", type=int, default=25)
+    q.add_argument("--max-examples", type=at_least(1), default=25)
     q.add_argument("--no-mutations", action="store_true", help="skip mutation testing")
     q.set_defaults(func=_test)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

@@ -92,6 +92,15 @@ class InRange(Spec):
     include_min: bool = True
     include_max: bool = True
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> InRange:
+        lo, hi = self.min_value, self.max_value
+        if lo is not None and hi is not None and (
+                lo > hi or (lo == hi and not (self.include_min and self.include_max))):
+            raise ValueError(f"min_value={lo:g} and max_value={hi:g} admit no value, so "
+                             "every row would fail; swap them or widen the range")
+        return self
+
 
 class Range(Spec):
     """The effective numeric range of a column (all its range checks combined)."""

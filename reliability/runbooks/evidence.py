@@ -97,10 +97,17 @@ class LedgerView:
     def _db(self) -> Iterator[sqlite3.Connection]:
         if not self.path.exists():
             raise LedgerError(f"no ledger at {self.path}. Fix: pass the runner's --home")
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path} is a directory, not a run ledger. Fix: pass the "
+                              "runner's --home (the directory holding ledger.db)")
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
-            db.row_factory = sqlite3.Row
-            yield db
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+                db.row_factory = sqlite3.Row
+                yield db
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path}: cannot read the run ledger ({exc}). Fix: pass the "
+                              "runner's --home, or move the damaged file aside") from None
 
     def last_good_run(self, pipeline: str, *, before: str | None = None
                       ) -> dict[str, Any] | None:

@@ -153,6 +153,11 @@ class RunbookRenderer:
                 "runbooks/ directory") from None
         except jinja2.TemplateError as exc:
             raise _runbook_error(exc, name, variables) from None
+        except (UnicodeDecodeError, OSError) as exc:
+            where = next((str(d / name) for d in self.template_dirs if (d / name).exists()), name)
+            raise RunbookError(f"runbook template {where} cannot be read "
+                               f"({exc.__class__.__name__}). Fix: save it as UTF-8 text"
+                               ) from None
         try:
             return str(template.render(**variables))
         except jinja2.TemplateError as exc:

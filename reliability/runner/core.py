@@ -23,7 +23,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from reliability.errors import LedgerError, RunCancelled, RunError, StepFailed
+from reliability.errors import DefinitionError, LedgerError, RunCancelled, RunError, StepFailed
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook
 from reliability.runner.ledger import FINAL_RUN_STATES, Ledger, RunRecord
@@ -112,6 +112,9 @@ class Runner:
                  hooks: Sequence[StepHook] = (), code_version: str | None = None,
                  ledger: Ledger | None = None, seed: int | None = None,
                  before_run: Iterable[Callable[[Runner, str], None]] = ()) -> None:
+        if workers is not None and (isinstance(workers, bool) or workers < 1):
+            raise DefinitionError(f"workers={workers!r} must be at least 1. "
+                                  "Fix: pass --workers 1 or more, or leave it out")
         self.pipeline = pipeline
         self.order = pipeline.validate()
         self.home = Path(home) if home is not None else default_home()

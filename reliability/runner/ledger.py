@@ -124,7 +124,15 @@ class Ledger:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"{self.path.parent}: cannot create the runner home ({exc.strerror or exc}). "
+                "Fix: point --home (or RELIABILITY_HOME) at a writable directory") from None
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path}: is a directory, not a run ledger. Fix: move it "
+                              "aside, or point --home at another directory")
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                       check_same_thread=False)

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from reliability.errors import ConfigError
+
 __all__ = ["ArtifactStore", "Codec", "decode", "encode"]
 
 Codec = str  # "json" | "bytes" | "file" | "pickle"
@@ -93,7 +95,12 @@ class ArtifactStore:
         self.staging = self.root / "staging"
         self.quarantine = self.root / "quarantine"
         for d in (self.objects, self.staging, self.quarantine):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the artifact store ({exc.strerror or exc})", file=str(d),
+                    fix="point --home (or RELIABILITY_HOME) at a writable directory") from None
 
     def path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest

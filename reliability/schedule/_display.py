@@ -82,7 +82,8 @@ def print_schedules(sched: Any, count: int) -> None:
         fires = "\n".join(f"{loc(f).isoformat()}  [{loc(iv.start).isoformat()} .. "
                           f"{loc(iv.end).isoformat()})"
                           for f, iv in sched.next_fires(name, count)) or "-"
-        stale = f"{s.freshness_threshold() / 3600:.1f}h"
+        threshold = s.freshness_threshold()
+        stale = f"{threshold / 3600:.1f}h" if threshold is not None else "-"
         mode = "" if s.fire_on_time else " (events only)"
         table.add_row(name, s.pipeline, s.timetable.describe() + mode,
                       f"{s.catchup.policy.value} (grace {s.catchup.grace})", fires, stale)

@@ -32,6 +32,7 @@ __all__ = ["BackfillItem", "BackfillPlan", "BackfillReport", "Direction", "plan_
            "run_backfill"]
 
 _DONE = frozenset({"succeeded", "failed", "noop"})
+MAX_INTERVALS = 100_000  # one backfill; more is a typo in --start/--every, not a plan
 
 
 class Direction(StrEnum):
@@ -113,7 +114,7 @@ def plan_backfill(store: ScheduleStore, pipeline: str, timetable: Timetable,
                               if status in _DONE else "", run_id)
                  for seq, a, b, status, run_id in store.backfill_items(open_[0])]
         return BackfillPlan(open_[0], pipeline, rng, reprocess, direction, items, True)
-    ivs = timetable.intervals(start, end)
+    ivs = timetable.intervals(start, end, limit=MAX_INTERVALS)
     if not ivs:
         raise DefinitionError(
             f"{timetable.describe()} has no complete data interval inside "

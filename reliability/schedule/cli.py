@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reliability.cli._args import at_least, port
 from reliability.errors import ConfigError, DefinitionError
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ def register(sub: Any) -> None:
     bf.add_argument("--reprocess", default="none", choices=["none", "failed", "all"])
     bf.add_argument("--order", default="forward", choices=["forward", "backward"])
     bf.add_argument("--dry-run", action="store_true", help="show the plan; run nothing")
-    bf.add_argument("-j", "--parallel", type=int, default=1, help="intervals at once")
-    bf.add_argument("--workers", type=int, default=None, help="step workers per run")
+    bf.add_argument("-j", "--parallel", type=at_least(1), default=1, help="intervals at once")
+    bf.add_argument("--workers", type=at_least(1), default=None, help="step workers per run")
     bf.add_argument("--home", help="ledger/store directory (default: the project's)")
     bf.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     bf.set_defaults(func=_backfill)
@@ -47,14 +48,14 @@ def register(sub: Any) -> None:
         dest="schedule_command", metavar="ACTION")
     ls = sc.add_parser("list", help="show schedules and their next fire times")
     _common(ls)
-    ls.add_argument("-n", "--count", type=int, default=3, help="fires to show")
+    ls.add_argument("-n", "--count", type=at_least(1), default=3, help="fires to show")
     ls.set_defaults(func=_list)
     sv = sc.add_parser("serve", help="run the scheduler as a long-lived process")
     _common(sv)
     sv.add_argument("--host", default="127.0.0.1", help="bind address (loopback default)")
-    sv.add_argument("--http-port", type=int, default=8787, help="trigger endpoint; 0 = off")
-    sv.add_argument("--metrics-port", type=int, default=9464, help="/metrics; 0 = off")
-    sv.add_argument("--max-active", type=int, default=4, help="runs at once, in all")
+    sv.add_argument("--http-port", type=port, default=8787, help="trigger endpoint; 0 = off")
+    sv.add_argument("--metrics-port", type=port, default=9464, help="/metrics; 0 = off")
+    sv.add_argument("--max-active", type=at_least(1), default=4, help="runs at once, in all")
     sv.set_defaults(func=_serve)
     tr = sc.add_parser("trigger", help="run one interval of a schedule now (an event)")
     _common(tr)

@@ -95,14 +95,20 @@ class Timetable:
             yield f
             f = self.next_fire(f)
 
-    def intervals(self, start: dt.datetime, end: dt.datetime) -> list[DataInterval]:
-        """Every data interval inside ``[start, end)``, oldest first."""
+    def intervals(self, start: dt.datetime, end: dt.datetime, *,
+                  limit: int | None = None) -> list[DataInterval]:
+        """Every data interval inside ``[start, end)``, oldest first (at most ``limit``)."""
         out: list[DataInterval] = []
         prev: dt.datetime | None = None
         f = self.next_fire(_aware(start, "start") - _TICK)
         end = _aware(end, "end")
         while f is not None and f <= end:
             if prev is not None:
+                if limit is not None and len(out) >= limit:
+                    raise DefinitionError(
+                        f"{self.describe()} has more than {limit} data intervals in "
+                        f"[{start.isoformat()}, {end.isoformat()}). Fix: narrow the range, "
+                        "use longer intervals, or split the backfill")
                 out.append(DataInterval(prev, f))
             prev = f
             f = self.next_fire(f)

@@ -68,10 +68,17 @@ class Schedule:
     http: bool = True
     missed_for_stale: int = 2
 
-    def freshness_threshold(self) -> float:
-        """Seconds after which the pipeline's output is stale (``missed_for_stale`` misses)."""
-        return freshness_threshold(self.timetable, self.missed_for_stale,
-                                   grace=self.catchup.grace)
+    def freshness_threshold(self) -> float | None:
+        """Seconds after which the pipeline's output is stale (``missed_for_stale`` misses).
+
+        None when the timetable has fewer intervals than that (a one-off ``at`` schedule, or
+        a short ``start``..``end``): its data never goes stale by missed intervals.
+        """
+        try:
+            return freshness_threshold(self.timetable, self.missed_for_stale,
+                                       grace=self.catchup.grace)
+        except DefinitionError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)

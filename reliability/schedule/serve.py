@@ -140,7 +140,9 @@ class ScheduleMetrics:
         self.sched = sched
         for name, s in sched.schedules.items():
             self.triggers.labels(name, "started")
-            self.freshness.labels(name).set(s.freshness_threshold())
+            threshold = s.freshness_threshold()
+            if threshold is not None:
+                self.freshness.labels(name).set(threshold)
         sched.on_trigger(self.observe)
         self.refresh()
 

@@ -138,6 +138,9 @@ class ScheduleSpec(_Duration):
             raise ValueError("'every' needs 'start': the instant intervals are counted from")
         if self.at is not None and self.start is None:
             raise ValueError("'at' needs 'start': the one-off run covers [start, at)")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"'end' ({self.end.isoformat()}) must be after 'start' "
+                             f"({self.start.isoformat()})")
         return self
 
     def timetable(self) -> Timetable:
@@ -165,7 +168,11 @@ def load_schedules(path: str | Path, *, resolve: Any = None) -> list[Schedule]:
 
     resolve = resolve or resolve_pipeline
     file = str(path)
-    spec = parse_model(load_yaml(path), ScheduleFile, file=file)
+    data = load_yaml(path)
+    if data is None:
+        raise ConfigError("file is empty", file=file,
+                          fix="add 'schedules:' with a list of schedules")
+    spec = parse_model(data, ScheduleFile, file=file)
     names = [s.name for s in spec.schedules]
     out: list[Schedule] = []
     for i, s in enumerate(spec.schedules):
@@ -183,8 +190,15 @@ def load_schedules(path: str | Path, *, resolve: Any = None) -> list[Schedule]:
         try:
             pipe = resolve(s.pipeline)
         except DefinitionError as exc:
-            raise ConfigError(str(exc), file=file, path=[*where, "pipeline"],
-                              fix="use module:attr of a Pipeline") from None
+            raise ConfigError(str(exc).split(". Fix:")[0], file=file, path=[*where, "pipeline"],
+                              fix=str(exc).partition("Fix: ")[2] or "use module:attr of a "
+                              "Pipeline") from None
+        try:
+            pipe.make_params(s.params)
+        except DefinitionError as exc:
+            raise ConfigError(str(exc).split(". Fix:")[0], file=file, path=[*where, "params"],
+                              fix=str(exc).partition("Fix: ")[2] or "correct the value"
+                              ) from None
         watch = None
         if s.watch is not None:
             from reliability.project import find_project

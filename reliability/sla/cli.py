@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from reliability.cli._args import output_dir, port, positive_float
 from reliability.errors import ConfigError, SLAError
 
 __all__ = ["register"]
@@ -41,8 +43,8 @@ def register(sub: Any) -> None:
     serve = ssub.add_parser("serve", help="serve /metrics fed from the run ledger")
     serve.add_argument("--home", help="runner home holding ledger.db (default: project)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    serve.add_argument("--port", type=int, default=9464)
-    serve.add_argument("--interval", type=float, default=1.0, help="ledger poll seconds")
+    serve.add_argument("--port", type=port, default=9464)
+    serve.add_argument("--interval", type=positive_float, default=1.0, help="ledger poll seconds")
     serve.set_defaults(func=cmd_serve)
     sla.set_defaults(func=lambda a: (sla.print_help(), 2)[1])
 
@@ -81,11 +83,30 @@ def _project() -> Any:
 def _load(args: argparse.Namespace) -> Any:
     from reliability.sla.spec import load_slas
 
-    path = args.sla or _project().sla_file
+    project = _project()
+    path = args.sla or project.sla_file
     if path is None:
         raise ConfigError("no SLA file given and reliability.yaml names none", path=("sla",),
                           fix="pass --sla FILE or set `sla:` in reliability.yaml")
-    return load_slas(path)
+    sset = load_slas(path)
+    if project.file is not None:
+        _check_against_project(sset, project, explicit=bool(args.sla))
+    return sset
+
+
+def _check_against_project(sset: Any, project: Any, *, explicit: bool) -> None:
+    """SLAs of the project's pipeline must name its steps; the project's own SLA file must
+    name its pipeline, or `reliability run` never monitors it."""
+    from reliability.pipeline import load_pipeline
+
+    pipeline = load_pipeline(project.pipeline_ref)
+    if sset.pipeline == pipeline.name:
+        sset.check_steps(pipeline.steps)
+    elif not explicit:
+        raise ConfigError(
+            f"names pipeline {sset.pipeline!r}, but the project's pipeline is "
+            f"{pipeline.name!r}, so runs would never be checked against it",
+            file=sset.source, path=("pipeline",), fix=f"write pipeline: {pipeline.name}")
 
 
 def _console() -> Any:
@@ -123,8 +144,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
     sset = _load(args)
     rs = build_rules(sset, runbook_base_url=args.runbook_base_url)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out, "--out")
     rules_file, tests_file = out / "reliability.rules.yml", out / "reliability.rules.test.yml"
     rules_file.write_text(yaml.safe_dump(rules_document([rs]), sort_keys=False, width=1000))
     tests_file.write_text(generate_rule_tests([rs], rules_file.name))
@@ -151,6 +171,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     sset = _load(args)
     rs = build_rules(sset, runbook_base_url=args.runbook_base_url)
+    output_dir(args.out, "--out")
     for path in write_grafana([rs], args.out, datasource_uid=args.datasource_uid):
         print(f"wrote {path}")
     return 0
@@ -170,7 +191,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     bus = EventBus()
     metrics = PipelineMetrics()
     metrics.attach(bus)
-    feed = LedgerFeed(LedgerView(_home(args) / "ledger.db"), bus, interval=args.interval)
+    home = _home(args)
+    blocker = next((d for d in (home, *home.parents) if d.exists() and not d.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{blocker} is a file, so {home} cannot be the runner's home",
+                          path=("--home",), fix="pass the directory holding ledger.db")
+    feed = LedgerFeed(LedgerView(home / "ledger.db"), bus, interval=args.interval)
+    feed.poll()  # a damaged ledger fails here, with exit 2, not in the background
     server = serve_metrics(metrics.registry, host=args.host, port=args.port)
     print(f"serving {server.url} (ledger {feed.view.path}); Ctrl-C stops", flush=True)
     feed.start()
@@ -188,6 +215,10 @@ def _renderer(args: argparse.Namespace) -> Any:
     from reliability.runbooks.render import RunbookRenderer
 
     tdir = Path(args.templates) if args.templates else _project().runbooks_dir
+    if args.templates and not tdir.is_dir():
+        raise ConfigError(f"runbook template directory {str(tdir)!r} "
+                          f"{'is not a directory' if tdir.exists() else 'does not exist'}",
+                          path=("--templates",), fix="pass the folder holding *.md.j2 templates")
     return RunbookRenderer([tdir], base_url=getattr(args, "base_url", None))
 
 
@@ -225,12 +256,15 @@ def _render_generic(renderer: Any, args: argparse.Namespace, home: Path) -> list
     if not args.pipeline:
         raise ConfigError("--family needs --pipeline", path=("--pipeline",),
                           fix="name the pipeline the runbook is for")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", args.pipeline):
+        raise ConfigError(f"pipeline name {args.pipeline!r} is not a plain name (it is used "
+                          "as a folder name)", path=("--pipeline",),
+                          fix="use letters, digits, '_', '-' and '.', e.g. reference")
     ev = Evidence(family=args.family, pipeline=args.pipeline, run_id="RUN_ID",
                   summary=f"Runbook for {args.family.replace('_', ' ')} alerts of pipeline "
                           f"{args.pipeline!r}.", home=str(home))
     book = renderer.render(ev)
-    out = Path(args.out or "runbooks-site") / args.pipeline
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(Path(args.out or "runbooks-site") / args.pipeline, "--out")
     paths = [out / f"{args.family}.md", out / f"{args.family}.html"]
     paths[0].write_text(book.markdown, encoding="utf-8")
     paths[1].write_text(book.html, encoding="utf-8")
@@ -253,7 +287,7 @@ def _render_run(renderer: Any, run_id: str, home: Path, out: str | None) -> list
     faults: list[dict[str, Any]] = []
     violated: set[str] = set()
     paths: list[Path] = []
-    target = Path(out) if out else home / "runbooks" / run["run_id"]
+    target = output_dir(out, "--out") if out else home / "runbooks" / run["run_id"]
     for ev in read_events(view, run_id=run["run_id"]):
         if ev.kind is EventKind.FAULT_INJECTED:
             faults.append({"fault": ev.details.get("fault", "unknown"), "step": ev.step,

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from reliability.errors import LedgerError
 from reliability.events import Event, EventBus, EventKind
 from reliability.runbooks.evidence import LedgerView
 
@@ -103,6 +104,6 @@ class LedgerFeed:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(sqlite3.Error, OSError):  # locked: next tick
+            with contextlib.suppress(sqlite3.Error, OSError, LedgerError):  # locked: next tick
                 self.poll()
             self._stop.wait(self.interval)
