@@ -47,8 +47,10 @@ class RunSetup:
             hook = _contract_hook(project, pipeline, notes)
             if hook is not None:
                 all_hooks.insert(0, hook)
+        if workers is None:
+            workers = project.spec.workers
         runner = Runner(pipeline, home=Path(home) if home else project.home,
-                        workers=workers or project.spec.workers, bus=bus, hooks=all_hooks)
+                        workers=workers, bus=bus, hooks=all_hooks)
         setup = cls(project, pipeline, runner, bus, closers, notes)
         if sla:
             setup._attach_sla(metrics_port)

@@ -22,13 +22,15 @@ DEFAULT_EXPERIMENT = "reference-demo.yaml"
 
 
 def register(sub: Any) -> None:
+    from reliability.cli._args import port
+
     p = sub.add_parser("demo", help="run the reference pipeline under contracts, chaos and "
                                     "SLA monitoring (the main job)")
     p.add_argument("--experiment", metavar="YAML",
                    help=f"chaos experiment (default: <chaos dir>/{DEFAULT_EXPERIMENT})")
     p.add_argument("--seed", type=int, help="override the experiment's seed")
     p.add_argument("--home", help="ledger, artifacts and reports (default: project home)")
-    p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+    p.add_argument("--metrics-port", type=port, default=0, metavar="PORT",
                    help="serve /metrics on 127.0.0.1:PORT during the demo (default: any)")
     p.set_defaults(func=cmd_demo)
 
