@@ -44,10 +44,15 @@ class RunDisplay:
         self._unsub = bus.subscribe(self.on_event)
 
     def close(self) -> None:
+        """Stop listening (and finish a bar still on screen)."""
         self._unsub()
+        self._end_bar()
+
+    def _end_bar(self) -> None:
         if self.task is not None:
             self.progress.refresh()
             self.progress.stop()
+            self.progress.remove_task(self.task)
             self.task = None
 
     def on_event(self, ev: Event) -> None:
@@ -66,7 +71,7 @@ class RunDisplay:
             self.progress.console.print(self._line(ev), highlight=False)
         if ev.kind in (EventKind.RUN_SUCCEEDED, EventKind.RUN_FAILED, EventKind.RUN_CANCELLED):
             self.progress.update(self.task, status=ev.kind.value.removeprefix("run_"))
-            self.close()
+            self._end_bar()  # the next run (e.g. a chaos run after its baseline) gets its own
             return
         now = time.monotonic()
         if now - self._last > 0.05:

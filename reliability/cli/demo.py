@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from reliability.errors import ConfigError
+from reliability.errors import ConfigError, MissingDependencyError
 
 __all__ = ["register"]
 
@@ -112,7 +112,10 @@ class _Demo:
         tests.write_text(generate_rule_tests([rs], rules.name))
         lines = [f"alert rules: {rules} ({len(rs.alerts)} alerts, {len(rs.recording)} "
                  f"recording rules)", f"rule tests:  {tests}"]
-        lines += [f"grafana:     {p}" for p in write_grafana([rs], out / "grafana")]
+        try:
+            lines += [f"grafana:     {p}" for p in write_grafana([rs], out / "grafana")]
+        except MissingDependencyError as exc:
+            lines.append(f"grafana:     skipped ({exc})")
         promtool = shutil.which("promtool")
         if promtool:
             for cmd in (["check", "rules", rules.name], ["test", "rules", tests.name]):

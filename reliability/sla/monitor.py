@@ -277,8 +277,8 @@ class SLAMonitor:
         self._timers.schedule(since + limit, ("freshness", pipeline), fire)
 
     def _seed_last_success(self, pipeline: str) -> float | None:
-        if self.ledger is None:
-            return None
+        if self.ledger is None or not self.ledger.path.exists():
+            return None  # a new home: no history yet, nothing to seed
         try:
             last = self.ledger.last_success_time(pipeline)
         except Exception as exc:  # a missing/locked ledger must not stop the monitor

@@ -36,6 +36,8 @@ def test_demo_runs_the_reference_pipeline_under_contracts_chaos_and_slas(
     out = res.stdout
     assert "verdict: passed" in out and "resilience score 100.0/100" in out
     assert "outputs_equal_baseline" in out
+    assert res.stderr.count("running reference") == 2  # baseline and chaos run both shown
+    assert "WARNING" not in res.stderr
     assert 'reliability_worker_lost_total{pipeline="reference",step="train"} 1' in out
     home = tmp_path / ".reliability"
     journal = json.loads((home / "reports" / "chaos-journal.json").read_text())
