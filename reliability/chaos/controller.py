@@ -4,8 +4,10 @@ A :class:`Controller` subscribes to the runner's event bus. On ``step_started`` 
 timer that SIGKILLs the worker (a real signal to a real process; the runner notices the
 lost worker and retries), and publishes hang notices the hung worker cannot send. When an
 attempt ends it removes that attempt's network toxics; a sweeper thread expires leases and
-watches abort conditions. Events raised on timer threads are queued and published on the
-runner's thread, so subscribers (the ledger among them) are only ever called from there.
+watches abort conditions and cancels the run through ``Runner.cancel``. A worker kill is
+published before the signal is sent, so its cause precedes the lost worker in every
+subscriber (the bus serializes delivery across threads); other events raised on timer
+threads are queued and published with the next runner event.
 
     with inject(runner, KillWorker(name="k", step="train", after=0.2), seed=7):
         runner.run()
@@ -18,8 +20,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,7 @@ class Controller:
         self._timers: dict[tuple[str, int] | str, list[threading.Timer]] = {}
         self._pending: list[Event] = []
         self._bus: EventBus | None = None
+        self._cancel: Callable[[], None] | None = None
         self._unsub: Any = None
         self._pipeline = ""
         self._run_id = ""
@@ -85,8 +88,10 @@ class Controller:
         self._mine: dict[str, Lease] = {}
 
     # -- lifecycle --------------------------------------------------------------------
-    def attach(self, bus: EventBus) -> None:
+    def attach(self, bus: EventBus, cancel: Callable[[], None] | None = None) -> None:
+        """Subscribe to ``bus``; ``cancel`` stops the run when an abort condition fires."""
         self._bus = bus
+        self._cancel = cancel
         self._unsub = bus.subscribe(self.on_event)
         self._sweeper = threading.Thread(target=self._sweep, daemon=True,
                                          name="chaos-sweeper")
@@ -194,13 +199,18 @@ class Controller:
             if self._active.get(key) != pid:
                 return  # the attempt ended before the trigger
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, 0)
             except ProcessLookupError:
                 return
             self._active.pop(key, None)
-            self._queue(EventKind.FAULT_INJECTED, key, {
-                "fault": f.name, "type": f.type, "target": f.step, "source": "controller",
-                "signal": "SIGKILL", "worker_pid": pid, "after": float(f.after)})
+        # published before the signal, so every subscriber sees the cause before the
+        # runner reports the lost worker (the bus serializes delivery across threads)
+        self._queue(EventKind.FAULT_INJECTED, key, {
+            "fault": f.name, "type": f.type, "target": f.step, "source": "controller",
+            "signal": "SIGKILL", "worker_pid": pid, "after": float(f.after)})
+        self.flush()
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
     def _queue(self, kind: EventKind, key: tuple[str, int] | None, details: dict[str, Any]
                ) -> None:
@@ -298,7 +308,9 @@ class Controller:
                 return
             self.aborted = reason
         log.warning("chaos: aborting the method: %s", reason)
-        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+        if self._cancel is not None:
+            self._cancel()
+        elif signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
             os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler cancels the run
 
 
@@ -327,7 +339,7 @@ def inject(runner: Any, *faults: FaultBase, seed: int = 0, proxy_api: str | None
     ctl = Controller(named, seed=seed, experiment=experiment, proxy_api=proxy_api,
                      leases=leases, abort=abort)
     runner.hooks.insert(0, hook)
-    ctl.attach(runner.bus)
+    ctl.attach(runner.bus, getattr(runner, "cancel", None))
     try:
         ctl.start_method()
         yield ctl

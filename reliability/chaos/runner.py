@@ -205,7 +205,7 @@ def _durations(ledger: Ledger, run_id: str) -> dict[str, float]:
 @contextmanager
 def _chaos_installed(runner: Runner, ctl: Controller, hook: ChaosHook) -> Iterator[None]:
     runner.hooks.insert(0, hook)
-    ctl.attach(runner.bus)
+    ctl.attach(runner.bus, runner.cancel)
     try:
         yield
     finally:

@@ -231,3 +231,43 @@ def test_reference_ingest_gets_real_network_faults(tmp_path: Path) -> None:
     assert ingest[0]["error_type"] == "ConnectionResetError"
     assert ingest[-1]["status"] == "succeeded"
     assert {f["toxic"] for f in journal.faults} == {"latency", "reset_peer"}
+
+
+patient = Pipeline("patient")
+
+
+@patient.step(retry=Retry(attempts=50, backoff=0.05, jitter=0), timeout=20)
+def stubborn() -> int:
+    return 1
+
+
+@patient.step
+def after_stubborn(stubborn: int) -> int:
+    return stubborn + 1
+
+
+def test_abort_condition_cancels_the_run_from_the_sweeper_thread(tmp_path: Path) -> None:
+    spec = {"title": "burning budget", "seed": 5,
+            "steady-state-hypothesis": {"run_succeeds": True},
+            "method": [{"type": "exception", "step": "stubborn", "attempts": "all",
+                        "error": "ConnectionError"}],
+            "abort": {"max_failed_attempts": 3}}
+    t0 = time.monotonic()
+    journal = run_experiment(spec, pipeline=patient, home=tmp_path)
+    assert time.monotonic() - t0 < 20  # 50 attempts x 50 ms were never all tried
+    assert journal.status == "aborted" and "failed attempts" in str(journal.data["aborted"])
+    assert journal.data["run"]["status"] == "cancelled"
+    tried = [a for a in journal.data["attempts"] if a["step"] == "stubborn"]
+    assert 3 <= len(tried) < 50
+
+
+def test_a_worker_kill_is_published_before_the_lost_worker(tmp_path: Path) -> None:
+    from reliability import EventKind
+
+    runner = Runner(pipe, home=tmp_path, workers=2)
+    order: list[str] = []
+    runner.bus.subscribe(lambda e: order.append(e.kind.value),
+                         kinds={EventKind.FAULT_INJECTED, EventKind.WORKER_LOST})
+    with inject(runner, KillWorker(name="kill", step="slow", after=0.1), seed=1):
+        assert runner.run(resume=False).ok
+    assert order == ["fault_injected", "worker_lost"]
