@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -86,6 +87,10 @@ def _params_dict(params: Any) -> dict[str, Any]:
 
         return dataclasses.asdict(params)
     return dict(params)
+
+
+_ACTIVE: set[tuple[str, str]] = set()  # (ledger file, run id) executing in this process
+_ACTIVE_LOCK = threading.Lock()
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool:
@@ -163,9 +168,10 @@ class Runner:
 
     def _existing(self, run_id: str) -> RunRecord | None:
         try:
-            return self.ledger.get_run(run_id)
+            rec = self.ledger.get_run(run_id)
         except LedgerError:
             return None
+        return rec if rec.run_id == run_id else None  # a prefix names another run
 
     def resume(self, run_id: str) -> RunResult:
         """Finish an interrupted run: committed steps are kept, the rest run again."""
@@ -179,20 +185,27 @@ class Runner:
 
     # -- the loop ---------------------------------------------------------------------
     def _execute(self, rec: RunRecord, params: Any, *, resumed: bool) -> RunResult:
-        if _pid_alive(rec.runner_pid, rec.host) and rec.status == "running":
-            raise RunError(f"run {rec.run_id} is being run by live process {rec.runner_pid}; "
-                           "never two runners on one run. Fix: wait for it or stop it",
-                           run_id=rec.run_id)
-        interval = (DataInterval.parse(f"{rec.interval_start}/{rec.interval_end}")
-                    if rec.interval_start and rec.interval_end else None)
-        loop = _Loop(self, rec, params, interval, resumed)
-        for fn in self.before_run:
-            fn(self, rec.run_id)
-        self._loop = loop
+        active = (str(self.ledger.path.resolve()), rec.run_id)
+        with _ACTIVE_LOCK:
+            holder = os.getpid() if active in _ACTIVE else None
+            if holder is None:
+                holder = self.ledger.claim_run(rec.run_id, _pid_alive)
+            if holder is not None:
+                raise RunError(f"run {rec.run_id} is being run by live process {holder}; "
+                               "never two runners on one run. Fix: wait for it or stop it",
+                               run_id=rec.run_id)
+            _ACTIVE.add(active)
         try:
+            interval = (DataInterval.parse(f"{rec.interval_start}/{rec.interval_end}")
+                        if rec.interval_start and rec.interval_end else None)
+            self._loop = loop = _Loop(self, rec, params, interval, resumed)
+            for fn in self.before_run:  # a cancel() from here on is not lost
+                fn(self, rec.run_id)
             return loop.run()
         finally:
             self._loop = None
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(active)
 
     def _result_from_ledger(self, rec: RunRecord, resumed: bool) -> RunResult:
         steps = self.ledger.steps(rec.run_id)
@@ -317,15 +330,17 @@ class _Loop:
         os.set_blocking(wfd, False)
         self.wake_fd = wfd
         old = _install_signals(self)
-        try:
-            self._loop(pool, rfd)
+        try:  # until the ledger says how the run ended, a second Ctrl-C only cancels
+            try:
+                self._loop(pool, rfd)
+            finally:
+                pool.shutdown(graceful=not self.cancelled)
+                self.wake_fd = None
+                os.close(rfd)
+                os.close(wfd)
+            return self._finish(time.monotonic() - t0)
         finally:
             _restore_signals(old)
-            pool.shutdown(graceful=not self.cancelled)
-            self.wake_fd = None
-            os.close(rfd)
-            os.close(wfd)
-        return self._finish(time.monotonic() - t0)
 
     def _loop(self, pool: WorkerPool, rfd: int) -> None:
         while True:
@@ -373,14 +388,19 @@ class _Loop:
             run_id=self.run_id, step=step, attempt=attempt, inputs=inputs,
             params=self.params, interval=self.interval,
             staging_file=str(self.r.store.staging_file(self.run_id, step, attempt)),
-            quarantine_file=str(self.r.store.quarantine_file(self.run_id, step, attempt)))
+            quarantine_file=str(self.r.store.quarantine_file(self.run_id, step, attempt)),
+            scratch_dir=str(self.r.store.scratch_dir(self.run_id, step, attempt)))
         self.r.ledger.start_attempt(self.run_id, step, attempt, w.pid,
                                     {p: self.outputs[s][0] for p, s in spec.inputs.items()})
         try:
             w.conn.send(task)
-        except OSError:  # died between tasks: replace it and try again
+        except OSError:  # died between tasks: record it, run the step on a fresh worker
             pool.remove(w)
-            self.attempt_no[step] = attempt - 1
+            error = f"worker pid {w.pid} died before it received the task"
+            self.r.ledger.end_attempt(self.run_id, step, attempt, "worker_lost",
+                                      "WorkerLost", error)
+            self._emit(EventKind.WORKER_LOST, step, attempt=attempt, error=error,
+                       details={"worker_pid": w.pid})
             self.ready.appendleft(step)
             return
         w.current = task
@@ -422,6 +442,7 @@ class _Loop:
     def _commit(self, task: Task, res: Result, duration: float, pid: int) -> None:
         assert res.digest is not None and res.codec is not None
         self.r.store.commit(Path(task.staging_file), res.digest)
+        self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
         self.r.ledger.commit_step(self.run_id, task.step, task.attempt, res.digest,
                                   res.codec, res.size)
         self.outputs[task.step] = (res.digest, res.codec)
@@ -436,6 +457,7 @@ class _Loop:
 
     def _attempt_failed(self, task: Task, res: Result, duration: float) -> None:
         status = "contract_violated" if res.failures or res.quarantined else "failed"
+        self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
         self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, status,
                                   res.error_type, res.error, res.traceback)
         if status == "contract_violated":
@@ -448,7 +470,7 @@ class _Loop:
     def _attempt_lost(self, task: Task, status: str, error: str, kind: EventKind,
                       w: Worker) -> None:
         duration = time.monotonic() - w.started
-        Path(task.staging_file).unlink(missing_ok=True)
+        self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
         self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, status,
                                   "WorkerLost" if status == "worker_lost" else "Timeout", error)
         self._emit(kind, task.step, attempt=task.attempt, duration=duration, error=error,
@@ -461,7 +483,10 @@ class _Loop:
     def _retry_or_fail(self, task: Task, retryable: bool, error: str, duration: float,
                        error_type: str) -> None:
         retry = self.pipe.steps[task.step].retry
-        if retryable and task.attempt < retry.attempts and not self.cancelled:
+        if retryable and task.attempt < retry.attempts and self.cancelled:
+            self._step_cancelled(task.step, task.attempt)  # resume retries it
+            return
+        if retryable and task.attempt < retry.attempts:
             delay = retry.delay(task.attempt, self.r.rng)
             heapq.heappush(self.retries, (time.monotonic() + delay, task.step))
             self._emit(EventKind.STEP_RETRYING, task.step, attempt=task.attempt, error=error,
@@ -504,12 +529,19 @@ class _Loop:
             pool.remove(w)
             self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, "cancelled",
                                       "Cancelled", "run cancelled by signal")
-            self.r.ledger.set_step(self.run_id, task.step, "cancelled")
-            self._emit(EventKind.STEP_CANCELLED, task.step, attempt=task.attempt)
+            self._step_cancelled(task.step, task.attempt)
+        while self.retries:  # waiting out a backoff: cancelled too, not left 'running'
+            step = heapq.heappop(self.retries)[1]
+            self._step_cancelled(step, self.attempt_no[step])
+
+    def _step_cancelled(self, step: str, attempt: int) -> None:
+        self.r.ledger.set_step(self.run_id, step, "cancelled")
+        self._emit(EventKind.STEP_CANCELLED, step, attempt=attempt)
 
     def _finish(self, duration: float) -> RunResult:
         led = self.r.ledger
-        if self.cancelled:
+        done = {*self.outputs, *self.failed, *self.skipped}
+        if self.cancelled and any(s not in done for s in self.r.order):
             status = "cancelled"
             sig = signal.Signals(self.r._cancel_signal or signal.SIGINT).name
             led.finish_run(self.run_id, status, f"cancelled by {sig}")
@@ -533,8 +565,6 @@ class _Loop:
 
 
 def _install_signals(loop: _Loop) -> dict[int, Any]:
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return {}
 

@@ -11,8 +11,9 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,12 @@ FINAL_RUN_STATES = frozenset({"succeeded", "failed"})
 
 
 class Ledger:
-    """SQLite-backed ledger. Use one instance per process."""
+    """SQLite-backed ledger. Use one instance per process.
+
+    The connection is shared by the run loop and threads that publish events (SLA timers,
+    chaos controllers); a lock serializes writes, so a statement from another thread never
+    lands inside (and is never rolled back with) the run loop's open transaction.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -133,6 +139,7 @@ class Ledger:
         if self.path.is_dir():
             raise LedgerError(f"{self.path}: is a directory, not a run ledger. Fix: move it "
                               "aside, or point --home at another directory")
+        self._lock = threading.RLock()
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
@@ -159,13 +166,19 @@ class Ledger:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")  # may fail too (deferred constraints, disk full)
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    def _write(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        with self._lock:
+            return self.db.execute(sql, args)
 
     # -- runs -------------------------------------------------------------------------
     def create_run(self, run_id: str, pipeline: str, run_key: str, params: Mapping[str, Any],
@@ -185,13 +198,33 @@ class Ledger:
             db.executemany("INSERT INTO steps (run_id, step, status) VALUES (?,?,'pending')",
                            [(run_id, s) for s in steps])
 
+    def claim_run(self, run_id: str, holder_alive: Callable[[int | None, str | None], bool]
+                  ) -> int | None:
+        """Make this process the run's runner, unless a live runner holds it.
+
+        Check and claim are one write transaction, so of two processes claiming at once
+        exactly one wins. ``holder_alive(pid, host)`` says whether the recorded runner still
+        lives. Returns None when claimed, else the pid of the live holder.
+        """
+        with self.tx() as db:
+            row = db.execute("SELECT status, runner_pid, host FROM runs WHERE run_id=?",
+                             (run_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"no run {run_id!r} in ledger {self.path}. Fix: list runs "
+                                  "with `reliability runs list`")
+            if row["status"] == "running" and holder_alive(row["runner_pid"], row["host"]):
+                return int(row["runner_pid"])
+            db.execute("UPDATE runs SET status='running', runner_pid=?, host=? WHERE run_id=?",
+                       (os.getpid(), socket.gethostname(), run_id))
+        return None
+
     def mark_run_started(self, run_id: str) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE runs SET status='running', runner_pid=?, started_at=COALESCE(started_at,?)"
             " WHERE run_id=?", (os.getpid(), time.time(), run_id))
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        self.db.execute("UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
+        self._write("UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
                         (status, time.time(), error, run_id))
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -250,7 +283,7 @@ class Ledger:
         now = time.time()
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO attempts (run_id, step, attempt, status, worker_pid,"
+                "INSERT INTO attempts (run_id, step, attempt, status, worker_pid,"
                 " started_at) VALUES (?,?,?,?,?,?)",
                 (run_id, step, attempt, "running", worker_pid, now))
             db.execute(
@@ -261,17 +294,25 @@ class Ledger:
     def end_attempt(self, run_id: str, step: str, attempt: int, status: str,
                     error_type: str | None = None, error: str | None = None,
                     traceback: str | None = None) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE attempts SET status=?, ended_at=?, error_type=?, error=?, traceback=?"
             " WHERE run_id=? AND step=? AND attempt=?",
             (status, time.time(), error_type, error, traceback, run_id, step, attempt))
 
     def commit_step(self, run_id: str, step: str, attempt: int, digest: str, codec: str,
                     size: int) -> None:
-        """Record a committed output and the attempt's success in one transaction."""
+        """Record a committed output and the attempt's success in one transaction.
+
+        One commit row per step, ever: committing the same bytes again (a resumed run
+        re-creating an object that vanished from the store) keeps the first row; other
+        bytes raise :class:`sqlite3.IntegrityError`.
+        """
         now = time.time()
         with self.tx() as db:
-            db.execute("INSERT INTO commits VALUES (?,?,?,?)", (run_id, step, digest, now))
+            first = db.execute("SELECT output_hash FROM commits WHERE run_id=? AND step=?",
+                               (run_id, step)).fetchone()
+            if first is None or first["output_hash"] != digest:
+                db.execute("INSERT INTO commits VALUES (?,?,?,?)", (run_id, step, digest, now))
             db.execute(
                 "UPDATE steps SET status='succeeded', output_hash=?, output_codec=?,"
                 " output_size=?, ended_at=?, error=NULL WHERE run_id=? AND step=?",
@@ -281,13 +322,13 @@ class Ledger:
                 " AND attempt=?", (now, run_id, step, attempt))
 
     def set_step(self, run_id: str, step: str, status: str, error: str | None = None) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE steps SET status=?, error=?, ended_at=? WHERE run_id=? AND step=?",
             (status, error, time.time(), run_id, step))
 
     def abandon_running_attempts(self, run_id: str, reason: str) -> int:
         """Mark attempts a dead runner left 'running' as lost; return how many."""
-        cur = self.db.execute(
+        cur = self._write(
             "UPDATE attempts SET status='lost', ended_at=?, error_type='RunnerLost', error=?"
             " WHERE run_id=? AND status='running'", (time.time(), reason, run_id))
         return cur.rowcount
@@ -295,7 +336,7 @@ class Ledger:
     # -- events -----------------------------------------------------------------------
     def record_event(self, run_id: str, t: float, kind: str, step: str | None,
                      attempt: int | None, details: Mapping[str, Any]) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO events (run_id, time, kind, step, attempt, details) VALUES"
             " (?,?,?,?,?,?)", (run_id, t, kind, step, attempt,
                                json.dumps(dict(details), sort_keys=True, default=str)))

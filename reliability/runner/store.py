@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import shutil
@@ -42,12 +43,20 @@ class _HashingWriter(io.RawIOBase):
 
 
 def _json_safe(value: Any) -> bool:
-    if value is None or isinstance(value, bool | int | float | str):
+    """True if json round-trips ``value`` exactly, as strict JSON.
+
+    Exact types only: a subclass (an IntEnum, a StrEnum, numpy.float64) would come back as
+    its base type. NaN and infinities are not JSON; such values are pickled instead.
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, str):
         return True
-    if isinstance(value, list):
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
         return all(_json_safe(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
+    if kind is dict:
+        return all(type(k) is str and _json_safe(v) for k, v in value.items())
     return False
 
 
@@ -67,7 +76,8 @@ def encode(value: Any, dest: Path) -> tuple[str, Codec, int]:
             w.write(bytes(value))
         elif _json_safe(value):
             codec = "json"
-            w.write(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+            w.write(json.dumps(value, sort_keys=True, separators=(",", ":"),
+                               allow_nan=False).encode())
         else:
             codec = "pickle"
             pickle.dump(value, w, protocol=5)  # type: ignore[arg-type]
@@ -115,6 +125,19 @@ class ArtifactStore:
 
     def staging_file(self, run_id: str, step: str, attempt: int) -> Path:
         return self.staging / run_id / f"{step}.{attempt}.out"
+
+    def scratch_dir(self, run_id: str, step: str, attempt: int) -> Path:
+        """The attempt's private ``ctx.staging_dir`` (created by the worker).
+
+        Private, so steps running side by side never overwrite each other's files, and a
+        retry never finds (and returns) what a failed attempt half wrote.
+        """
+        return self.staging / run_id / f"{step}.{attempt}.d"
+
+    def discard_attempt(self, run_id: str, step: str, attempt: int) -> None:
+        """Drop what an attempt left in staging (its output file and scratch dir)."""
+        self.staging_file(run_id, step, attempt).unlink(missing_ok=True)
+        shutil.rmtree(self.scratch_dir(run_id, step, attempt), ignore_errors=True)
 
     def commit(self, staged: Path, digest: str) -> Path:
         """Atomically move a staged object into place; idempotent for equal content."""

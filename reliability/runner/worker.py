@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -38,6 +39,7 @@ class Task:
     interval: DataInterval | None
     staging_file: str
     quarantine_file: str
+    scratch_dir: str  # the attempt's own ctx.staging_dir
 
 
 @dataclass(slots=True)
@@ -111,21 +113,51 @@ def worker_main(conn: Connection, pipeline: Pipeline, hooks: Sequence[StepHook],
             os._exit(0)
         result = run_task(pipeline, hooks, msg)
         try:
-            conn.send(result)
+            _send(conn, result)
         except (BrokenPipeError, OSError):
             os._exit(0)
+
+
+def _send(conn: Connection, result: Result) -> None:
+    """Send ``result``; details that cannot be pickled travel as their ``repr``.
+
+    A hook or step may emit an event detail (or a contract failure case) that does not
+    pickle; that must not kill the worker and turn a finished attempt into a lost one.
+    """
+    try:
+        conn.send(result)  # pickles fully before writing: nothing partial on failure
+    except (BrokenPipeError, OSError):
+        raise
+    except Exception:
+        result.events = [(kind, _plain(details), at) for kind, details, at in result.events]
+        result.failures = [_plain(f) for f in result.failures]
+        conn.send(result)
+
+
+def _plain(details: dict[str, Any]) -> dict[str, Any]:
+    return {key: _picklable(value) for key, value in details.items()}
+
+
+def _picklable(value: Any) -> Any:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return repr(value)
+    return value
 
 
 def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Result:
     """Run one attempt; never raises (errors become a failed Result)."""
     spec = pipeline.steps[task.step]
     staging = Path(task.staging_file)
+    scratch = Path(task.scratch_dir)
     ctx = StepContext(pipeline=pipeline.name, run_id=task.run_id, step=task.step,
                       attempt=task.attempt, interval=task.interval,
-                      staging_dir=staging.parent, params=task.params)
+                      staging_dir=scratch, params=task.params)
     output: Any = None
     have_output = False
     try:
+        scratch.mkdir(parents=True, exist_ok=True)
         inputs = {p: decode(Path(path), codec) for p, (path, codec) in task.inputs.items()}
         for hook in hooks:
             inputs = hook.before(ctx, spec, inputs)

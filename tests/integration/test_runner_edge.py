@@ -1,0 +1,278 @@
+"""Edge cases of the run loop: cancellation races, dead workers, staging, resume, run ids."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers import wait_for
+from sample_pipelines import chain
+
+from reliability import Event, EventBus, EventKind, Pipeline, Retry, Runner, StepContext
+from reliability.errors import RunError
+
+pytestmark = pytest.mark.integration
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_a_new_run_id_that_prefixes_an_old_one_starts_a_new_run(home: Path) -> None:
+    runner = Runner(chain, home=home, workers=2)
+    old = runner.run({"rows": 10}, run_id="chain-nightly-0001")
+    assert old.ok
+    new = runner.run({"rows": 20}, run_id="chain-nightly")
+    assert new.run_id == "chain-nightly" and new.ok and not new.resumed
+    assert runner.ledger.get_run("chain-nightly").params["rows"] == 20
+
+
+def test_resume_recommits_a_step_whose_object_vanished(tmp_path: Path) -> None:
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    runner = Runner(chain, home=tmp_path / "h", workers=2)
+    params = {"rows": 500, "signal_dir": str(signals), "slow_step": "sink",
+              "slow_seconds": 30}
+
+    def cancel_when_sink_starts() -> None:
+        wait_for((signals / "sink.1.started").exists, what="sink to start")
+        runner.cancel()
+
+    t = threading.Thread(target=cancel_when_sink_starts)
+    t.start()
+    first = runner.run(params, run_id="chain-gc")
+    t.join()
+    assert first.status == "cancelled"
+    runner.store.path(first.outputs["source"]).unlink()  # e.g. a store clean-up ran
+    again = runner.resume("chain-gc")
+    assert again.ok, again.failed
+    assert again.outputs == {**first.outputs, "sink": again.outputs["sink"]}
+    assert runner.store.verify(again.outputs["source"])
+    commits = [c["step"] for c in runner.ledger.commits("chain-gc")]
+    assert sorted(commits) == sorted(chain.steps)  # still one commit row per step
+    assert [a["status"] for a in runner.ledger.attempts("chain-gc", "source")] == [
+        "succeeded", "succeeded"]
+
+
+scratch = Pipeline("scratch")
+
+
+@scratch.step
+def left(ctx: StepContext) -> Path:
+    out = ctx.staging_dir / "model.bin"
+    out.write_bytes(b"left")
+    (ctx.staging_dir.parent / "left.wrote").touch()
+    wait_for((ctx.staging_dir.parent / "right.wrote").exists, timeout=10, what="right")
+    return out
+
+
+@scratch.step
+def right(ctx: StepContext) -> Path:
+    wait_for((ctx.staging_dir.parent / "left.wrote").exists, timeout=10, what="left")
+    out = ctx.staging_dir / "model.bin"
+    out.write_bytes(b"right")
+    (ctx.staging_dir.parent / "right.wrote").touch()
+    return out
+
+
+@scratch.step(retry=Retry(attempts=2, backoff=0))
+def partial(ctx: StepContext) -> list[str]:
+    seen = sorted(p.name for p in ctx.staging_dir.iterdir())
+    if ctx.attempt == 1:
+        (ctx.staging_dir / "part-0.bin").write_bytes(b"half")
+        raise Boom("died half way")
+    return seen
+
+
+def test_each_attempt_gets_its_own_staging_dir(home: Path) -> None:
+    # two steps writing the same scratch name at once must not see each other's file, and
+    # a retry must not find (and commit) what the failed attempt left behind
+    runner = Runner(scratch, home=home, workers=3)
+    res = runner.run()
+    assert res.ok, res.failed
+    assert runner.store.load(res.outputs["left"], "file").read_bytes() == b"left"
+    assert runner.store.load(res.outputs["right"], "file").read_bytes() == b"right"
+    assert runner.store.load(res.outputs["partial"], "json") == []
+    assert not (runner.store.staging / res.run_id).exists()
+
+
+gated = Pipeline("gated")
+
+
+@gated.step(retry=Retry(attempts=3, backoff=0))
+def wob(ctx: StepContext) -> int:
+    if ctx.attempt == 1:
+        ctx.emit("fault_injected", fault="exception")
+        raise Boom("transient")
+    return ctx.attempt
+
+
+@gated.step
+def down(wob: int) -> int:
+    return wob + 1
+
+
+def test_cancel_racing_a_retryable_failure_is_not_a_final_failure(home: Path) -> None:
+    bus = EventBus()
+    runner = Runner(gated, home=home, workers=1, bus=bus)
+    # the cancel lands while the failed attempt's result is being handled (as a signal can)
+    bus.subscribe(lambda e: runner.cancel(), kinds={EventKind.FAULT_INJECTED})
+    res = runner.run(run_id="gated-1")
+    assert res.status == "cancelled"
+    assert res.failed == {} and res.skipped == ()
+    steps = {s["step"]: s["status"] for s in runner.ledger.steps("gated-1")}
+    assert steps == {"wob": "cancelled", "down": "pending"}
+    kinds = [e["kind"] for e in runner.ledger.events("gated-1")]
+    assert "step_failed" not in kinds and "step_cancelled" in kinds
+    runner.close()
+    again = Runner(gated, home=home, workers=1).resume("gated-1")
+    assert again.ok and again.outputs.keys() == {"wob", "down"}
+
+
+slow_retry = Pipeline("slow_retry")
+
+
+@slow_retry.step(retry=Retry(attempts=2, backoff=30, jitter=0))
+def once(ctx: StepContext) -> int:
+    if ctx.attempt == 1:
+        raise Boom("first attempt fails")
+    return 1
+
+
+def test_cancel_while_a_retry_is_pending(home: Path) -> None:
+    bus = EventBus()
+    runner = Runner(slow_retry, home=home, workers=1, bus=bus)
+    cancelled: list[Event] = []
+    bus.subscribe(lambda e: runner.cancel(), kinds={EventKind.STEP_RETRYING})
+    bus.subscribe(cancelled.append, kinds={EventKind.STEP_CANCELLED})
+    t0 = time.monotonic()
+    res = runner.run(run_id="slow-1")
+    assert time.monotonic() - t0 < 10  # the 30 s backoff did not hold the cancel
+    assert res.status == "cancelled"
+    assert runner.ledger.steps("slow-1")[0]["status"] == "cancelled"  # not 'running'
+    assert [(e.step, e.attempt) for e in cancelled] == [("once", 1)]
+    again = runner.resume("slow-1")
+    assert again.ok
+    attempts = runner.ledger.attempts("slow-1", "once")
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "failed"), (2, "succeeded")]
+
+
+pair = Pipeline("pair")
+
+
+@pair.step
+def first() -> int:
+    return 1
+
+
+@pair.step
+def second(first: int) -> int:
+    return first + 1
+
+
+def _wait_dead(pid: int) -> None:
+    def gone() -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] in "ZX"
+        except OSError:
+            return True
+
+    wait_for(gone, timeout=5, what=f"pid {pid} to die")
+
+
+def test_an_idle_worker_dead_before_its_task_arrives_keeps_the_audit_trail(home: Path) -> None:
+    bus = EventBus()
+
+    def kill_idle_worker(ev: Event) -> None:  # dies after its result, before the next task
+        if ev.step == "first":
+            os.kill(int(ev.details["worker_pid"]), signal.SIGKILL)
+            _wait_dead(int(ev.details["worker_pid"]))
+
+    bus.subscribe(kill_idle_worker, kinds={EventKind.STEP_SUCCEEDED})
+    runner = Runner(pair, home=home, workers=1, bus=bus)
+    res = runner.run(run_id="pair-1")
+    assert res.ok, res.failed
+    attempts = runner.ledger.attempts("pair-1", "second")
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "worker_lost"),
+                                                                 (2, "succeeded")]
+    assert attempts[0]["worker_pid"] != attempts[1]["worker_pid"]
+    lost = runner.ledger.events("pair-1", "worker_lost")
+    assert [(e["step"], e["attempt"]) for e in lost] == [("second", 1)]
+
+
+noisy = Pipeline("noisy")
+
+
+@noisy.step
+def emits(ctx: StepContext) -> int:
+    ctx.emit("fault_injected", fault="latency", callback=lambda: None)  # not picklable
+    return 7
+
+
+def test_an_unpicklable_event_detail_does_not_kill_the_worker(home: Path) -> None:
+    runner = Runner(noisy, home=home, workers=1)
+    res = runner.run(run_id="noisy-1")
+    assert res.ok, res.failed
+    assert [a["status"] for a in runner.ledger.attempts("noisy-1")] == ["succeeded"]
+    (ev,) = runner.ledger.events("noisy-1", "fault_injected")
+    assert ev["details"]["fault"] == "latency" and "lambda" in ev["details"]["callback"]
+
+
+def test_a_second_sigint_during_shutdown_stays_with_the_runner(tmp_path: Path) -> None:
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    bus = EventBus()
+    runner = Runner(chain, home=tmp_path / "h", workers=2, bus=bus)
+    escaped: list[int] = []
+    bus.subscribe(lambda e: os.kill(os.getpid(), signal.SIGINT),
+                  kinds={EventKind.RUN_CANCELLED})  # an impatient second Ctrl-C
+
+    def ctrl_c() -> None:
+        wait_for((signals / "sink.1.started").exists, what="sink to start")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    old = signal.signal(signal.SIGINT, lambda s, f: escaped.append(s))
+    try:
+        t = threading.Thread(target=ctrl_c)
+        t.start()
+        res = runner.run({"signal_dir": str(signals), "slow_step": "sink",
+                          "slow_seconds": 30})
+        t.join()
+        time.sleep(0.05)  # let any pending Python-level handler run
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert res.status == "cancelled"
+    assert escaped == []
+    assert not (runner.store.staging / res.run_id).exists()
+
+
+def test_two_runners_in_one_process_never_share_a_run(tmp_path: Path) -> None:
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    home = tmp_path / "h"
+    first_runner = Runner(chain, home=home, workers=2)
+    params = {"signal_dir": str(signals), "slow_step": "sink", "slow_seconds": 2}
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(first_runner.run(params, run_id="c-1")))
+    t.start()
+    try:
+        wait_for((signals / "sink.1.started").exists, what="sink to start")
+        second_runner = Runner(chain, home=home, workers=2)
+        with pytest.raises(RunError, match="never two runners"):
+            second_runner.resume("c-1")
+        second_runner.close()
+    finally:
+        t.join()
+    assert out and getattr(out[0], "ok", False)
+    assert [a["status"] for a in first_runner.ledger.attempts("c-1", "sink")] == ["succeeded"]
+
+
+def test_cancel_before_the_loop_starts_is_not_lost(home: Path) -> None:
+    runner = Runner(pair, home=home, workers=1,
+                    before_run=[lambda r, run_id: r.cancel()])
+    res = runner.run(run_id="pair-early")
+    assert res.status == "cancelled" and res.outputs == {}
