@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -91,18 +90,6 @@ def _params_dict(params: Any) -> dict[str, Any]:
 
 _ACTIVE: set[tuple[str, str]] = set()  # (ledger file, run id) executing in this process
 _ACTIVE_LOCK = threading.Lock()
-
-
-def _pid_alive(pid: int | None, host: str | None) -> bool:
-    if not pid or (host and host != socket.gethostname()) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Runner:
@@ -189,7 +176,7 @@ class Runner:
         with _ACTIVE_LOCK:
             holder = os.getpid() if active in _ACTIVE else None
             if holder is None:
-                holder = self.ledger.claim_run(rec.run_id, _pid_alive)
+                holder = self.ledger.claim_run(rec.run_id)
             if holder is not None:
                 raise RunError(f"run {rec.run_id} is being run by live process {holder}; "
                                "never two runners on one run. Fix: wait for it or stop it",

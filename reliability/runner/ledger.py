@@ -13,17 +13,18 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reliability._proc import holds, start_token
 from reliability.errors import LedgerError
 
 __all__ = ["Ledger", "RunRecord"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
     trigger TEXT,
     runner_pid INTEGER,
     host TEXT,
+    runner_start TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     ended_at REAL,
@@ -105,6 +107,7 @@ class RunRecord:
     trigger: str | None
     runner_pid: int | None
     host: str | None
+    runner_start: str | None
     created_at: float
     started_at: float | None
     ended_at: float | None
@@ -148,12 +151,42 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                            (str(SCHEMA_VERSION),))
+            self._migrate()
+        except LedgerError:
+            self.db.close()
+            raise
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
                 f"{self.path}: cannot open the run ledger ({exc}). Fix: point --home at a "
                 "writable directory, or move the damaged file aside") from None
+
+    def _migrate(self) -> None:
+        """Bring a ledger written by an older version up to :data:`SCHEMA_VERSION`."""
+        if self._schema_version() == SCHEMA_VERSION:
+            return  # the common case takes no write lock
+        with self.tx() as db:
+            version = self._schema_version() or SCHEMA_VERSION  # None: a new ledger
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{self.path}: written by a newer pipeline-reliability (ledger schema "
+                    f"{version}, this one knows {SCHEMA_VERSION}). Fix: upgrade "
+                    "pipeline-reliability, or point --home at another directory")
+            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            if "runner_start" not in columns:  # schema 1
+                db.execute("ALTER TABLE runs ADD COLUMN runner_start TEXT")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+
+    def _schema_version(self) -> int | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            return None
+        try:
+            return int(row[0])
+        except ValueError:
+            raise LedgerError(
+                f"{self.path}: meta.schema_version is {row[0]!r}, not a number. Fix: move the "
+                "damaged file aside, or point --home at another directory") from None
 
     def close(self) -> None:
         self.db.close()
@@ -189,39 +222,42 @@ class Ledger:
         with self.tx() as db:
             db.execute(
                 "INSERT INTO runs (run_id, pipeline, run_key, status, params, code_version,"
-                " interval_start, interval_end, trigger, runner_pid, host, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " interval_start, interval_end, trigger, runner_pid, host, runner_start,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, pipeline, run_key, "pending", json.dumps(params, sort_keys=True),
                  code_version, interval[0] if interval else None,
                  interval[1] if interval else None, trigger, os.getpid(),
-                 socket.gethostname(), now))
+                 socket.gethostname(), start_token(), now))
             db.executemany("INSERT INTO steps (run_id, step, status) VALUES (?,?,'pending')",
                            [(run_id, s) for s in steps])
 
-    def claim_run(self, run_id: str, holder_alive: Callable[[int | None, str | None], bool]
-                  ) -> int | None:
+    def claim_run(self, run_id: str) -> int | None:
         """Make this process the run's runner, unless a live runner holds it.
 
         Check and claim are one write transaction, so of two processes claiming at once
-        exactly one wins. ``holder_alive(pid, host)`` says whether the recorded runner still
-        lives. Returns None when claimed, else the pid of the live holder.
+        exactly one wins. The recorded runner counts as live only if its pid runs with the
+        start time recorded beside it (a reused pid does not block). Returns None when
+        claimed, else the pid of the live holder.
         """
         with self.tx() as db:
-            row = db.execute("SELECT status, runner_pid, host FROM runs WHERE run_id=?",
-                             (run_id,)).fetchone()
+            row = db.execute("SELECT status, runner_pid, host, runner_start FROM runs"
+                             " WHERE run_id=?", (run_id,)).fetchone()
             if row is None:
                 raise LedgerError(f"no run {run_id!r} in ledger {self.path}. Fix: list runs "
                                   "with `reliability runs list`")
-            if row["status"] == "running" and holder_alive(row["runner_pid"], row["host"]):
+            if row["status"] == "running" and holds(row["runner_pid"], row["host"],
+                                                    row["runner_start"]):
                 return int(row["runner_pid"])
-            db.execute("UPDATE runs SET status='running', runner_pid=?, host=? WHERE run_id=?",
-                       (os.getpid(), socket.gethostname(), run_id))
+            db.execute("UPDATE runs SET status='running', runner_pid=?, host=?, runner_start=?"
+                       " WHERE run_id=?",
+                       (os.getpid(), socket.gethostname(), start_token(), run_id))
         return None
 
     def mark_run_started(self, run_id: str) -> None:
         self._write(
-            "UPDATE runs SET status='running', runner_pid=?, started_at=COALESCE(started_at,?)"
-            " WHERE run_id=?", (os.getpid(), time.time(), run_id))
+            "UPDATE runs SET status='running', runner_pid=?, runner_start=?,"
+            " started_at=COALESCE(started_at,?) WHERE run_id=?",
+            (os.getpid(), start_token(), time.time(), run_id))
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         self._write("UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
