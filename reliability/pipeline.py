@@ -76,7 +76,9 @@ class Retry:
 
     ``retry_on`` is a tuple of exception types, or a predicate taking the exception; contract
     violations never retry (the data will not change). ``on_worker_lost`` and ``on_timeout``
-    say whether a killed or timed-out attempt is retried.
+    say whether a killed or timed-out attempt is retried. The budget is per execution: a
+    resumed run gives each unfinished step ``attempts`` tries again, while attempt numbers in
+    the ledger keep counting across resumes.
     """
 
     attempts: int = 1

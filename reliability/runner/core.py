@@ -252,7 +252,8 @@ class _Loop:
         self.outputs: dict[str, tuple[str, str]] = {}
         self.failed: dict[str, str] = {}
         self.skipped: list[str] = []
-        self.attempt_no: dict[str, int] = {}
+        self.attempt_no: dict[str, int] = {}  # ledger attempt numbers, across resumes
+        self.tries: dict[str, int] = {}  # attempts in this execution: the retry budget
         self.waiting: dict[str, int] = {}
         self.children: dict[str, list[str]] = {s: [] for s in self.pipe.steps}
         self.ready: deque[str] = deque()
@@ -369,6 +370,7 @@ class _Loop:
         spec = self.pipe.steps[step]
         attempt = self.attempt_no.get(step, 0) + 1
         self.attempt_no[step] = attempt
+        self.tries[step] = self.tries.get(step, 0) + 1
         inputs = {p: (str(self.r.store.path(self.outputs[s][0])), self.outputs[s][1])
                   for p, s in spec.inputs.items()}
         task = Task(
@@ -470,11 +472,12 @@ class _Loop:
     def _retry_or_fail(self, task: Task, retryable: bool, error: str, duration: float,
                        error_type: str) -> None:
         retry = self.pipe.steps[task.step].retry
-        if retryable and task.attempt < retry.attempts and self.cancelled:
+        tries = self.tries.get(task.step, 1)  # a resumed run gives the full budget again
+        if retryable and tries < retry.attempts and self.cancelled:
             self._step_cancelled(task.step, task.attempt)  # resume retries it
             return
-        if retryable and task.attempt < retry.attempts:
-            delay = retry.delay(task.attempt, self.r.rng)
+        if retryable and tries < retry.attempts:
+            delay = retry.delay(tries, self.r.rng)
             heapq.heappush(self.retries, (time.monotonic() + delay, task.step))
             self._emit(EventKind.STEP_RETRYING, task.step, attempt=task.attempt, error=error,
                        duration=duration, details={"delay": delay, "error_type": error_type,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import wait_for
+from pydantic import BaseModel
 from sample_pipelines import chain
 
 from reliability import Event, EventBus, EventKind, Pipeline, Retry, Runner, StepContext
@@ -276,3 +277,35 @@ def test_cancel_before_the_loop_starts_is_not_lost(home: Path) -> None:
                     before_run=[lambda r, run_id: r.cancel()])
     res = runner.run(run_id="pair-early")
     assert res.status == "cancelled" and res.outputs == {}
+
+
+class CounterParams(BaseModel):
+    counter: str
+    succeed_on: int
+
+
+flaky = Pipeline("flaky-budget", params=CounterParams)
+
+
+@flaky.step(retry=Retry(attempts=2, backoff=0, jitter=0))
+def wobbly(params: CounterParams) -> int:
+    path = Path(params.counter)
+    n = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(n))
+    if n < params.succeed_on:
+        raise Boom(f"try {n}")
+    return n
+
+
+def test_resuming_a_failed_run_gives_the_full_retry_budget_again(tmp_path: Path) -> None:
+    runner = Runner(flaky, home=tmp_path / "h", workers=1)
+    params = {"counter": str(tmp_path / "count"), "succeed_on": 4}
+    first = runner.run(params, run_id="budget")
+    assert first.status == "failed"
+    assert [a["status"] for a in runner.ledger.attempts("budget", "wobbly")] == [
+        "failed", "failed"]
+    again = runner.resume("budget")  # try 3 fails, its retry (try 4) succeeds
+    assert again.ok, again.failed
+    attempts = runner.ledger.attempts("budget", "wobbly")
+    assert [(a["attempt"], a["status"]) for a in attempts] == [
+        (1, "failed"), (2, "failed"), (3, "failed"), (4, "succeeded")]
