@@ -22,7 +22,9 @@ class ChainParams(BaseModel):
 def _started(ctx: StepContext, params: ChainParams) -> None:
     if params.signal_dir:
         marker = Path(params.signal_dir) / f"{ctx.step}.{ctx.attempt}.started"
-        marker.write_text(str(os.getpid()))
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(str(os.getpid()))
+        tmp.replace(marker)  # watchers never see the marker without its pid
     if ctx.step == params.slow_step and ctx.attempt == 1:
         time.sleep(params.slow_seconds)
 

@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -21,6 +22,8 @@ from reliability.pipeline import Pipeline, StepHook
 from reliability.runner.worker import Task, worker_main
 
 __all__ = ["Worker", "WorkerPool"]
+
+_SPAWN_LOCK = threading.Lock()
 
 
 class Worker:
@@ -66,12 +69,15 @@ class WorkerPool:
         self._by_sentinel: dict[int, Worker] = {}
 
     def spawn(self) -> Worker:
-        parent_end, child_end = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(
-            target=worker_main, name="reliability-worker",
-            args=(child_end, self.pipeline, self.hooks, os.getpid()), daemon=True)
-        proc.start()
-        child_end.close()
+        # Pools in other threads fork too: none may fork while this worker's child ends are
+        # still open here, or its child would hold them and hide this worker's death.
+        with _SPAWN_LOCK:
+            parent_end, child_end = self.ctx.Pipe(duplex=True)
+            proc = self.ctx.Process(
+                target=worker_main, name="reliability-worker",
+                args=(child_end, self.pipeline, self.hooks, os.getpid()), daemon=True)
+            proc.start()
+            child_end.close()
         w = Worker(proc, parent_end)
         self.workers.append(w)
         self._by_conn[parent_end] = w

@@ -309,3 +309,41 @@ def test_resuming_a_failed_run_gives_the_full_retry_budget_again(tmp_path: Path)
     attempts = runner.ledger.attempts("budget", "wobbly")
     assert [(a["attempt"], a["status"]) for a in attempts] == [
         (1, "failed"), (2, "failed"), (3, "failed"), (4, "succeeded")]
+
+
+def test_runners_in_parallel_threads_each_see_their_own_worker_die(tmp_path: Path) -> None:
+    """Workers forked by one runner must not hold another runner's worker pipes open."""
+    results: dict[str, object] = {}
+    delays: dict[str, float] = {}
+
+    def one(name: str) -> None:
+        signals = tmp_path / name / "signals"
+        signals.mkdir(parents=True)
+        bus = EventBus()
+        killed: list[float] = []
+        bus.subscribe(lambda e: delays.setdefault(name, time.monotonic() - killed[0]),
+                      kinds={EventKind.WORKER_LOST})
+        runner = Runner(chain, home=tmp_path / name / "home", workers=3, bus=bus)
+        marker = signals / "transform.1.started"
+
+        def killer() -> None:
+            wait_for(lambda: marker.exists() and marker.read_text() != "",
+                     what=f"{name} transform to start")
+            killed.append(time.monotonic())
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+
+        k = threading.Thread(target=killer)
+        k.start()
+        results[name] = runner.run({"rows": 100, "signal_dir": str(signals),
+                                    "slow_step": "transform", "slow_seconds": 5.0})
+        k.join()
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == ["a", "b", "c"]
+    assert all(r.ok for r in results.values())  # type: ignore[attr-defined]
+    assert sorted(delays) == ["a", "b", "c"]
+    assert max(delays.values()) < 1.0, delays  # not when another runner's workers exit
