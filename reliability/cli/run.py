@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
     _common(lst)
     lst.add_argument("--limit", type=at_least(1), default=20)
     lst.add_argument("--status")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.set_defaults(func=cmd_runs_list)
     show = rsub.add_parser("show", help="steps, attempts and events of one run")
     _common(show)
@@ -125,19 +126,39 @@ def _ts(t: float | None) -> str:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     with _ledger(args) as led:
         runs = led.list_runs(limit=args.limit, status=args.status)
+    if args.json:
+        json.dump([asdict(r) for r in runs], sys.stdout, indent=2, default=str)
+        print()
+        return 0
     table = Table(title="runs (newest first)")
-    for col in ("run", "pipeline", "status", "started (UTC)", "duration", "interval", "trigger"):
-        table.add_column(col)
+    table.add_column("run", no_wrap=True)  # copied into `runs show`: never cut
+    table.add_column("pipeline", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("started (UTC)", min_width=10)
+    table.add_column("duration", no_wrap=True)
+    # Columns nobody uses are left out, so the table fits a narrow terminal.
+    with_interval = any(r.interval_start for r in runs)
+    with_trigger = any(r.trigger for r in runs)
+    if with_interval:
+        table.add_column("interval", overflow="fold")
+    if with_trigger:
+        table.add_column("trigger", overflow="fold")
     for r in runs:
-        interval = f"{r.interval_start} → {r.interval_end}" if r.interval_start else "-"
-        dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
-        table.add_row(r.run_id, r.pipeline, _status(r.status), _ts(r.started_at), dur,
-                      interval, r.trigger or "-")
+        row = [escape(r.run_id), escape(r.pipeline), _status(r.status), _ts(r.started_at),
+               f"{r.duration:.2f}s" if r.duration is not None else "-"]
+        if with_interval:
+            row.append(f"{r.interval_start} → {r.interval_end}" if r.interval_start else "-")
+        if with_trigger:
+            row.append(escape(r.trigger or "-"))
+        table.add_row(*row)
     Console().print(table)
     return 0
 

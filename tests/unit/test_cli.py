@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,9 +49,10 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     listing = _cli(tmp_path, "runs", "list", "--home", home)
     assert listing.returncode == 0 and "flaky" in listing.stdout and "failed" in listing.stdout
     run_id = res.stdout.split("run ", 2)[1].split()[0]
+    assert run_id in listing.stdout  # whole, even in an 80-column terminal
+    as_json = json.loads(_cli(tmp_path, "runs", "list", "--home", home, "--json").stdout)
+    assert [(r["run_id"], r["status"]) for r in as_json] == [(run_id, "failed")]
     shown = _cli(tmp_path, "runs", "show", run_id, "--home", home, "--json")
-    import json
-
     data = json.loads(shown.stdout)
     assert data["run"]["status"] == "failed"
     statuses = {s["step"]: s["status"] for s in data["steps"]}
