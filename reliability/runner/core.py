@@ -290,7 +290,7 @@ class _Loop:
         for name in self.r.order:
             row = prior.get(name)
             if (row and row["status"] == "succeeded" and row["output_hash"]
-                    and self.r.store.has(row["output_hash"])):
+                    and self.r.store.intact(row["output_hash"])):  # re-hashed, not trusted
                 self.outputs[name] = (row["output_hash"], row["output_codec"])
                 self._emit(EventKind.STEP_SKIPPED, name,
                            details={"reason": "already committed",

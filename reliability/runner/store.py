@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -159,6 +160,22 @@ class ArtifactStore:
     def clear_staging(self, run_id: str) -> None:
         """Drop whatever attempts of ``run_id`` left uncommitted (partial writes)."""
         shutil.rmtree(self.staging / run_id, ignore_errors=True)
+
+    def intact(self, digest: str) -> bool:
+        """Whether an object is present with exactly its bytes.
+
+        An object whose bytes no longer hash to its name (a torn write after a power loss,
+        a disk error, a hand edit) is moved aside to ``quarantine/corrupt/`` for inspection,
+        so that committing the true bytes again puts them in place.
+        """
+        if self.verify(digest):
+            return True
+        p = self.path(digest)
+        if p.exists():
+            aside = self.quarantine / "corrupt"
+            aside.mkdir(parents=True, exist_ok=True)
+            os.replace(p, aside / f"{digest}.{time.time_ns()}")
+        return False
 
     def verify(self, digest: str) -> bool:
         """Re-hash an object; False if it is missing or its bytes changed."""

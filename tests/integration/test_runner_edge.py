@@ -23,6 +23,36 @@ class Boom(RuntimeError):
     pass
 
 
+def test_resume_rehashes_committed_outputs_and_redoes_a_corrupt_one(tmp_path: Path) -> None:
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    runner = Runner(chain, home=tmp_path / "h", workers=2)
+    params = {"rows": 500, "signal_dir": str(signals), "slow_step": "sink",
+              "slow_seconds": 30}
+
+    def cancel_when_sink_starts() -> None:
+        wait_for((signals / "sink.1.started").exists, what="sink to start")
+        runner.cancel()
+
+    t = threading.Thread(target=cancel_when_sink_starts)
+    t.start()
+    first = runner.run(params, run_id="chain-torn")
+    t.join()
+    assert first.status == "cancelled"
+    obj = runner.store.path(first.outputs["source"])
+    good = obj.read_bytes()
+    obj.write_bytes(good[: len(good) // 2])  # a torn write: right name, wrong bytes
+    again = runner.resume("chain-torn")
+    assert again.ok, again.failed
+    assert again.outputs["source"] == first.outputs["source"]
+    assert obj.read_bytes() == good and runner.store.verify(first.outputs["source"])
+    aside = list((runner.store.quarantine / "corrupt").iterdir())
+    assert len(aside) == 1 and aside[0].read_bytes() == good[: len(good) // 2]
+    statuses = [a["status"] for a in runner.ledger.attempts("chain-torn", "source")]
+    assert statuses == ["succeeded", "succeeded"]  # redone, not trusted
+    untouched = [a["status"] for a in runner.ledger.attempts("chain-torn", "transform")]
+    assert untouched == ["succeeded"]  # intact outputs are not redone
+
 def test_a_new_run_id_that_prefixes_an_old_one_starts_a_new_run(home: Path) -> None:
     runner = Runner(chain, home=home, workers=2)
     old = runner.run({"rows": 10}, run_id="chain-nightly-0001")
