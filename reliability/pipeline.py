@@ -119,19 +119,41 @@ class Retry:
         return bool(self.retry_on(exc))
 
 
-@dataclass(slots=True)
 class StepContext:
-    """What a running step knows about its run. Passed as the ``ctx`` parameter."""
+    """What a running step knows about its run. Passed as the ``ctx`` parameter.
 
-    pipeline: str
-    run_id: str
-    step: str
-    attempt: int
-    interval: DataInterval | None
-    staging_dir: Path
-    params: Any = None
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("reliability.step"))
-    _emitted: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
+    ``staging_dir`` is the attempt's private directory for files the step writes (return a
+    :class:`~pathlib.Path` inside it to make a file the step's output); it is created on first
+    use, so steps that never touch it cost no filesystem work.
+    """
+
+    __slots__ = ("_emitted", "_staging_dir", "_staging_ready", "attempt", "interval", "log",
+                 "params", "pipeline", "run_id", "step")
+
+    def __init__(self, pipeline: str, run_id: str, step: str, attempt: int,
+                 interval: DataInterval | None, staging_dir: Path, params: Any = None,
+                 log: logging.Logger | None = None) -> None:
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self.step = step
+        self.attempt = attempt
+        self.interval = interval
+        self.params = params
+        self.log = log or logging.getLogger("reliability.step")
+        self._staging_dir = Path(staging_dir)
+        self._staging_ready = False
+        self._emitted: list[tuple[str, dict[str, Any], float]] = []
+
+    @property
+    def staging_dir(self) -> Path:
+        if not self._staging_ready:
+            self._staging_dir.mkdir(parents=True, exist_ok=True)
+            self._staging_ready = True
+        return self._staging_dir
+
+    def __repr__(self) -> str:
+        return (f"StepContext(pipeline={self.pipeline!r}, run_id={self.run_id!r}, "
+                f"step={self.step!r}, attempt={self.attempt}, interval={self.interval!r})")
 
     def emit(self, kind: str, **details: Any) -> None:
         """Publish an event (an :class:`~reliability.events.EventKind` value) from the step.

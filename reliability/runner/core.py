@@ -373,12 +373,12 @@ class _Loop:
         self.tries[step] = self.tries.get(step, 0) + 1
         inputs = {p: (str(self.r.store.path(self.outputs[s][0])), self.outputs[s][1])
                   for p, s in spec.inputs.items()}
+        staging_file, scratch_dir, quarantine_file = self.r.store.attempt_paths(
+            self.run_id, step, attempt)
         task = Task(
             run_id=self.run_id, step=step, attempt=attempt, inputs=inputs,
-            params=self.params, interval=self.interval,
-            staging_file=str(self.r.store.staging_file(self.run_id, step, attempt)),
-            quarantine_file=str(self.r.store.quarantine_file(self.run_id, step, attempt)),
-            scratch_dir=str(self.r.store.scratch_dir(self.run_id, step, attempt)))
+            params=self.params, interval=self.interval, staging_file=staging_file,
+            quarantine_file=quarantine_file, scratch_dir=scratch_dir)
         self.r.ledger.start_attempt(self.run_id, step, attempt, w.pid,
                                     {p: self.outputs[s][0] for p, s in spec.inputs.items()})
         try:
@@ -430,8 +430,9 @@ class _Loop:
 
     def _commit(self, task: Task, res: Result, duration: float, pid: int) -> None:
         assert res.digest is not None and res.codec is not None
-        self.r.store.commit(Path(task.staging_file), res.digest)
-        self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
+        self.r.store.commit(Path(task.staging_file), res.digest)  # moves the staged file
+        if res.scratch_used:
+            self.r.store.discard_attempt(self.run_id, task.step, task.attempt, output=False)
         self.r.ledger.commit_step(self.run_id, task.step, task.attempt, res.digest,
                                   res.codec, res.size)
         self.outputs[task.step] = (res.digest, res.codec)

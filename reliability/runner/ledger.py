@@ -345,10 +345,14 @@ class Ledger:
         """
         now = time.time()
         with self.tx() as db:
-            first = db.execute("SELECT output_hash FROM commits WHERE run_id=? AND step=?",
-                               (run_id, step)).fetchone()
-            if first is None or first["output_hash"] != digest:
-                db.execute("INSERT INTO commits VALUES (?,?,?,?)", (run_id, step, digest, now))
+            added = db.execute("INSERT OR IGNORE INTO commits VALUES (?,?,?,?)",
+                               (run_id, step, digest, now)).rowcount
+            if not added:  # a row exists: fine for the same bytes, never for others
+                first = db.execute("SELECT output_hash FROM commits WHERE run_id=? AND step=?",
+                                   (run_id, step)).fetchone()
+                if first is None or first["output_hash"] != digest:
+                    raise sqlite3.IntegrityError(
+                        f"step {step!r} of run {run_id} already committed other bytes")
             db.execute(
                 "UPDATE steps SET status='succeeded', output_hash=?, output_codec=?,"
                 " output_size=?, ended_at=?, error=NULL WHERE run_id=? AND step=?",

@@ -105,6 +105,7 @@ class ArtifactStore:
         self.objects = self.root / "objects"
         self.staging = self.root / "staging"
         self.quarantine = self.root / "quarantine"
+        self._staging_s, self._quarantine_s = str(self.staging), str(self.quarantine)
         for d in (self.objects, self.staging, self.quarantine):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -128,17 +129,31 @@ class ArtifactStore:
         return self.staging / run_id / f"{step}.{attempt}.out"
 
     def scratch_dir(self, run_id: str, step: str, attempt: int) -> Path:
-        """The attempt's private ``ctx.staging_dir`` (created by the worker).
+        """The attempt's private ``ctx.staging_dir`` (created on first use, in the worker).
 
         Private, so steps running side by side never overwrite each other's files, and a
         retry never finds (and returns) what a failed attempt half wrote.
         """
         return self.staging / run_id / f"{step}.{attempt}.d"
 
-    def discard_attempt(self, run_id: str, step: str, attempt: int) -> None:
-        """Drop what an attempt left in staging (its output file and scratch dir)."""
-        self.staging_file(run_id, step, attempt).unlink(missing_ok=True)
-        shutil.rmtree(self.scratch_dir(run_id, step, attempt), ignore_errors=True)
+    def attempt_paths(self, run_id: str, step: str, attempt: int) -> tuple[str, str, str]:
+        """``(staging file, scratch dir, quarantine file)`` of an attempt, as strings.
+
+        The same places as :meth:`staging_file`, :meth:`scratch_dir` and
+        :meth:`quarantine_file`, built without pathlib: the runner asks once per attempt.
+        """
+        base = f"{self._staging_s}{os.sep}{run_id}{os.sep}{step}.{attempt}"
+        return (f"{base}.out", f"{base}.d",
+                f"{self._quarantine_s}{os.sep}{run_id}{os.sep}{step}.{attempt}.out")
+
+    def discard_attempt(self, run_id: str, step: str, attempt: int, *,
+                        output: bool = True, scratch: bool = True) -> None:
+        """Drop what an attempt left in staging: its output file and its scratch dir (made
+        only when the step used ``ctx.staging_dir``; pass False for what is known absent)."""
+        if output:
+            self.staging_file(run_id, step, attempt).unlink(missing_ok=True)
+        if scratch:
+            shutil.rmtree(self.scratch_dir(run_id, step, attempt), ignore_errors=True)
 
     def commit(self, staged: Path, digest: str) -> Path:
         """Atomically move a staged object into place; idempotent for equal content."""

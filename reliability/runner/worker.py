@@ -55,6 +55,7 @@ class Result:
     quarantined: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
+    scratch_used: bool = False  # the step made ctx.staging_dir: the runner removes it
 
 
 def _die_with_parent() -> None:
@@ -157,7 +158,6 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
     output: Any = None
     have_output = False
     try:
-        scratch.mkdir(parents=True, exist_ok=True)
         inputs = {p: decode(Path(path), codec) for p, (path, codec) in task.inputs.items()}
         for hook in hooks:
             inputs = hook.before(ctx, spec, inputs)
@@ -171,13 +171,14 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
         for hook in hooks:
             output = hook.after(ctx, spec, output)
         digest, codec, size = encode(output, staging)
-        return Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted)
+        return Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted,
+                      scratch_used=ctx._staging_ready)
     except BaseException as exc:  # the step's failure is data for the runner
         staging.unlink(missing_ok=True)
         res = Result(ok=False, error_type=type(exc).__qualname__,
                      error=str(exc) or repr(exc), traceback=traceback.format_exc(limit=20),
                      retryable=isinstance(exc, Exception) and spec.retry.should_retry(exc),
-                     events=ctx._emitted)
+                     events=ctx._emitted, scratch_used=ctx._staging_ready)
         if isinstance(exc, ContractViolation):
             res.failures = exc.failures
             if have_output or exc.direction == "output":

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,13 @@ def test_params_are_validated() -> None:
         chain.make_params({"rows": "many"})
     with pytest.raises(DefinitionError, match="declares no parameters"):
         Pipeline("np").make_params({"a": 1})
+
+
+def test_step_staging_dir_is_made_on_first_use(tmp_path: Path) -> None:
+    from reliability import StepContext
+
+    where = tmp_path / "staging" / "r" / "s.1.d"
+    ctx = StepContext("p", "r", "s", 1, None, where)
+    assert not where.exists() and not ctx._staging_ready  # untouched: no filesystem work
+    assert ctx.staging_dir == where and where.is_dir()
+    assert "attempt=1" in repr(ctx)
