@@ -45,6 +45,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     serve.add_argument("--port", type=port, default=9464)
     serve.add_argument("--interval", type=positive_float, default=1.0, help="ledger poll seconds")
+    serve.add_argument("--sla", metavar="FILE",
+                       help="SLA YAML file for the deadline gauge (default: the project's, "
+                            "if it exists)")
     serve.set_defaults(func=cmd_serve)
     sla.set_defaults(func=lambda a: (sla.print_help(), 2)[1])
 
@@ -186,11 +189,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from reliability.runbooks.evidence import LedgerView
     from reliability.sla.exporter import serve_metrics
     from reliability.sla.metrics import PipelineMetrics
-    from reliability.sla.replay import LedgerFeed
+    from reliability.sla.replay import DeadlineGauge, LedgerFeed
 
     bus = EventBus()
     metrics = PipelineMetrics()
     metrics.attach(bus)
+    slas = _serve_slas(args)
+    if slas is not None:
+        DeadlineGauge(slas, metrics).attach(bus)
     home = _home(args)
     blocker = next((d for d in (home, *home.parents) if d.exists() and not d.is_dir()), None)
     if blocker is not None:
@@ -209,6 +215,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         feed.stop()
         server.close()
+
+
+def _serve_slas(args: argparse.Namespace) -> Any:
+    """The SLAs whose deadlines ``serve`` publishes: --sla, else the project's if present."""
+    from reliability.sla.spec import load_slas
+
+    if args.sla:
+        return load_slas(args.sla)
+    path = _project().sla_file
+    return load_slas(path) if path is not None and path.is_file() else None
 
 
 def _renderer(args: argparse.Namespace) -> Any:

@@ -14,6 +14,7 @@ the provider's ``path`` says) to load both.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,11 +23,13 @@ from typing import Any
 from reliability._lazy import require
 from reliability.sla.rules import AlertRule, RuleSet
 
-__all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "write_grafana"]
+__all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "rule_uid",
+           "write_grafana"]
 
 DASHBOARD_UID = "reliability-pipelines"
 DS = "${datasource}"
 P = 'pipeline=~"$pipeline"'
+_UID_MAX = 40  # Grafana's limit for alert rule uids
 
 
 def _sdk() -> Any:
@@ -119,6 +122,21 @@ def _to_plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, cls=JSONEncoder))
 
 
+def rule_uid(rule: AlertRule) -> str:
+    """A Grafana rule uid: readable, unique per pipeline/kind/scope, at most 40 characters.
+
+    Grafana refuses longer uids, and cutting a long one short would give two rules the
+    same uid (``burn_page`` and ``burn_ticket`` of a long pipeline name), so a long uid
+    keeps its start and ends with a hash of the whole.
+    """
+    scope = (rule.sla.step if rule.sla else None) or "run"
+    uid = f"rel-{rule.pipeline}-{rule.kind}-{scope}"
+    if len(uid) <= _UID_MAX:
+        return uid
+    digest = hashlib.sha256(uid.encode()).hexdigest()[:10]
+    return f"{uid[:_UID_MAX - len(digest) - 1]}-{digest}"
+
+
 def _grafana_rule(rule: AlertRule, folder_uid: str, datasource_uid: str) -> Any:
     from grafana_foundation_sdk.builders import alerting, expr, prometheus
     from grafana_foundation_sdk.models.alerting import RelativeTimeRange
@@ -133,10 +151,10 @@ def _grafana_rule(rule: AlertRule, folder_uid: str, datasource_uid: str) -> Any:
                  .model(expr.TypeThreshold().ref_id("C").expression("B").conditions([
                      expr.ExprTypeThresholdConditions().evaluator(
                          expr.ExprTypeThresholdConditionsEvaluator().type("gt").params([0]))])))
-    uid = f"rel-{rule.pipeline}-{rule.kind}-{(rule.sla.step if rule.sla else None) or 'run'}"
+    uid = rule_uid(rule)
     return (alerting.Rule(f"{rule.alert} {rule.pipeline} {rule.kind}"
                           + (f" {rule.sla.step}" if rule.sla and rule.sla.step else ""))
-            .uid(uid[:40]).folder_uid(folder_uid).condition("C")
+            .uid(uid).folder_uid(folder_uid).condition("C")
             .queries([query, reduce, threshold]).for_val(rule.for_ or "0s")
             .no_data_state("OK").exec_err_state("Error")
             .labels(dict(rule.labels)).annotations(rule.annotations).build())

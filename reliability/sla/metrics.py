@@ -125,11 +125,18 @@ class PipelineMetrics:
 
     # -- runs (handlers run under self._lock) -------------------------------------------
     def _run_started(self, ev: Event) -> None:
+        # Zero series for every outcome, so rate()/increase() see the first one: a series
+        # born at 1 has no earlier sample, and the error ratios of the burn-rate alerts
+        # would miss the first failure of a pipeline (or of a step) entirely.
         self.runs_in_progress.inc((ev.pipeline,))
-        for step in ev.details.get("steps", ()):  # zero series, so increase() sees the first
+        for status in _FINAL_RUN.values():
+            self.runs.touch((ev.pipeline, status))
+        for step in ev.details.get("steps", ()):
             key = (ev.pipeline, str(step))
             self.retries.touch(key)
             self.worker_lost.touch(key)
+            for status in ("succeeded", "failed"):
+                self.steps.touch((*key, status))
 
     def _run_ended(self, ev: Event) -> None:
         status = _FINAL_RUN[ev.kind]

@@ -35,7 +35,7 @@ from reliability.sla.metrics import PipelineMetrics
 from reliability.sla.spec import SLA, SLAKind, SLASet, format_duration
 from reliability.sla.timers import TimerThread
 
-__all__ = ["Breach", "SLAMonitor"]
+__all__ = ["Breach", "SLAMonitor", "deadline_of", "interval_of"]
 
 log = logging.getLogger("reliability.sla")
 
@@ -189,9 +189,7 @@ class SLAMonitor:
         return sset.run if step is None else sset.for_step(step)
 
     def _run_started(self, ev: Event) -> None:
-        text = ev.details.get("interval")
-        interval = dict(zip(("start", "end"), str(text).split("/"), strict=False)) \
-            if text else None
+        interval = interval_of(ev.details)
         with self._lock:
             run = self._runs[ev.run_id] = _Run(ev.pipeline, ev.run_id, ev.time, interval)
         sla = self._sla(ev.pipeline, None)
@@ -403,16 +401,27 @@ def _ledger_view(ledger: Any) -> LedgerView | None:
 
 
 def _deadline(sla: SLA, run: _Run) -> float:
+    return deadline_of(sla, run.started, run.interval)
+
+
+def deadline_of(sla: SLA, started: float, interval: Mapping[str, str] | None) -> float:
+    """Unix time by which a run started at ``started`` must finish (``sla.finish_by``)."""
     import datetime as dt
 
     assert sla.finish_by is not None
     where = sla.finish_by.relative_to
-    if where == "run_start" or run.interval is None:
-        base = run.started
+    if where == "run_start" or interval is None:
+        base = started
     else:
         key = "end" if where == "interval_end" else "start"
-        base = dt.datetime.fromisoformat(run.interval[key]).timestamp()
+        base = dt.datetime.fromisoformat(interval[key]).timestamp()
     return base + sla.finish_by.offset
+
+
+def interval_of(details: Mapping[str, Any]) -> dict[str, str] | None:
+    """``{"start", "end"}`` from a ``RUN_STARTED`` event's ``interval`` detail, or None."""
+    text = details.get("interval")
+    return dict(zip(("start", "end"), str(text).split("/"), strict=False)) if text else None
 
 
 def _fault_name(details: Mapping[str, Any]) -> str:

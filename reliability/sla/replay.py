@@ -20,7 +20,7 @@ from reliability.errors import LedgerError
 from reliability.events import Event, EventBus, EventKind
 from reliability.runbooks.evidence import LedgerView
 
-__all__ = ["LedgerFeed", "read_events"]
+__all__ = ["DeadlineGauge", "LedgerFeed", "read_events"]
 
 
 @dataclass
@@ -107,3 +107,28 @@ class LedgerFeed:
             with contextlib.suppress(sqlite3.Error, OSError, LedgerError):  # locked: next tick
                 self.poll()
             self._stop.wait(self.interval)
+
+
+class DeadlineGauge:
+    """Sets ``reliability_run_deadline_timestamp_seconds`` from replayed ``RUN_STARTED``
+    events and the pipelines' ``finish_by`` SLAs.
+
+    In the runner's process the SLA monitor sets it; a separate exporter (``reliability sla
+    serve``) has no monitor, and without this the deadline alert could never fire there.
+    """
+
+    def __init__(self, slas: Any, metrics: Any) -> None:
+        sets = [slas] if hasattr(slas, "pipeline") else list(slas)
+        self.runs = {s.pipeline: s.run for s in sets if s.run and s.run.finish_by}
+        self.metrics = metrics
+
+    def attach(self, bus: EventBus) -> Any:
+        return bus.subscribe(self, kinds=[EventKind.RUN_STARTED])
+
+    def __call__(self, ev: Event) -> None:
+        from reliability.sla.monitor import deadline_of, interval_of
+
+        sla = self.runs.get(ev.pipeline)
+        if ev.kind is EventKind.RUN_STARTED and sla is not None:
+            self.metrics.set_deadline(ev.pipeline,
+                                      deadline_of(sla, ev.time, interval_of(ev.details)))

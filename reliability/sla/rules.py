@@ -25,7 +25,7 @@ from typing import Any
 from reliability.sla.spec import SLA, SLASet, format_duration
 
 __all__ = ["BURN_WINDOWS", "AlertRule", "RecordingRule", "RuleSet", "build_rules",
-           "generate_rules", "rules_document"]
+           "burn_threshold", "generate_rules", "rules_document"]
 
 DEFAULT_RUNBOOK_BASE = "http://127.0.0.1:8080/runbooks"
 NEW_COUNT_WINDOW = "15m"
@@ -104,6 +104,18 @@ def _num(x: float) -> str:
     return f"{x:.6g}"
 
 
+def burn_threshold(factor: float, budget: float) -> str:
+    """The error-ratio comparison of one burn window: ``> factor * budget``.
+
+    An error ratio cannot exceed 1, so when ``factor * budget >= 1`` (a target of 0.9 or
+    lower at 14.4x) the workbook's threshold could never be crossed and the page would be
+    dead; the clause then fires when every outcome in both windows failed (``>= 1``), the
+    fastest burn the SLO can have.
+    """
+    threshold = factor * budget
+    return f"> {_num(threshold)}" if threshold < 1 else ">= 1"
+
+
 def _new_counts(metric: str, selector: str, by: str) -> str:
     """Counts that grew within the window, including series born within it."""
     s, w = f"{metric}{selector}", NEW_COUNT_WINDOW
@@ -153,10 +165,12 @@ class _Builder:
             else "pipeline {{ $labels.pipeline }}"
         out = []
         for severity in ("page", "ticket"):
-            clauses = [
-                f"({_ratio_record(sla.step, w.long)}{sel} > {_num(w.factor * budget)} and "
-                f"{_ratio_record(sla.step, w.short)}{sel} > {_num(w.factor * budget)})"
-                for w in BURN_WINDOWS if w.severity == severity]
+            clauses = []
+            for w in BURN_WINDOWS:
+                if w.severity == severity:
+                    cmp = burn_threshold(w.factor, budget)
+                    clauses.append(f"({_ratio_record(sla.step, w.long)}{sel} {cmp} and "
+                                   f"{_ratio_record(sla.step, w.short)}{sel} {cmp})")
             out.append(self.alert(
                 "ReliabilityErrorBudgetBurn", " or ".join(clauses), f"burn_{severity}",
                 "sla_breach",

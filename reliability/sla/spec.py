@@ -31,6 +31,7 @@ The YAML form (``load_slas``) mirrors it, durations as seconds or ``"90s"``, ``"
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -73,9 +74,9 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     else:
         raise ValueError(f"{value!r} is not a duration; write seconds or e.g. '5m'")
-    if seconds <= 0:
-        raise ValueError(f"duration {value!r} must be > 0 seconds; give a positive "
-                         "duration such as 30 or '5m'")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration {value!r} must be a finite number of seconds > 0; give "
+                         "a positive duration such as 30 or '5m'")
     return seconds
 
 
@@ -126,6 +127,14 @@ class SLO(Spec):
         return 1.0 - self.target
 
 
+def _mapping_of_limits(data: Any) -> Any:
+    """A plain ValueError (not pydantic's "instance of _Body") for a non-mapping SLA."""
+    if isinstance(data, Mapping | Spec):
+        return data
+    raise ValueError(f"{data!r} is not a mapping of limits; write e.g. "
+                     "{max_duration: 5m, freshness: 26h}")
+
+
 class _Body(Spec):
     """The limits themselves, as written under a step or ``run`` in an SLA file."""
 
@@ -134,6 +143,11 @@ class _Body(Spec):
     freshness: Duration | None = None
     success_rate: SLO | None = None
     severity: Literal["page", "ticket"] = "page"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, data: Any) -> Any:
+        return _mapping_of_limits(data)
 
     @model_validator(mode="after")
     def _at_least_one_limit(self) -> Self:
@@ -174,6 +188,23 @@ class _SLAFile(Spec):
     runbook_base_url: str | None = None
     run: _Body | None = None
     steps: dict[str, Any] = Field(default_factory=dict)  # each a _Body, parsed with its path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an SLA file is a mapping (pipeline:, run:, steps:), not "
+                             f"{type(data).__name__} {data!r}; start it with "
+                             "`pipeline: <name>`")
+        return data
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            raise ValueError(f"steps must map step names to their limits, not {v!r}; write "
+                             "e.g. `steps: {train: {max_duration: 5m}}`")
+        return v
 
 
 class SLASet:

@@ -66,12 +66,15 @@ def test_rule_tests_have_a_firing_and_a_silent_case_per_alert() -> None:
     assert all(t["alert_rule_test"][0]["exp_alerts"] == [] for t in silent)
 
 
-def test_low_target_cannot_page_and_the_test_expects_it() -> None:
+def test_low_target_pages_on_a_total_outage_and_the_test_expects_it() -> None:
     rs = build_rules(SLASet("p", [SLA(success_rate=SLO(target=0.5))]))
+    page = next(a for a in rs.alerts if a.kind == "burn_page")
+    # 0.5 budget: an error ratio can't exceed 14.4x or 6x of it; the page fires at ratio 1
+    assert "error_ratio_rate1h{pipeline=\"p\"} >= 1" in page.expr
     burn = next(t for t in rule_tests_document([rs], "r.yml")["tests"]
                 if "burn_page" in t["name"] and t["name"].endswith("fires"))
     severities = [a["exp_labels"]["severity"] for a in burn["alert_rule_test"][0]["exp_alerts"]]
-    assert severities == ["ticket"]  # 0.5 budget: error ratio 1 can't exceed 6x or 14.4x
+    assert severities == ["page", "ticket"]
 
 
 def test_dashboard_built_with_the_sdk() -> None:

@@ -67,7 +67,7 @@ def test_format_duration_round_trips() -> None:
     ("pipeline: p\nrun: {finish_by: {offset: 1h, relative_to: noon}}\n",
      "run.finish_by.relative_to", "interval_end"),
     ("pipeline: p\nsteps:\n  a: {}\n", "steps.a", "at least one"),
-    ("pipeline: p\nsteps: [a]\n", "steps", "dict"),
+    ("pipeline: p\nsteps: [a]\n", "steps", "map step names"),
     ("pipelin: p\n", "pipelin", "pipeline"),
 ])
 def test_bad_input_names_file_key_and_fix(tmp_path: Path, text: str, key: str,

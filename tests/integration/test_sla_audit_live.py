@@ -1,0 +1,123 @@
+"""Audit fixes checked against real promtool and a real `reliability sla serve` process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reliability import Pipeline, Runner
+from reliability.pipeline import DataInterval
+from reliability.sla import SLA, SLO, SLASet, generate_rules
+
+pytestmark = pytest.mark.integration
+
+
+def promtool() -> str:
+    path = shutil.which("promtool") or ("/usr/bin/promtool"
+                                        if Path("/usr/bin/promtool").exists() else None)
+    if path is None:
+        if os.environ.get("RELIABILITY_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail("promtool is required (RELIABILITY_REQUIRE_PROMETHEUS=1) but missing")
+        pytest.skip("promtool is not installed")
+    return path
+
+
+def test_low_target_slo_pages_on_a_total_outage(tmp_path: Path) -> None:
+    """90% SLO: 14.4 x 0.1 = 1.44 -- before the fix the 1h/5m clause could never fire.
+
+    A step that succeeded every minute for a day, then failed every minute for 70 minutes:
+    the 6h (ratio ~0.19), 1d and 3d windows stay under their thresholds, so only the
+    1h/5m clause (ratio 1 in both windows) can page.
+    """
+    sset = SLASet("etl", [SLA(step="load", success_rate=SLO(target=0.9))])
+    (tmp_path / "rules.yml").write_text(generate_rules(sset))
+    ok, bad = 'reliability_steps_total{pipeline="etl",step="load",status="succeeded"}', \
+        'reliability_steps_total{pipeline="etl",step="load",status="failed"}'
+    case = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": ok, "values": "0+1x1440 1440x100"},
+                         {"series": bad, "values": "0x1440 1+1x100"}],
+        "alert_rule_test": [
+            {"eval_time": "1510m", "alertname": "ReliabilityErrorBudgetBurn",
+             "exp_alerts": [{"exp_labels": {"pipeline": "etl", "step": "load",
+                                            "severity": "page", "slo": "success_rate"},
+                            "exp_annotations": {
+                                "summary": "step load of pipeline etl is burning its error "
+                                           "budget too fast",
+                                "description": "The success-rate SLO (90% over 28d) of step "
+                                               "load of pipeline etl is burning its error "
+                                               "budget at a rate that exhausts it within days.",
+                                "runbook_url": "http://127.0.0.1:8080/runbooks/etl/"
+                                               "sla_breach.html"}}]},
+            {"eval_time": "1430m", "alertname": "ReliabilityErrorBudgetBurn",
+             "exp_alerts": []}]}]}
+    (tmp_path / "t.yml").write_text(yaml.safe_dump(case))
+    proc = subprocess.run([promtool(), "test", "rules", "t.yml"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- `reliability sla serve` publishes the finish_by deadline --------------------------------
+served = Pipeline("servedemo")
+
+
+@served.step
+def only() -> int:
+    return 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    runner = Runner(served, home=home, workers=1)
+    try:
+        interval = DataInterval.parse("2026-01-01T00:00:00+00:00/2026-01-02T00:00:00+00:00")
+        assert runner.run(interval=interval).status == "succeeded"
+    finally:
+        runner.close()
+    (tmp_path / "s.sla.yaml").write_text(
+        "pipeline: servedemo\nrun: {finish_by: {offset: 2h, relative_to: interval_end}}\n")
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
+             str(home), "--sla", str(tmp_path / "s.sla.yaml"), "--port", str(port),
+             "--interval", "0.2"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        body, deadline = "", time.monotonic() + 15
+        while "reliability_run_deadline_timestamp_seconds{" not in body:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, body
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.1)
+        line = next(ln for ln in body.splitlines()
+                    if ln.startswith("reliability_run_deadline_timestamp_seconds{"))
+        assert line == ('reliability_run_deadline_timestamp_seconds{pipeline="servedemo"} '
+                        "1.7673192e+09")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
