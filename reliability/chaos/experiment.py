@@ -25,11 +25,12 @@ lives in :mod:`reliability.chaos.runner`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from reliability._spec import Spec, load_yaml, parse_model
 from reliability.chaos.faults import (
@@ -71,6 +72,14 @@ class ServiceSpec(Spec):
     param: str | None = Field(default=None, description="run parameter set to the proxied URL")
     url: str = Field(default="http://{listen}/", description="URL template; {listen} is the "
                      "proxy's host:port")
+
+    @field_validator("start")
+    @classmethod
+    def _module_class(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
+            raise ValueError(f"start={value!r} is not 'module:Class' (e.g. "
+                             "pipelines.wine_service:WineService)")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> ServiceSpec:
@@ -177,7 +186,7 @@ def _precheck(data: Any, file: str | None) -> None:
             raise ConfigError("a fault must be a mapping with a 'type'", file=file,
                               path=["method", i], fix=f"use one of {sorted(FAULT_TYPES)}")
         kind = entry.get("type")
-        if kind not in FAULT_TYPES:
+        if not isinstance(kind, str) or kind not in FAULT_TYPES:
             import difflib
 
             close = difflib.get_close_matches(str(kind), FAULT_TYPES, n=1)

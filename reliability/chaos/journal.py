@@ -92,6 +92,12 @@ class Journal:
     def normalized(self) -> dict[str, Any]:
         """The deterministic part: what a replay with the same seed must reproduce."""
         d = self.data
+        exp_id = str(d.get("experiment_id") or "")
+
+        def same(name: Any) -> Any:  # toxic names carry the random experiment id
+            return name.replace(exp_id, "{experiment_id}") if exp_id and isinstance(
+                name, str) else name
+
         run = d.get("run") or {}
         base = d.get("baseline") or {}
         return {
@@ -113,8 +119,8 @@ class Journal:
             "steady_state": {
                 phase: [(p["probe"], p["ok"]) for p in d.get("steady_state", {}).get(phase, [])]
                 for phase in ("before", "after")},
-            "rollbacks": sorted((r.get("action"), r.get("proxy"), r.get("toxic"), r.get("ok"))
-                                for r in d.get("rollbacks", [])),
+            "rollbacks": sorted((r.get("action"), r.get("proxy"), same(r.get("toxic")),
+                                 r.get("ok")) for r in d.get("rollbacks", [])),
         }
 
 

@@ -60,14 +60,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture
-def chaos_seed(request: pytest.FixtureRequest) -> int:
-    """The seed of this test's fault schedules (``--chaos-seed``, the marker's, or 0)."""
+def _given_seed(request: pytest.FixtureRequest) -> int | None:
+    """``--chaos-seed``, else the marker's ``seed``, else None (nothing was asked for)."""
     opt = request.config.getoption("--chaos-seed")
     if opt is not None:
         return int(opt)
     marker = request.node.get_closest_marker("chaos")
-    return int(marker.kwargs.get("seed", 0)) if marker is not None else 0
+    seed = marker.kwargs.get("seed") if marker is not None else None
+    return None if seed is None else int(seed)
+
+
+@pytest.fixture
+def chaos_seed(request: pytest.FixtureRequest) -> int:
+    """The seed of this test's fault schedules (``--chaos-seed``, the marker's, or 0)."""
+    seed = _given_seed(request)
+    return 0 if seed is None else seed
 
 
 @pytest.fixture
@@ -126,13 +133,20 @@ def chaos_proxy() -> Iterator[ChaosProxy]:
 
 
 @pytest.fixture
-def chaos_experiment(tmp_path: Path, chaos_seed: int) -> Callable[..., Any]:
-    """``chaos_experiment("chaos/x.yaml") -> Journal``, with its state under ``tmp_path``."""
+def chaos_experiment(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``chaos_experiment("chaos/x.yaml") -> Journal``, with its state under ``tmp_path``.
+
+    The experiment's own ``seed`` is kept (so a saved or explored schedule replays exactly)
+    unless ``--chaos-seed`` or the marker's ``seed`` overrides it.
+    """
     from reliability.chaos.runner import run_experiment
+
+    seed = _given_seed(request)
 
     def run(source: Any, **kw: Any) -> Any:
         kw.setdefault("home", tmp_path / "chaos-home")
-        kw.setdefault("seed", chaos_seed)
+        if seed is not None:
+            kw.setdefault("seed", seed)
         return run_experiment(source, **kw)
 
     return run

@@ -274,6 +274,9 @@ class Proxy:
     def all_toxics(self) -> list[ToxicSpec]:
         return [spec for stream in STREAMS for spec in self.toxics[stream]]
 
+    def has_toxic(self, name: str) -> bool:
+        return any(spec.name == name for spec in self.all_toxics())
+
     def get_toxic(self, name: str) -> ToxicSpec:
         for spec in self.all_toxics():
             if spec.name == name:

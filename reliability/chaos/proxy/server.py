@@ -136,7 +136,7 @@ class Router:
 
     async def toxic_create(self, request: Request, args: list[str]) -> Response:
         proxy = self.registry.get(args[0])
-        spec = parse_toxic(request.json())
+        spec = parse_toxic(request.json(), proxy.has_toxic)
         proxy.add_toxic(spec)
         return Response(200, spec.to_json())
 

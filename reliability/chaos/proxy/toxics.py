@@ -33,7 +33,7 @@ from reliability.chaos.proxy.errors import (
     bad_request,
     invalid_stream,
     invalid_toxic_type,
-    missing_field,
+    toxic_exists,
 )
 from reliability.chaos.proxy.stream import CLOSE, DATA, EOF, RESET, Item
 
@@ -116,8 +116,13 @@ class ToxicSpec:
         return replace(self, attributes=attrs, toxicity=toxicity)
 
 
-def parse_toxic(body: object) -> ToxicSpec:
-    """Validate a create-toxic body into a spec, raising ApiError like Toxiproxy."""
+def parse_toxic(body: object, exists: Callable[[str], bool] = lambda _name: False
+                ) -> ToxicSpec:
+    """Validate a create-toxic body into a spec, raising ApiError like Toxiproxy.
+
+    The checks run in Toxiproxy's order: body, stream, type (a missing type is an
+    invalid one), a duplicate ``name`` (409, via ``exists``), then the attributes.
+    """
     if not isinstance(body, dict):
         raise bad_request("expected a JSON object")
     toxic_type = _string_field(body, "type", "")
@@ -125,10 +130,10 @@ def parse_toxic(body: object) -> ToxicSpec:
     if stream not in STREAMS:
         raise invalid_stream()
     name = _string_field(body, "name", "") or f"{toxic_type}_{stream}"
-    if not toxic_type:
-        raise missing_field("type")
     if toxic_type not in TOXIC_TYPES:
         raise invalid_toxic_type()
+    if exists(name):
+        raise toxic_exists()
     attrs = dict(TOXIC_TYPES[toxic_type].defaults)
     attrs.update(_parse_attributes(toxic_type, body.get("attributes", {})))
     toxicity = _parse_toxicity(body.get("toxicity", 1.0))
