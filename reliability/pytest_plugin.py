@@ -56,19 +56,23 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     if not _active(config):
         return
+    from reliability.errors import ReliabilityError
     from reliability.project import find_project
 
-    project = find_project(config.rootpath)
-    if str(project.root) not in sys.path:
-        sys.path.insert(0, str(project.root))
-    directory = Path(_opt(config, "reliability_contracts_dir") or project.contracts_dir)
-    try:
-        name = str(directory.resolve().relative_to(config.rootpath))
-    except ValueError:
-        name = str(directory)
-    suite = ContractSuite.from_parent(session, name=name, path=directory)
-    suite.pipeline_ref = _opt(config, "reliability_pipeline") or project.pipeline_ref
-    items.extend(suite.collect())
+    try:  # bad contracts or project files are usage errors: one message, no traceback
+        project = find_project(config.rootpath)
+        if str(project.root) not in sys.path:
+            sys.path.insert(0, str(project.root))
+        directory = Path(_opt(config, "reliability_contracts_dir") or project.contracts_dir)
+        try:
+            name = str(directory.resolve().relative_to(config.rootpath))
+        except ValueError:
+            name = str(directory)
+        suite = ContractSuite.from_parent(session, name=name, path=directory)
+        suite.pipeline_ref = _opt(config, "reliability_pipeline") or project.pipeline_ref
+        items.extend(suite.collect())
+    except ReliabilityError as exc:
+        raise pytest.UsageError(f"pipeline-reliability contracts: {exc}") from None
 
 
 class ContractSuite(pytest.Collector):

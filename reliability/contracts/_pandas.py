@@ -43,9 +43,10 @@ class _ColumnRules:
         self.dtypes = DTYPES[col.dtype][0]
         self.rules: list[tuple[str, Mask]] = []
         rng = col.value_range()
-        nullable = col.nullable
-        if not nullable:
+        if not col.nullable:
             self.rules.append(("not_nullable", self._nulls))
+        # nulls skip value checks only where they are allowed and ignore_na says so
+        nullable = col.nullable and col.ignore_na
         if rng.bounded:
             self.rules.append((f"in_range{rng.text()}", self._range_mask(rng, nullable)))
         if col.isin is not None:
@@ -67,9 +68,15 @@ class _ColumnRules:
             lo, hi = col.str_length.min_value, col.str_length.max_value
             self.rules.append((f"str_length({lo}, {hi})", lambda s: _bool(
                 ~s.astype("str").str.len().between(lo if lo is not None else 0,
-                                                   hi if hi is not None else np.inf))))
+                                                   hi if hi is not None else np.inf)
+                & (s.notna() if nullable else True))))
         if col.unique:
             self.rules.append(("field_uniqueness", self._dupes))
+
+    def accepts(self, got: str) -> bool:
+        if got in self.dtypes:
+            return True  # datetimes: any resolution, naive or tz-aware
+        return self.spec.dtype == "datetime" and got.startswith("datetime64[")
 
     @staticmethod
     def _nulls(s: pd.Series) -> Arr:
@@ -121,10 +128,16 @@ class PandasValidator:
             if col.name not in names:
                 continue
             got = str(dtypes[col.name])
-            if got not in col.dtypes:
+            if not col.accepts(got):
                 findings.append(Finding(col.name, f"dtype('{col.spec.dtype}')", 1, [got]))
                 continue
             s = df[col.name]
+            if got == "object":  # an object column must hold only the declared kind
+                wrong = _wrong_objects(s, col.spec.dtype)
+                if wrong is not None:
+                    findings.append(Finding(col.name, f"dtype('{col.spec.dtype}')",
+                                            int(wrong.sum()), _sample(s, wrong)))
+                    continue
             for check, fn in col.rules:
                 bad = fn(s)
                 count = int(np.count_nonzero(bad)) if bad.size else 0
@@ -137,6 +150,24 @@ class PandasValidator:
                 findings.append(Finding(",".join(self.spec.unique), "multiple_fields_uniqueness",
                                         int(dup.sum()), cases))
         return rows, findings
+
+
+def _wrong_objects(s: pd.Series, dtype: str) -> Arr | None:
+    """Mask of the non-null values of an object column that are not ``dtype`` (str or
+    date), or None when every value fits."""
+    import datetime as dt
+
+    kind = pd.api.types.infer_dtype(s, skipna=True)
+    if kind == "empty" or (dtype == "str" and kind == "string") or (
+            dtype == "date" and kind == "date"):
+        return None
+    if dtype == "str":
+        def fits(v: Any) -> bool:
+            return isinstance(v, str)
+    else:
+        def fits(v: Any) -> bool:
+            return isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+    return _bool(s.notna() & ~s.map(fits, na_action="ignore").fillna(True).astype(bool))
 
 
 def _sample(s: pd.Series, bad: np.ndarray) -> list[Any]:

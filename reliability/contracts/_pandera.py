@@ -22,23 +22,24 @@ _SAMPLE = 5
 
 def _checks(pa: Any, col: ColumnSpec) -> list[Any]:
     Check = pa.Check
+    kw = {"ignore_na": col.ignore_na}
     out: list[Any] = []
     rng = col.value_range()
     if rng.lo is not None and rng.hi is not None:
         out.append(Check.in_range(rng.lo, rng.hi, include_min=rng.lo_incl,
-                                  include_max=rng.hi_incl))
+                                  include_max=rng.hi_incl, **kw))
     elif rng.lo is not None:
-        out.append(Check.ge(rng.lo) if rng.lo_incl else Check.gt(rng.lo))
+        out.append(Check.ge(rng.lo, **kw) if rng.lo_incl else Check.gt(rng.lo, **kw))
     elif rng.hi is not None:
-        out.append(Check.le(rng.hi) if rng.hi_incl else Check.lt(rng.hi))
+        out.append(Check.le(rng.hi, **kw) if rng.hi_incl else Check.lt(rng.hi, **kw))
     if col.isin is not None:
-        out.append(Check.isin(list(col.isin)))
+        out.append(Check.isin(list(col.isin), **kw))
     if col.notin is not None:
-        out.append(Check.notin(list(col.notin)))
+        out.append(Check.notin(list(col.notin), **kw))
     if col.equal_to is not None:
-        out.append(Check.eq(col.equal_to))
+        out.append(Check.eq(col.equal_to, **kw))
     if col.str_matches is not None:
-        out.append(Check.str_matches(col.str_matches))
+        out.append(Check.str_matches(col.str_matches, **kw))
     return out
 
 
@@ -114,11 +115,16 @@ def spec_from_pandera(schema: Any) -> FrameSpec:
                                  "unique": bool(col.unique), "required": bool(col.required)}
         for check in col.checks:
             entry.update(_check_entry(check, where))
+        if any(getattr(check, "ignore_na", True) is False for check in col.checks):
+            entry["ignore_na"] = False
         columns[str(cname)] = entry
     unique = schema.unique if schema.unique else None
-    return FrameSpec.model_validate({
+    from reliability._spec import parse_model
+
+    return parse_model({
         "columns": columns, "strict": schema.strict, "ordered": bool(schema.ordered),
-        "unique": unique, "name": getattr(schema, "name", None), "min_rows": 0})
+        "unique": unique, "name": getattr(schema, "name", None), "min_rows": 0},
+        FrameSpec, file=f"pandera schema {name!r}")
 
 
 def _check_entry(check: Any, where: str) -> dict[str, Any]:

@@ -28,10 +28,11 @@ def polars_dtype_name(dtype: Any) -> str:
 def _column_rules(name: str, col: ColumnSpec, dtype_name: str) -> list[tuple[str, pl.Expr]]:
     """(check, failing-row mask expression) for one column."""
     c = pl.col(name)
-    nullable = col.nullable
     is_float = dtype_name in _FLOATS
     rules: list[tuple[str, pl.Expr]] = []
-    if not nullable:
+    # nulls skip value checks only where they are allowed and ignore_na says so
+    nullable = col.nullable and col.ignore_na
+    if not col.nullable:
         rules.append(("not_nullable", (c.is_null() | c.is_nan()) if is_float else c.is_null()))
     rng = col.value_range()
     if rng.bounded:
@@ -40,15 +41,12 @@ def _column_rules(name: str, col: ColumnSpec, dtype_name: str) -> list[tuple[str
             ok = ok & ((c >= rng.lo) if rng.lo_incl else (c > rng.lo))
         if rng.hi is not None:
             ok = ok & ((c <= rng.hi) if rng.hi_incl else (c < rng.hi))
-        if is_float and rng.lo is None:  # NaN compares greater than every number
+        if is_float:  # NaN compares greater than every number: it is never in range
             ok = ok & ~c.is_nan()
-        bad = ~ok
-        if nullable:
-            bad = bad & c.is_not_null() & (~c.is_nan() if is_float else pl.lit(True))
-        rules.append((f"in_range{rng.text()}", bad.fill_null(not nullable)))
+        rules.append((f"in_range{rng.text()}", _skip_na(~ok, c, nullable, is_float)))
     if col.isin is not None:
-        rules.append((f"isin({list(col.isin)})",
-                      (~c.is_in(list(col.isin), nulls_equal=False)).fill_null(not nullable)))
+        rules.append((f"isin({list(col.isin)})", _skip_na(
+            ~c.is_in(list(col.isin), nulls_equal=False), c, nullable, is_float)))
     if col.notin is not None:
         rules.append((f"notin({list(col.notin)})", c.is_in(list(col.notin)).fill_null(False)))
     if col.equal_to is not None:
@@ -65,6 +63,13 @@ def _column_rules(name: str, col: ColumnSpec, dtype_name: str) -> list[tuple[str
     if col.unique:
         rules.append(("field_uniqueness", c.is_duplicated()))
     return rules
+
+
+def _skip_na(bad: pl.Expr, c: pl.Expr, nullable: bool, is_float: bool) -> pl.Expr:
+    """``bad`` with nulls (and NaN in floats) failing, or exempt where ``nullable``."""
+    if nullable:
+        bad = bad & c.is_not_null() & (~c.is_nan() if is_float else pl.lit(True))
+    return bad.fill_null(not nullable)
 
 
 class PolarsValidator:

@@ -4,6 +4,7 @@ predictions, files, and distribution drift (PSI or Kolmogorov-Smirnov)."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,18 @@ from reliability.contracts.spec import DriftSpec, FileSpec, GateSpec, MetricsSpe
 __all__ = ["check_drift", "check_file", "check_gates", "check_metrics", "check_model",
            "drift_statistic"]
 
-_PY_TYPES: dict[str, tuple[type, ...]] = {"float": (float, int), "int": (int,),
+_PY_TYPES: dict[str, tuple[type, ...]] = {"float": (numbers.Real,), "int": (numbers.Integral,),
                                           "bool": (bool,), "str": (str,)}
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool) or (type(v).__module__ == "numpy"
+                                   and type(v).__name__ in {"bool", "bool_"})
+
+
+def _number(v: Any) -> bool:
+    """A real number (numpy scalars included), not a bool."""
+    return isinstance(v, numbers.Real) and not _is_bool(v)
 
 
 def check_metrics(spec: MetricsSpec, value: Any) -> list[Finding]:
@@ -27,16 +38,16 @@ def check_metrics(spec: MetricsSpec, value: Any) -> list[Finding]:
             out.append(Finding(key, "column_in_dataframe", 1, [key]))
             continue
         v = value[key]
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if v is None or (_number(v) and math.isnan(float(v))):
             if not field.nullable:
                 out.append(Finding(key, "not_nullable", 1, [v]))
             continue
         types = _PY_TYPES[field.type]
-        if not isinstance(v, types) or (field.type != "bool" and isinstance(v, bool)):
+        ok = _is_bool(v) if field.type == "bool" else isinstance(v, types) and not _is_bool(v)
+        if not ok:
             out.append(Finding(key, f"dtype('{field.type}')", 1, [type(v).__name__]))
             continue
-        if isinstance(v, int | float) and not isinstance(v, bool) and not _within(
-                float(v), field.min, field.max):
+        if _number(v) and not _within(float(v), field.min, field.max):
             out.append(Finding(key, f"in_range[{field.min}, {field.max}]", 1, [v]))
     if spec.strict:
         extra = [k for k in value if k not in spec.fields]
@@ -54,9 +65,8 @@ def check_gates(gates: list[GateSpec], value: Any) -> list[Finding]:
     if not isinstance(value, Mapping):
         return [Finding(None, "kind(metrics)", 1, [type(value).__name__])] if gates else []
     for gate in gates:
-        v = value.get(gate.metric)
-        if isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v) \
-                and _within(float(v), gate.min, gate.max):
+        v: Any = value.get(gate.metric)
+        if _number(v) and not math.isnan(float(v)) and _within(float(v), gate.min, gate.max):
             continue
         bound = " and ".join(f"{op} {b}" for op, b in ((">=", gate.min), ("<=", gate.max))
                              if b is not None)
@@ -74,8 +84,11 @@ def check_model(spec: ModelSpec, value: Any, inputs: Mapping[str, Any],
     probe = inputs.get(spec.probe)
     if probe is None:
         return out
-    features = probe[spec.features] if spec.features else probe
-    matrix = features.to_numpy()
+    try:
+        features = probe[spec.features] if spec.features else probe
+        matrix = features.to_numpy()
+    except Exception as exc:
+        return [Finding(None, "probe_features", 1, [f"{type(exc).__name__}: {exc}"])]
     try:
         predicted = value.predict(matrix)
     except Exception as exc:

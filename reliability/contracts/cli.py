@@ -30,8 +30,9 @@ def register(sub: Any) -> None:
     common(q)
     q.set_defaults(func=_lint)
     q = cs.add_parser("diff", help="classify contract changes: breaking, warning, info")
-    q.add_argument("old", help="file, folder or git REV:path (e.g. HEAD~1:contracts/reference)")
-    q.add_argument("new", help="file, folder or git REV:path")
+    q.add_argument("old", help="file, folder, git REV:path (e.g. HEAD~1:contracts/reference) "
+                   "or a bare revision (NEW's path at that revision)")
+    q.add_argument("new", help="file, folder, git REV:path or a bare revision")
     q.add_argument("--fail-on", choices=["breaking", "warning", "never"], default="breaking",
                    help="exit 1 when a change of this severity (or worse) is found")
     q.set_defaults(func=_diff)
@@ -88,7 +89,8 @@ def _diff(args: argparse.Namespace) -> int:
 
     from reliability.contracts.diff import diff_contracts, load_side
 
-    changes = diff_contracts(load_side(args.old), load_side(args.new))
+    old, new = load_side(args.old, args.new), load_side(args.new, args.old)
+    changes = diff_contracts(old, new)
     table = Table(title=f"contract diff {args.old} -> {args.new}")
     for col in ("severity", "contract", "where", "change"):
         table.add_column(col)
@@ -97,8 +99,8 @@ def _diff(args: argparse.Namespace) -> int:
     console = _console()
     console.print(table if changes else "no contract changes")
     counts = {s: sum(1 for c in changes if c.severity == s) for s in ("breaking", "warning")}
-    console.print(f"{counts['breaking']} breaking, {counts['warning']} warning, "
-                  f"{len(changes) - sum(counts.values())} info")
+    console.print(f"{len(old)} -> {len(new)} contract(s): {counts['breaking']} breaking, "
+                  f"{counts['warning']} warning, {len(changes) - sum(counts.values())} info")
     if args.fail_on == "never":
         return 0
     if counts["breaking"] or (args.fail_on == "warning" and counts["warning"]):

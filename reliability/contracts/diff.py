@@ -41,17 +41,55 @@ class Change:
     message: str
 
 
-def load_side(ref: str) -> list[Contract]:
-    """Contracts from a file, a folder or ``REV:path`` in the current git repository."""
+def load_side(ref: str, other: str | None = None) -> list[Contract]:
+    """Contracts from a file, a folder (and its pipeline subfolders), ``REV:path`` in the
+    current git repository, or a bare revision (``HEAD~1``): then ``other``'s path at that
+    revision. A side holding no contract is an error, never an empty diff."""
     p = Path(ref)
     if p.is_dir():
-        return load_specs(p)
-    if p.is_file():
-        return load_specs_file(p)
-    if ":" in ref:
-        return _from_git(ref)
-    raise ConfigError(f"{ref!r} is neither a file, a folder nor a git REV:path",
-                      fix="pass e.g. contracts/reference or HEAD~1:contracts/reference")
+        found = _load_dir(p)
+    elif p.is_file():
+        found = load_specs_file(p)
+    elif ":" in ref:
+        found = _from_git(ref)
+    elif _is_revision(ref):
+        if other is None or _is_revision(other) or not Path(other).exists():
+            raise ConfigError(f"{ref!r} is a git revision but names no path",
+                              fix=f"write {ref}:contracts/<pipeline>, or pass a file or "
+                                  "folder as the other side")
+        found = _from_git(f"{ref}:./{_relative(Path(other))}")
+    else:
+        raise ConfigError(f"{ref!r} is neither a file, a folder nor a git REV:path",
+                          fix="pass e.g. contracts/reference or HEAD~1:contracts/reference")
+    if not found:
+        raise ConfigError(f"no contract files in {ref!r}",
+                          fix="point at a contract file or a folder of contract YAML files "
+                              "(e.g. contracts/reference)")
+    return found
+
+
+def _load_dir(d: Path) -> list[Contract]:
+    """Contract files in ``d`` and in its subfolders (``contracts/<pipeline>/``)."""
+    found = load_specs(d)
+    for sub in sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith(".")):
+        found.extend(_load_dir(sub))
+    return found
+
+
+def _relative(path: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
+
+
+def _is_revision(ref: str) -> bool:
+    if shutil.which("git") is None or ref.startswith("-"):
+        return False
+    try:
+        _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except ConfigError:
+        return False
+    return True
 
 
 def load_specs_file(path: Path) -> list[Contract]:
@@ -80,19 +118,30 @@ def _git(*args: str) -> str:
 def _from_git(ref: str) -> list[Contract]:
     kind = _git("cat-file", "-t", ref).strip()
     with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
         if kind == "blob":
             names = [ref.rsplit("/", 1)[-1].rsplit(":", maxsplit=1)[-1]]
-            (Path(d) / names[0]).write_text(_git("show", ref))
+            (root / names[0]).write_text(_git("show", ref))
         else:
-            for name in _git("ls-tree", "--name-only", ref).split():
-                (Path(d) / name).write_text(_git("show", f"{ref.rstrip('/')}/{name}"))
-        found = load_specs(d)
-    return [Contract(c.spec, file=f"{ref}/{Path(c.file or '').name}") for c in found]
+            base = ref.rstrip("/")
+            for name in _git("ls-tree", "-r", "--name-only", "-z", ref).split("\0"):
+                if not name.endswith((".yaml", ".yml")):
+                    continue
+                dest = root / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_text(_git("show", f"{base}/{name}"))
+        found = _load_dir(root) if kind != "blob" else load_specs(root)
+        return [Contract(c.spec, file=f"{ref.rstrip('/')}/"
+                         f"{Path(c.file or '').relative_to(root).as_posix()}") for c in found]
+
+
+def _key(spec: ContractSpec) -> tuple[str, str, str, str]:
+    return (spec.pipeline, *spec.key)
 
 
 def diff_contracts(old: list[Contract], new: list[Contract]) -> list[Change]:
-    before = {c.spec.key: c.spec for c in old}
-    after = {c.spec.key: c.spec for c in new}
+    before = {_key(c.spec): c.spec for c in old}
+    after = {_key(c.spec): c.spec for c in new}
     out: list[Change] = []
     for key in sorted(set(before) | set(after)):
         a, b = before.get(key), after.get(key)
@@ -117,8 +166,11 @@ def diff_specs(a: ContractSpec, b: ContractSpec) -> list[Change]:
     if a.kind != b.kind:
         add("breaking", "kind", f"kind {a.kind} -> {b.kind}")
         return out
+    if a.backend != b.backend:
+        add("breaking" if b.backend != "any" else "warning", "backend",
+            f"backend {a.backend} -> {b.backend}")
     if a.frame is not None and b.frame is not None:
-        _diff_frames(a.frame, b.frame, add)
+        _diff_frames(a.frame, b.frame, add, is_input=b.direction == "input")
     old_gates = {g.metric: g for g in a.gates}
     for g in b.gates:
         o = old_gates.pop(g.metric, None)
@@ -135,7 +187,57 @@ def diff_specs(a: ContractSpec, b: ContractSpec) -> list[Change]:
         add("warning", "validation", f"validation {a.validation} -> {b.validation}")
     if a.description != b.description:
         add("info", "description", "description changed")
+    _diff_rest(a, b, out, add)
     return out
+
+
+def _diff_rest(a: ContractSpec, b: ContractSpec, out: list[Change], add: Any) -> None:
+    """Every other difference, by key path, so a change is never reported as none."""
+    covered = [c.where for c in out]
+    old = a.model_dump(exclude_none=True)
+    new = b.model_dump(exclude_none=True)
+    for where, before, after in _leaf_changes(old, new, ""):
+        key = _covering(where)
+        if any(key == w or key.startswith(w + ".") or w.startswith(key + ".")
+               for w in covered if w):
+            continue
+        if key.split(".")[0] in {"contract", "synthesize"} or key.rsplit(".", 1)[-1] in {
+                "title", "description", "name", "version"}:
+            add("info", key, f"{key} changed")
+        else:
+            add("warning", key, f"{key} {before!r} -> {after!r} (review: "
+                "not classified)")
+
+
+_RANGE_KEYS = {"in_range", "greater_than", "greater_than_or_equal_to", "less_than",
+               "less_than_or_equal_to"}
+_UNORDERED = {"isin", "notin", "methods", "unique", "columns"}
+
+
+def _covering(where: str) -> str:
+    """The ``where`` a classified change uses for the dumped key path ``where``."""
+    parts = where.split(".")
+    if parts[0] == "frame":  # the schema block's field name
+        parts = parts[1:]
+    if len(parts) >= 3 and parts[0] == "columns" and parts[2] in _RANGE_KEYS:
+        parts = [*parts[:2], "range"]
+    return ".".join(parts)
+
+
+def _leaf_changes(a: Any, b: Any, where: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(a, list) and isinstance(b, list) and where.rsplit(".", 1)[-1] in _UNORDERED:
+        try:
+            if set(a) == set(b):
+                return []
+        except TypeError:
+            pass
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k in sorted(set(a) | set(b), key=str):
+            path = f"{where}.{k}" if where else str(k)
+            out.extend(_leaf_changes(a.get(k), b.get(k), path))
+        return out
+    return [] if a == b else [(where, a, b)]
 
 
 def _gate(g: Any) -> str:
@@ -150,12 +252,13 @@ def _tighter(old: float | None, new: float | None, *, lower: bool) -> bool:
     return new > old if lower else new < old
 
 
-def _diff_frames(a: FrameSpec, b: FrameSpec, add: Any) -> None:
-    for col in a.columns.keys() - b.columns.keys():
+def _diff_frames(a: FrameSpec, b: FrameSpec, add: Any, *, is_input: bool) -> None:
+    for col in sorted(a.columns.keys() - b.columns.keys()):
         add("breaking", f"columns.{col}", "column removed")
-    for col in b.columns.keys() - a.columns.keys():
-        if b.columns[col].required and a.strict is not True:
-            add("breaking", f"columns.{col}", "required column added to a non-strict input")
+    for col in sorted(b.columns.keys() - a.columns.keys()):
+        if b.columns[col].required and is_input:
+            add("breaking", f"columns.{col}",
+                "required column added to an input contract: producers must now provide it")
         else:
             add("info", f"columns.{col}", "column added")
     for col in sorted(a.columns.keys() & b.columns.keys()):
@@ -168,6 +271,13 @@ def _diff_frames(a: FrameSpec, b: FrameSpec, add: Any) -> None:
         add("breaking", "min_rows", f"min_rows {a.min_rows} -> {b.min_rows}")
     elif b.min_rows < a.min_rows:
         add("warning", "min_rows", f"min_rows {a.min_rows} -> {b.min_rows}")
+    if a.max_rows != b.max_rows:
+        narrowed = b.max_rows is not None and (a.max_rows is None or b.max_rows < a.max_rows)
+        add("breaking" if narrowed else "warning", "max_rows",
+            f"max_rows {a.max_rows} -> {b.max_rows}")
+    if a.ordered != b.ordered:
+        add("breaking" if b.ordered else "warning", "ordered",
+            f"ordered {a.ordered} -> {b.ordered}")
     if (a.unique or []) != (b.unique or []):
         sev = "breaking" if b.unique and not set(a.unique or []) <= set(b.unique) else "warning"
         add(sev, "unique", f"unique {a.unique} -> {b.unique}")
@@ -203,7 +313,7 @@ def _diff_values(where: str, a: ColumnSpec, b: ColumnSpec, add: Any) -> None:
             add("warning", f"{where}.range", f"range widened {ra.text()} -> {rb.text()}")
         else:
             add("breaking", f"{where}.range", f"range moved {ra.text()} -> {rb.text()}")
-    if a.isin != b.isin:
+    if (None if a.isin is None else set(a.isin)) != (None if b.isin is None else set(b.isin)):
         narrowed = b.isin is not None and (a.isin is None or not set(a.isin) <= set(b.isin))
         add("breaking" if narrowed else "warning", f"{where}.isin",
             f"allowed values {'narrowed' if narrowed else 'widened'} {a.isin} -> {b.isin}")

@@ -76,9 +76,9 @@ def _lint_one(c: Contract) -> list[Lint]:
         if not f.columns:
             warn("schema.columns", "no columns declared: only the row count is checked")
         for name, col in f.columns.items():
-            if col.nullable and (col.check_names() or col.unique):
+            if col.nullable and col.ignore_na and (col.check_names() or col.unique):
                 warn(f"schema.columns.{name}", "nullable column: nulls/NaN skip its value "
-                     "checks (ignore_na)")
+                     "checks (ignore_na; set ignore_na: false to fail them)")
             if not col.required:
                 warn(f"schema.columns.{name}.required", "optional column: its absence passes")
     if s.kind == "metrics" and not s.gates:

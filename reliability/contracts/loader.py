@@ -107,6 +107,11 @@ def load_specs(directory: str | Path, pipeline: str | None = None) -> list[Contr
 
 
 def _parse(data: Any, file: str) -> ContractSpec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"a contract file holds a mapping of keys, not a "
+                          f"{type(data).__name__}", file=file,
+                          fix="start with `pipeline:`, `step:` and `direction:` lines, then "
+                              "the rules (see contracts/reference/ for examples)")
     try:
         return parse_model(data, ContractSpec, file=file)
     except ConfigError as err:

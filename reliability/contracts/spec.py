@@ -42,6 +42,7 @@ __all__ = [
     "Range",
     "ValidationSpec",
     "canonical_dtype",
+    "dtype_family",
 ]
 
 #: library-neutral dtypes -> (pandas dtype names accepted, polars dtype names accepted)
@@ -136,6 +137,27 @@ class Range(Spec):
         return f"{left}{lo}, {hi}{right}"
 
 
+_RANGE_KEYS = ("greater_than", "greater_than_or_equal_to", "less_than",
+               "less_than_or_equal_to", "in_range")
+_FAMILY_TEXT = {"number": "numbers", "text": "strings", "bool": "true/false",
+                "time": "no values (set checks do not apply to dates and datetimes)"}
+
+
+def dtype_family(dtype: str) -> str:
+    """'number', 'text', 'bool' or 'time' for one of our neutral dtypes."""
+    if dtype.startswith(("int", "uint", "float")):
+        return "number"
+    if dtype in ("str", "category"):
+        return "text"
+    return "bool" if dtype == "bool" else "time"
+
+
+def _value_family(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    return "text" if isinstance(value, str) else "number"
+
+
 _CHECK_KEYS = ("greater_than", "greater_than_or_equal_to", "less_than",
                "less_than_or_equal_to", "in_range", "isin", "notin", "str_matches",
                "str_length", "equal_to")
@@ -148,7 +170,7 @@ class ColumnSpec(Spec):
     nullable: bool = False
     unique: bool = False
     required: bool = True
-    ignore_na: bool = False
+    ignore_na: bool = True
     title: str | None = None
     description: str | None = None
     greater_than: float | None = None
@@ -166,10 +188,13 @@ class ColumnSpec(Spec):
     @classmethod
     def _flatten_checks(cls, data: Any) -> Any:
         """Accept pandera's nested ``checks: {in_range: {...}}`` layout too."""
-        if isinstance(data, dict) and isinstance(data.get("checks"), dict):
+        checks = data.get("checks") if isinstance(data, dict) else None
+        if isinstance(checks, list) and all(isinstance(c, dict) for c in checks):
+            checks = {k: v for c in checks for k, v in c.items()}
+        if isinstance(checks, dict):
             data = dict(data)
-            nested = data.pop("checks")
-            for key, value in nested.items():
+            data.pop("checks")
+            for key, value in checks.items():
                 data.setdefault(key, value)
         return data
 
@@ -191,6 +216,29 @@ class ColumnSpec(Spec):
             except re.error as exc:
                 raise ValueError(f"str_matches {value!r} is not a valid regex ({exc})") from None
         return value
+
+    @model_validator(mode="after")
+    def _checks_fit_dtype(self) -> ColumnSpec:
+        """Reject checks that cannot apply to the column's dtype (they would otherwise
+        crash at validation time or be skipped silently)."""
+        family = dtype_family(self.dtype)
+        ranges = [k for k in _RANGE_KEYS if getattr(self, k) is not None]
+        if ranges and family != "number":
+            raise ValueError(f"{', '.join(ranges)} compare numbers, but the column's dtype "
+                             f"is {self.dtype}; remove it or use isin/str_length instead")
+        text = [k for k in ("str_matches", "str_length") if getattr(self, k) is not None]
+        if text and family != "text":
+            raise ValueError(f"{', '.join(text)} applies to str or category columns, but "
+                             f"the column's dtype is {self.dtype}; remove it or change the dtype")
+        for key in ("isin", "notin", "equal_to"):
+            value = getattr(self, key)
+            values = value if isinstance(value, list) else [] if value is None else [value]
+            wrong = [v for v in values
+                     if _value_family(v) != family and self.dtype != "category"]
+            if wrong:
+                raise ValueError(f"{key} value(s) {wrong} cannot occur in a {self.dtype} "
+                                 f"column; give {_FAMILY_TEXT[family]}")
+        return self
 
     def value_range(self) -> Range:
         lo: float | None = None

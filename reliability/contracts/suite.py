@@ -59,7 +59,7 @@ def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
             synthesized_test(pipeline, contracts, step, params=params,
                              max_examples=max_examples)()
         except (AssertionError, Exception) as exc:
-            result.rows.append(SuiteRow(name, "failed", str(exc).splitlines()[0][:200]))
+            result.rows.append(SuiteRow(name, "failed", _brief(exc)))
         else:
             result.rows.append(SuiteRow(name, "passed", f"{max_examples} examples"))
     if not mutations:
@@ -67,7 +67,7 @@ def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
     try:
         outputs = baseline_outputs(pipeline, contracts, params)
     except (ReliabilityError, Exception) as exc:
-        result.rows.append(SuiteRow("baseline run", "failed", str(exc).splitlines()[0][:200]))
+        result.rows.append(SuiteRow("baseline run", "failed", _brief(exc)))
         return result
     result.rows.append(SuiteRow("baseline run", "passed", "every contract holds"))
     report = mutation_test(pipeline, contracts, outputs, params)
@@ -81,3 +81,9 @@ def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
                                     "failed" if survivors else "passed", detail))
     result.kill_rate = report.kill_rate
     return result
+
+
+def _brief(exc: BaseException, lines: int = 4) -> str:
+    """The first lines of an error (the headline and the first failing checks)."""
+    text = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return "\n".join(text[:lines])[:600]

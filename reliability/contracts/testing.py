@@ -166,6 +166,12 @@ def _library(pipeline: Pipeline, step: str, contract: Contract) -> str:
     return "polars" if module.startswith("polars") else "pandas"
 
 
+def _wants_lazy(pipeline: Pipeline, step: str, contract: Contract) -> bool:
+    want = interface_of(pipeline.steps[step]).inputs.get(contract.spec.input or "")
+    return getattr(want, "__name__", "") == "LazyFrame" and \
+        getattr(want, "__module__", "").startswith("polars")
+
+
 def synthesized_test(pipeline: Pipeline, contracts: ContractSet, step: str, *,
                      params: Any = None, max_examples: int = 25) -> Callable[[], None]:
     """A zero-argument test: generated valid inputs -> step -> output contract holds."""
@@ -178,7 +184,10 @@ def synthesized_test(pipeline: Pipeline, contracts: ContractSet, step: str, *,
     strategies = {}
     for param, c in contracts.inputs(step).items():
         assert c.spec.frame is not None
-        strategies[param] = frames(c.spec.frame, _library(pipeline, step, c))
+        strategy = frames(c.spec.frame, _library(pipeline, step, c))
+        if _wants_lazy(pipeline, step, c):
+            strategy = strategy.map(lambda frame: frame.lazy())
+        strategies[param] = strategy
     hook = ContractHook(contracts, detailed=False)  # exact counts and samples, no pandera
     staging = Path(tempfile.mkdtemp(prefix=f"contract-{step}-"))
 

@@ -53,3 +53,14 @@ def test_fails_when_a_contract_is_broken(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*FAILED*generated?validate?*"])
     result.stdout.fnmatch_lines(["*batch: column_in_dataframe failed*"])
     result.stdout.fnmatch_lines(["*baseline run broke a contract*"])
+
+
+def test_a_malformed_contract_file_is_a_usage_error_not_a_traceback(
+        pytester: pytest.Pytester) -> None:
+    d = _project(pytester)
+    (d / "train.input.yaml").write_text("step: train\ncolumns: [unclosed\n")
+    result = pytester.runpytest_subprocess("--reliability-contracts", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "train.input.yaml" in err and "INTERNALERROR" not in err + result.stdout.str()
+    assert "Traceback" not in err
