@@ -116,7 +116,7 @@ def serve(args: argparse.Namespace, make: Callable[..., Any]) -> int:
     finally:
         for fn in reversed(stops):
             fn()
-        sched.shutdown(wait=True)
+        sched.shutdown(wait=True, cancel=True)  # runs in progress end resumable
         sched.store.close()
         for s, h in old.items():
             signal.signal(s, h)

@@ -2,7 +2,8 @@
 
 An interval is *due* at ``now`` when its end is at or before ``now`` and the ledger holds no
 final row for it (a run interrupted by the downtime is due again: it resumes). Due intervals
-whose fire time is no older than ``grace`` are *on time*. The policy then chooses:
+whose fire time is no older than ``grace`` (at least :data:`WAKE_TOLERANCE`) are *on time*.
+The policy then chooses:
 
 * ``skip``   -- run the on-time intervals only; the older missed ones are recorded as skipped
   (a backfill runs them later if wanted);
@@ -25,6 +26,10 @@ from reliability.schedule.intervals import Timetable, utc_key
 from reliability.schedule.state import SlotRow
 
 __all__ = ["Catchup", "CatchupPlan", "CatchupPolicy", "plan_catchup"]
+
+#: A wake-up lands a little after its fire time: lateness below this never counts as
+#: missed, whatever the grace (``grace: 0`` would otherwise skip every live fire).
+WAKE_TOLERANCE = dt.timedelta(seconds=30)
 
 #: Row states that mean "handled": the scheduler does not run these again on its own.
 FINAL = frozenset({"succeeded", "failed", "skipped"})
@@ -92,7 +97,8 @@ def plan_catchup(timetable: Timetable, catchup: Catchup, *, now: dt.datetime,
         due.append(iv)
     if not due:
         return CatchupPlan(watermark=watermark or (due_all[-1].end if due_all else None))
-    on_time = [iv for iv in due if now - iv.end <= catchup.grace]
+    late_ok = max(catchup.grace, WAKE_TOLERANCE)
+    on_time = [iv for iv in due if now - iv.end <= late_ok]
     if catchup.policy is CatchupPolicy.ALL:
         run = due
     elif catchup.policy is CatchupPolicy.LATEST:

@@ -106,15 +106,24 @@ def _load(files: list[str]) -> list[Schedule]:
     return out
 
 
-def _datetime(text: str, tz: str, flag: str) -> dt.datetime:
-    from reliability.schedule.intervals import zone
+def _datetime(text: str, tz: dt.tzinfo, flag: str) -> dt.datetime:
+    from reliability.schedule.intervals import MAX_TIME, MIN_TIME
 
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
         raise DefinitionError(f"{flag}={text!r} is not an ISO date or date-time. Fix: write "
                               "e.g. 2026-01-01 or 2026-01-01T00:00:00+00:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=zone(tz))
+    t = t if t.tzinfo else t.replace(tzinfo=tz)
+    try:
+        inside = MIN_TIME <= t < MAX_TIME
+    except OverflowError:  # year 1 or 9999 with an offset
+        inside = False
+    if not inside:
+        raise DefinitionError(f"{flag}={text!r} is outside the supported range "
+                              f"[{MIN_TIME.date()}, {MAX_TIME.date()}). Fix: use a date "
+                              "in that range")
+    return t
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
@@ -123,22 +132,22 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     return parse_params(pairs)
 
 
-def _timetable(args: argparse.Namespace, pipe: Pipeline, start: dt.datetime
-               ) -> tuple[Timetable, str | None]:
+def _timetable(args: argparse.Namespace, start: dt.datetime) -> Timetable:
     from reliability.schedule.intervals import CronTimetable, IntervalTimetable
     from reliability.schedule.spec import parse_duration
 
     tz = args.timezone or "UTC"
-    if args.cron and args.every:
-        raise DefinitionError("give --cron or --every, not both. Fix: drop one")
     if args.cron:
-        return CronTimetable(args.cron, tz), None
-    if args.every:
-        try:
-            every = parse_duration(args.every)
-        except ValueError as exc:
-            raise DefinitionError(f"--every: {exc}") from None
-        return IntervalTimetable(every, start, timezone=tz), None
+        return CronTimetable(args.cron, tz)
+    try:
+        every = parse_duration(args.every)
+    except ValueError as exc:
+        raise DefinitionError(f"--every: {exc}") from None
+    return IntervalTimetable(every, start, timezone=tz)
+
+
+def _schedule_timetable(args: argparse.Namespace, pipe: Pipeline
+                        ) -> tuple[Timetable, str | None]:
     files = [args.schedules] if args.schedules else []
     mine = [s for s in _load(files) if s.pipeline == pipe.name
             and (args.schedule is None or s.name == args.schedule)]
@@ -153,16 +162,21 @@ def _timetable(args: argparse.Namespace, pipe: Pipeline, start: dt.datetime
 def _backfill(args: argparse.Namespace) -> int:
     from reliability.schedule.backfill import Direction, plan_backfill
     from reliability.schedule.executor import resolve_pipeline
+    from reliability.schedule.intervals import zone
     from reliability.schedule.state import Reprocess, ScheduleStore
 
     pipe = resolve_pipeline(args.pipeline)
-    tz = args.timezone or "UTC"
+    if args.cron and args.every:
+        raise DefinitionError("give --cron or --every, not both. Fix: drop one")
+    scheduled = None if args.cron or args.every else _schedule_timetable(args, pipe)[0]
+    # naive dates: --timezone, else the schedule's own zone (its days), else UTC
+    tz = zone(args.timezone) if args.timezone else (scheduled.tz if scheduled else dt.UTC)
     start = _datetime(args.start, tz, "--start")
     end = _datetime(args.end, tz, "--end")
     if end <= start:
         raise DefinitionError(f"--end {args.end} must be after --start {args.start}. "
                               "Fix: swap them (the order is set with --order)")
-    timetable, _ = _timetable(args, pipe, start)
+    timetable = scheduled or _timetable(args, start)
     params = _params(args.param)
     pipe.make_params(params)  # validate before recording anything
     store = ScheduleStore.at_home(_home(args.home))

@@ -57,6 +57,7 @@ class RunnerExecutor:
         self.bus = bus
         self.hooks = hooks
         self._lock = threading.Lock()
+        self._active: set[Any] = set()
 
     def pipeline(self, name: str, ref: str | None) -> Pipeline:
         with self._lock:
@@ -75,13 +76,24 @@ class RunnerExecutor:
         pipe = self.pipeline(req.pipeline, req.ref)
         runner = Runner(pipe, home=self.home, workers=self.workers, bus=self.bus,
                         hooks=self.hooks(pipe) if self.hooks else ())
+        with self._lock:
+            self._active.add(runner)
         try:
             res = self._run(runner, req)
         finally:
+            with self._lock:
+                self._active.discard(runner)
             runner.close()
             runner.ledger.close()
         error = next(iter(res.failed.values()), None) if res.failed else None
         return RunOutcome(res.run_id, res.status, error)
+
+    def cancel(self) -> None:
+        """Cancel the runs in progress as SIGINT would: they end 'cancelled', resumable."""
+        with self._lock:
+            active = list(self._active)
+        for runner in active:
+            runner.cancel()
 
     @staticmethod
     def _run(runner: Any, req: RunRequest) -> Any:

@@ -68,6 +68,114 @@ def _aware(t: dt.datetime, what: str) -> dt.datetime:
     return t.astimezone(UTC)
 
 
+#: Instants a timetable accepts: wide enough for any data, far from datetime's limits.
+MIN_TIME = dt.datetime(1900, 1, 1, tzinfo=UTC)
+MAX_TIME = dt.datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def check_range(t: dt.datetime, what: str) -> dt.datetime:
+    """``t`` in UTC, refused when naive or outside ``[MIN_TIME, MAX_TIME)``."""
+    t = _aware(t, what)
+    if not MIN_TIME <= t < MAX_TIME:
+        raise DefinitionError(
+            f"{what}={t.isoformat()} is outside the supported range "
+            f"[{MIN_TIME.date()}, {MAX_TIME.date()}). Fix: use a date in that range "
+            "(leave out an end to have none)")
+    return t
+
+
+# -- crontab fields --------------------------------------------------------------------
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                "dec")
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_APS_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # names APScheduler accepts
+
+
+def _field_value(text: str, lo: int, hi: int, names: tuple[str, ...], base: int) -> int:
+    low = text.lower()
+    if low in names:
+        return names.index(low) + base
+    if not text.isdigit() or not lo <= int(text) <= hi:
+        raise ValueError(f"{text!r} is not in {lo}-{hi}")
+    return int(text)
+
+
+def _expand(field: str, lo: int, hi: int, names: tuple[str, ...] = (), base: int = 0
+            ) -> set[int]:
+    """The values a crontab field selects (lists, ranges, steps, names); ValueError if not
+    classic crontab syntax."""
+    out: set[int] = set()
+    for token in field.split(","):
+        rng, _, step_text = token.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"step {step_text!r} is not a positive number")
+        if rng == "*":
+            a, b = lo, hi
+        elif "-" in rng:
+            left, _, right = rng.partition("-")
+            a = _field_value(left, lo, hi, names, base)
+            b = _field_value(right, lo, hi, names, base)
+            if a > b:
+                raise ValueError(f"range {rng!r} runs backwards")
+        else:
+            a = _field_value(rng, lo, hi, names, base)
+            b = hi if step else a
+        out.update(range(a, b + 1, step or 1))
+    return out
+
+
+def _cron_triggers(expr: str) -> list[Any]:
+    """APScheduler wall-clock triggers (UTC frame) for a classic 5-field crontab ``expr``.
+
+    Classic crontab numbers days of the week 0-7 from Sunday (0 and 7 both Sunday) where
+    APScheduler 3 counts from Monday, so the field is translated to day names. When both
+    day-of-month and day-of-week are restricted, classic cron fires on days matching
+    *either*; that is two triggers. A day-of-month no selected month has is refused.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    fix = ("Fix: write five fields 'minute hour day month day_of_week', e.g. '30 2 * * *' "
+           "(day_of_week 0-7 or sun-sat, 0 and 7 = Sunday)")
+    fields = expr.split()
+    try:
+        if len(fields) != 5:
+            raise ValueError(f"it has {len(fields)} fields, not 5")
+        minute, hour, dom, month, dow = fields
+        try:
+            days = {d % 7 for d in _expand(dow, 0, 7, _DOW_NAMES)}
+        except ValueError as exc:
+            raise ValueError(f"day_of_week {dow!r}: {exc}") from None
+        aps_dow = "*" if dow.startswith("*") and len(days) == 7 else \
+            ",".join(_APS_DOW[d] for d in sorted(days))
+        dom_ok = _dom_possible(dom, month)
+        either = not dom.startswith("*") and not dow.startswith("*")
+        kw = {"minute": minute, "hour": hour, "month": month, "timezone": UTC}
+        if either:
+            out = [CronTrigger(day="*", day_of_week=aps_dow, **kw)]
+            if dom_ok:
+                out.append(CronTrigger(day=dom, day_of_week="*", **kw))
+            return out
+        if not dom_ok:
+            raise ValueError(f"day {dom!r} never occurs in month {month!r}, so it never fires")
+        return [CronTrigger(day=dom, day_of_week=aps_dow, **kw)]
+    except ValueError as exc:
+        raise DefinitionError(
+            f"cron={expr!r} is not a valid crontab expression ({exc}). {fix}") from None
+
+
+def _dom_possible(dom: str, month: str) -> bool:
+    """Whether some selected month has a selected day (True when unsure: APScheduler's
+    extensions such as ``last``)."""
+    try:
+        days = _expand(dom, 1, 31)
+        months = _expand(month, 1, 12, _MONTH_NAMES, 1)
+    except ValueError:
+        return True
+    return any(min(days) <= _MONTH_DAYS[m - 1] for m in months)
+
+
 class Timetable:
     """Base: subclasses define :meth:`next_fire`, :meth:`prev_fire` and :meth:`describe`."""
 
@@ -142,28 +250,25 @@ class CronTimetable(Timetable):
 
     def __init__(self, expr: str, timezone: str = "UTC", *,
                  start: dt.datetime | None = None, end: dt.datetime | None = None) -> None:
-        from apscheduler.triggers.cron import CronTrigger
-
         self.expr = expr
         self.tz = zone(timezone)
         self.tz_name = timezone
-        self.start = _aware(start, "start") if start else None
-        self.end = _aware(end, "end") if end else None
-        try:
-            # Wall-clock fire times are computed in a UTC frame, where no DST exists;
-            # zoneinfo then maps each wall time to its real instant(s). (3.11's own
-            # time-zone arithmetic skips the day after a spring-forward for midnight crons.)
-            self._wall: Any = CronTrigger.from_crontab(expr, timezone=UTC)
-        except ValueError as exc:
-            raise DefinitionError(
-                f"cron={expr!r} is not a valid crontab expression ({exc}). "
-                "Fix: write five fields 'minute hour day month day_of_week', "
-                "e.g. '30 2 * * *'") from None
-        hour = next(f for f in self._wall.fields if f.name == "hour")
-        self._hour_wildcard = str(hour).startswith("*")
+        self.start = check_range(start, "start") if start else None
+        self.end = check_range(end, "end") if end else None
+        # Wall-clock fire times are computed in a UTC frame, where no DST exists;
+        # zoneinfo then maps each wall time to its real instant(s). (3.11's own
+        # time-zone arithmetic skips the day after a spring-forward for midnight crons.)
+        self._walls = _cron_triggers(expr)
+        self._hour_wildcard = expr.split()[1].startswith("*")
 
     def describe(self) -> str:
         return f"cron '{self.expr}' ({self.tz_name})"
+
+    def _next_wall(self, t: dt.datetime) -> dt.datetime | None:
+        """The first wall-clock fire time at or after wall time ``t`` (either day rule)."""
+        nxt = [w for w in (trig.get_next_fire_time(None, t) for trig in self._walls)
+               if w is not None]
+        return min(nxt) if nxt else None
 
     def _wall_of(self, t: dt.datetime) -> dt.datetime:
         return t.astimezone(self.tz).replace(tzinfo=UTC, fold=0)
@@ -182,6 +287,12 @@ class CronTimetable(Timetable):
         return [first]  # normal, repeated (first copy), or skipped (shifted by the gap)
 
     def next_fire(self, after: dt.datetime) -> dt.datetime | None:
+        try:
+            return self._next_fire(after)
+        except OverflowError:  # past year 9999: no more fires
+            return None
+
+    def _next_fire(self, after: dt.datetime) -> dt.datetime | None:
         t = _aware(after, "after")
         if self.start is not None and t < self.start:
             t = self.start - _TICK
@@ -190,9 +301,10 @@ class CronTimetable(Timetable):
         while True:
             if best is not None and self._steady(best):
                 break  # no later wall time can map to an earlier instant
-            wall = self._wall.get_next_fire_time(None, wall + _TICK)
-            if wall is None or (best is not None and wall > self._wall_of(best) + _SLACK):
+            nxt = self._next_wall(wall + _TICK)
+            if nxt is None or (best is not None and nxt > self._wall_of(best) + _SLACK):
                 break
+            wall = nxt
             for f in self._instants(wall):
                 if f > t and (best is None or f < best):
                     best = f
@@ -226,22 +338,25 @@ class IntervalTimetable(Timetable):
         if every <= dt.timedelta(0):
             raise DefinitionError(f"every={every} must be positive. Fix: e.g. every: 1h")
         self.every = every
-        self.anchor = _aware(anchor, "start")
+        self.anchor = check_range(anchor, "start")
         self.start = self.anchor
-        self.end = _aware(end, "end") if end else None
+        self.end = check_range(end, "end") if end else None
         self.tz = zone(timezone)
 
     def describe(self) -> str:
         return f"every {self.every} from {self.anchor.isoformat()}"
 
-    def _at(self, k: int) -> dt.datetime:
-        return self.anchor + self.every * k
+    def _at(self, k: int) -> dt.datetime | None:
+        try:
+            return self.anchor + self.every * k
+        except OverflowError:  # past year 9999: no more fires
+            return None
 
     def next_fire(self, after: dt.datetime) -> dt.datetime | None:
         after = _aware(after, "after")
         k = 0 if after < self.anchor else (after - self.anchor) // self.every + 1
         f = self._at(k)
-        return None if self.end is not None and f > self.end else f
+        return None if f is None or (self.end is not None and f > self.end) else f
 
     def prev_fire(self, before: dt.datetime) -> dt.datetime | None:
         before = _aware(before, "before")
@@ -255,8 +370,8 @@ class DateTimetable(Timetable):
     """A one-off fire at ``at`` for the single data interval ``[data_start, at)``."""
 
     def __init__(self, at: dt.datetime, data_start: dt.datetime) -> None:
-        self.at = _aware(at, "at")
-        self.data_start = _aware(data_start, "start")
+        self.at = check_range(at, "at")
+        self.data_start = check_range(data_start, "start")
         self.start = self.data_start
         DataInterval(self.data_start, self.at)  # validates start < at
 

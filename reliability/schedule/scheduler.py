@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ from typing import Any
 from reliability.errors import DefinitionError, ReliabilityError
 from reliability.pipeline import DataInterval
 from reliability.schedule.catchup import Catchup, plan_catchup
-from reliability.schedule.intervals import Timetable, freshness_threshold, utc_key
+from reliability.schedule.intervals import (
+    Timetable,
+    check_range,
+    freshness_threshold,
+    utc_key,
+)
 from reliability.schedule.state import Reprocess, ScheduleStore
 
 __all__ = ["FileWatch", "RunOutcome", "RunRequest", "Schedule", "Scheduler",
@@ -150,6 +156,8 @@ class Scheduler:
         self._listeners: list[Callable[[TriggerOutcome], None]] = []
         self._source: Any = None
         self._watchers: list[Any] = []
+        self._pending: dict[Future[RunOutcome], RunRequest] = {}
+        self._stopping = threading.Event()
 
     def get(self, name: str) -> Schedule:
         try:
@@ -169,7 +177,7 @@ class Scheduler:
         s = self.get(name)
         now = self.now()
         since = self._watermark.get(name) or s.timetable.start or \
-            self.store.earliest_start(s.pipeline)
+            self.store.earliest_start(s.pipeline, schedule=name)
         rows = self.store.rows_between(s.pipeline, since, now) if since else {}
         if since is None:
             last = s.timetable.latest_complete(now)
@@ -221,6 +229,8 @@ class Scheduler:
                 wait: bool = False) -> TriggerOutcome:
         """An event asks for a run of ``interval`` (default: the latest complete one)."""
         s = self.get(name)
+        if interval is not None:
+            interval = self._on_timetable(s, interval)
         iv = interval or s.timetable.latest_complete(self.now())
         if iv is None:
             out = TriggerOutcome(name, None, False,
@@ -230,6 +240,27 @@ class Scheduler:
             return out
         out = self._fire(s, iv, source, reprocess)
         return out.wait() if wait else out
+
+    @staticmethod
+    def _on_timetable(s: Schedule, interval: DataInterval) -> DataInterval:
+        """``interval`` in UTC if it is one of the schedule's data intervals, else an error:
+        an interval cut differently would overlap others and run their data twice."""
+        iv = interval.to_utc()
+        try:
+            check_range(iv.start, "interval start")
+            check_range(iv.end, "interval end")
+            tt = s.timetable
+            is_fire = tt.next_fire(iv.end - dt.timedelta(microseconds=1)) == iv.end
+            own = tt.interval_ending_at(iv.end) if is_fire else None
+        except OverflowError:
+            own = None
+        if own != iv:
+            near = s.timetable.interval_containing(iv.start)
+            hint = f"e.g. {near.key()}" if near is not None else "see `reliability schedule list`"
+            raise DefinitionError(
+                f"interval {interval.key()} is not a data interval of schedule {s.name!r} "
+                f"({s.timetable.describe()}). Fix: give one of its intervals, {hint}")
+        return iv
 
     def _fire(self, s: Schedule, iv: DataInterval, source: str, reprocess: Reprocess
               ) -> TriggerOutcome:
@@ -244,13 +275,23 @@ class Scheduler:
         req = RunRequest(s.name, s.pipeline, iv, claim.run_id, claim.resume, source,
                          s.params, s.ref)
         fut = self.pool.submit(self._run_claimed, s, req)
+        self._pending[fut] = req
+        fut.add_done_callback(lambda f: self._pending.pop(f, None))
         out = TriggerOutcome(s.name, iv, True, claim.reason, claim.run_id, future=fut)
         self._notify(out)
         return out
 
     def _run_claimed(self, s: Schedule, req: RunRequest) -> RunOutcome:
         with self._slots[s.name]:
+            if self._stopping.is_set():
+                return self._never_started(req)
             return run_claimed(self.store, self.execute, req)
+
+    def _never_started(self, req: RunRequest) -> RunOutcome:
+        why = "scheduler stopped before the run began"
+        self.store.finish(req.pipeline, req.interval, "cancelled", run_id=req.run_id,
+                          error=why)
+        return RunOutcome(req.run_id, "cancelled", why)
 
     def _notify(self, out: TriggerOutcome) -> None:
         for fn in self._listeners:
@@ -291,11 +332,23 @@ class Scheduler:
     def next_wakeup(self, name: str) -> dt.datetime | None:
         return self._source.next_fire_time(name) if self._source is not None else None
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
+        """Stop firing. ``cancel``: runs waiting for a slot end 'cancelled' unstarted, runs
+        in progress are cancelled through ``execute.cancel()`` (if it has one) -- both are
+        resumed by the next start -- instead of being waited for to the end."""
         for w in self._watchers:
             w.stop()
         if self._source is not None:
             self._source.shutdown()
+        if cancel:
+            self._stopping.set()
+            for fut, req in list(self._pending.items()):
+                if fut.cancel():
+                    self._never_started(req)
+            stop_runs = getattr(self.execute, "cancel", None)
+            while stop_runs is not None and wait and self._pending:
+                stop_runs()  # again until done: a run may start after an earlier call
+                futures_wait(list(self._pending), timeout=0.2)
         self.pool.shutdown(wait=wait)
 
 

@@ -78,19 +78,20 @@ def _handler(sched: Scheduler) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path == "/healthz":
+            path = self.path.partition("?")[0]
+            if path == "/healthz":
                 self._send(200, {"ok": True})
-            elif self.path == "/schedules":
+            elif path == "/schedules":
                 self._send(200, schedules_json(sched))
             else:
                 self._send(404, {"error": f"no route {self.path}; use POST /trigger/<name>"})
 
         def do_POST(self) -> None:
-            prefix = "/trigger/"
-            if not self.path.startswith(prefix):
-                self._send(404, {"error": f"no route {self.path}; use POST /trigger/<name>"})
+            prefix, path = "/trigger/", self.path.partition("?")[0]
+            if not path.startswith(prefix):
+                self._send(404, {"error": f"no route {path}; use POST /trigger/<name>"})
                 return
-            name = self.path[len(prefix):]
+            name = path[len(prefix):]
             s = sched.schedules.get(name)
             if s is None or not s.http:
                 self._send(404, {"error": f"no HTTP-triggerable schedule {name!r}",
@@ -99,8 +100,12 @@ def _handler(sched: Scheduler) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 body = self._body()
-                iv = DataInterval.parse(body["interval"]) if body.get("interval") else None
-                reprocess = Reprocess.parse(body.get("reprocess", "none"))
+                text, policy = body.get("interval"), body.get("reprocess", "none")
+                if not isinstance(text, str | None) or not isinstance(policy, str):
+                    raise ValueError("'interval' and 'reprocess' must be strings, e.g. "
+                                     "{\"interval\": \"START/END\", \"reprocess\": \"failed\"}")
+                iv = DataInterval.parse(text) if text else None
+                reprocess = Reprocess.parse(policy)
                 out = sched.trigger(name, iv, source="http", reprocess=reprocess)
             except (ReliabilityError, ValueError) as exc:
                 self._send(400, {"error": str(exc)})
@@ -108,10 +113,17 @@ def _handler(sched: Scheduler) -> type[BaseHTTPRequestHandler]:
             self._send(202 if out.started else 409, out.to_dict())
 
         def _body(self) -> dict[str, Any]:
-            n = int(self.headers.get("Content-Length") or 0)
+            length = self.headers.get("Content-Length") or "0"
+            if not length.isdigit() or int(length) > 65536:
+                raise ValueError(f"Content-Length {length!r} must be a byte count up to 65536")
+            n = int(length)
             if not n:
                 return {}
-            data = json.loads(self.rfile.read(n) or b"{}")
+            try:
+                data = json.loads(self.rfile.read(n) or b"{}")
+            except ValueError as exc:
+                raise ValueError(f"body is not JSON ({exc}); send e.g. "
+                                 "{\"interval\": \"START/END\"}") from None
             if not isinstance(data, dict):
                 raise ValueError("body must be a JSON object, e.g. {\"interval\": \"A/B\"}")
             return data

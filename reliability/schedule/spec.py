@@ -32,6 +32,7 @@ from reliability.schedule.intervals import (
     DateTimetable,
     IntervalTimetable,
     Timetable,
+    check_range,
     zone,
 )
 from reliability.schedule.scheduler import FileWatch, Schedule
@@ -51,7 +52,11 @@ def parse_duration(value: Any) -> dt.timedelta:
     m = _DURATION.match(str(value))
     if m is None:
         raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 15m, 6h or 1d")
-    return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
+    try:
+        return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long a duration; write at most a few "
+                         "years, e.g. 52w") from None
 
 
 class _Duration(Spec):
@@ -86,6 +91,25 @@ class WatchSpec(_Duration):
     @classmethod
     def _duration_fields(cls) -> frozenset[str]:
         return frozenset({"poll"})
+
+    @field_validator("poll")
+    @classmethod
+    def _poll(cls, v: dt.timedelta) -> dt.timedelta:
+        if v < dt.timedelta(milliseconds=50):
+            raise ValueError(f"poll={v.total_seconds()}s would scan the directory without "
+                             "pause; use at least 50ms, e.g. 5s")
+        return v
+
+    @field_validator("partition")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        from reliability.schedule.triggers import PARTITION_CODES
+
+        bad = sorted({c for c in re.findall(r"%.", v or "") if c not in PARTITION_CODES})
+        if bad:
+            raise ValueError(f"{v!r} uses {', '.join(bad)}; a partition pattern may use "
+                             f"{' '.join(sorted(PARTITION_CODES))}, e.g. dt=%Y-%m-%d")
+        return v
 
 
 class FreshnessSpec(Spec):
@@ -127,6 +151,11 @@ class ScheduleSpec(_Duration):
     def _aware(cls, v: dt.datetime | None) -> dt.datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("must carry a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
+        if v is not None:
+            try:
+                check_range(v, "value")
+            except DefinitionError as exc:
+                raise ValueError(str(exc).partition(". Fix:")[0]) from None
         return v
 
     @model_validator(mode="after")
@@ -138,6 +167,9 @@ class ScheduleSpec(_Duration):
             raise ValueError("'every' needs 'start': the instant intervals are counted from")
         if self.at is not None and self.start is None:
             raise ValueError("'at' needs 'start': the one-off run covers [start, at)")
+        if self.fire_on == "events" and self.watch is None and not self.http:
+            raise ValueError("fire_on: events with no 'watch' and http: false never fires; "
+                             "add a 'watch', set http: true, or use fire_on: time")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError(f"'end' ({self.end.isoformat()}) must be after 'start' "
                              f"({self.start.isoformat()})")
@@ -183,8 +215,8 @@ def load_schedules(path: str | Path, *, resolve: Any = None) -> list[Schedule]:
         try:
             tt = s.timetable()
         except DefinitionError as exc:
-            raise ConfigError(str(exc).split(". Fix:")[0], file=file,
-                              path=[*where, "cron" if s.cron else "at"],
+            key = "cron" if s.cron else ("every" if s.every is not None else "at")
+            raise ConfigError(str(exc).split(". Fix:")[0], file=file, path=[*where, key],
                               fix=str(exc).partition("Fix: ")[2] or "correct the value"
                               ) from None
         try:

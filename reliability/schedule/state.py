@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from reliability._proc import start_token
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.runner.ledger import Ledger
@@ -131,7 +132,8 @@ def _owner_alive(owner: str | None) -> bool:
     with _LIVE_LOCK:
         if owner in _LIVE:
             return True
-    host, _, rest = owner.partition(":")
+    head, _, token = owner.partition("@")
+    host, _, rest = head.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname():
         return True  # cannot tell from here; never steal another host's claim
@@ -143,7 +145,9 @@ def _owner_alive(owner: str | None) -> bool:
         return False
     except PermissionError:
         pass
-    return True
+    # a live pid that started at another time is a stranger reusing the number
+    current = start_token(int(pid_text)) if token else None
+    return current is None or current == token
 
 
 def new_run_id(pipeline: str, interval: DataInterval) -> str:
@@ -158,7 +162,9 @@ class ScheduleStore:
         self._own_ledger = not isinstance(ledger, Ledger)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(Path(ledger))
         self.ledger.db.executescript(_SCHEMA)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # host:pid:nonce@start-token -- the token tells a reused pid from the claimer
+        self.owner = (f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+                      f"@{start_token() or ''}")
         self._lock = threading.RLock()
         with _LIVE_LOCK:
             _LIVE.add(self.owner)
@@ -199,9 +205,14 @@ class ScheduleStore:
             " AND interval_start<?", (pipeline, utc_key(start), utc_key(end)))
         return {(r[1], r[2]): SlotRow(*r) for r in rows}
 
-    def earliest_start(self, pipeline: str) -> dt.datetime | None:
-        rows = self.query("SELECT MIN(interval_start) FROM schedule_runs WHERE pipeline=?",
-                          (pipeline,))
+    def earliest_start(self, pipeline: str, schedule: str | None = None
+                       ) -> dt.datetime | None:
+        """Start of the oldest interval recorded for ``pipeline`` (by ``schedule`` if given)."""
+        sql = "SELECT MIN(interval_start) FROM schedule_runs WHERE pipeline=?"
+        args: tuple[str, ...] = (pipeline,)
+        if schedule is not None:
+            sql, args = sql + " AND schedule=?", (pipeline, schedule)
+        rows = self.query(sql, args)
         return dt.datetime.fromisoformat(rows[0][0]) if rows and rows[0][0] else None
 
     def is_live(self, row: SlotRow) -> bool:

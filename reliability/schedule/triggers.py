@@ -23,7 +23,7 @@ from typing import Any
 from reliability.pipeline import DataInterval
 from reliability.schedule.intervals import Timetable
 
-__all__ = ["FileWatcher", "TriggerSource", "partition_instant"]
+__all__ = ["PARTITION_CODES", "FileWatcher", "TriggerSource", "partition_instant"]
 
 log = logging.getLogger("reliability.schedule")
 
@@ -79,6 +79,8 @@ class TriggerSource:
 
 _STRPTIME = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%H": r"\d{2}",
              "%M": r"\d{2}", "%S": r"\d{2}", "%j": r"\d{3}", "%%": "%"}
+#: The strptime codes a partition pattern may use.
+PARTITION_CODES = frozenset(_STRPTIME)
 
 
 def partition_instant(pattern: str, text: str, tz: dt.tzinfo) -> dt.datetime | None:
@@ -131,18 +133,25 @@ class FileWatcher:
                 continue
             self._seen.add(p)
             rel = p.relative_to(root).as_posix()
-            self.fire(self._interval_for(rel), f"file:{rel}")
-            fired += 1
+            run, iv = self._interval_for(rel)
+            if run:
+                self.fire(iv, f"file:{rel}")
+                fired += 1
         return fired
 
-    def _interval_for(self, rel: str) -> DataInterval | None:
+    def _interval_for(self, rel: str) -> tuple[bool, DataInterval | None]:
+        """(whether to fire, for which interval: None = the latest complete one)."""
         if self.watch.partition:
             t = partition_instant(self.watch.partition, rel, self.timetable.tz)
             if t is not None:
-                return self.timetable.interval_containing(t)
+                iv = self.timetable.interval_containing(t)
+                if iv is None:  # before the schedule's start or after its end
+                    log.warning("file %s is for %s, outside every data interval of %s; "
+                                "nothing runs", rel, t.isoformat(), self.timetable.describe())
+                return iv is not None, iv
             log.warning("file %s does not match partition pattern %r; running the latest "
                         "complete interval", rel, self.watch.partition)
-        return self.timetable.latest_complete(self.now())
+        return True, self.timetable.latest_complete(self.now())
 
     def _loop(self) -> None:
         while not self._stop.is_set():
