@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -121,6 +121,9 @@ class Runner:
         self._unsubscribe_ledger = self.bus.subscribe(self._record_event)
         self._cancel_signal: int | None = None
         self._loop: _Loop | None = None
+        self._state_lock = threading.Lock()
+        self._starting = 0  # run()/resume() calls that have not built their loop yet
+        self._cancel_pending = False
 
     def close(self) -> None:
         self._unsubscribe_ledger()
@@ -130,6 +133,25 @@ class Runner:
             run_id: str | None = None, resume: bool = True, trigger: str | None = None
             ) -> RunResult:
         """Run the pipeline; resume the unfinished run with the same key if ``resume``."""
+        with self._entering():
+            return self._run(params, interval, run_id, resume, trigger)
+
+    @contextlib.contextmanager
+    def _entering(self) -> Iterator[None]:
+        """Count a run()/resume() call until its loop exists, so that a cancel() arriving in
+        between is kept for it rather than lost."""
+        with self._state_lock:
+            self._starting += 1
+        try:
+            yield
+        finally:
+            with self._state_lock:
+                self._starting -= 1
+                if not self._starting:
+                    self._cancel_pending = False
+
+    def _run(self, params: Any, interval: DataInterval | None, run_id: str | None,
+             resume: bool, trigger: str | None) -> RunResult:
         p = self.pipeline.make_params(params)
         pdict = _params_dict(p)
         if interval is not None:
@@ -139,7 +161,7 @@ class Runner:
             prev = (self._existing(run_id) if run_id is not None
                     else self.ledger.latest_for_key(key))
             if prev is not None and (run_id is not None or prev.status not in FINAL_RUN_STATES):
-                return self.resume(prev.run_id)
+                return self._resume(prev.run_id)
         run_id = run_id or new_run_id(self.pipeline.name)
         self.ledger.create_run(
             run_id, self.pipeline.name, key, pdict, self.order, code_version=self.code_version,
@@ -148,8 +170,15 @@ class Runner:
         return self._execute(self.ledger.get_run(run_id), p, resumed=False)
 
     def cancel(self) -> None:
-        """Stop the current run as SIGINT would (safe to call from another thread)."""
-        loop = self._loop
+        """Stop the current run as SIGINT would (safe to call from another thread).
+
+        A run that is still starting (between ``run()`` and its first step) is cancelled as
+        soon as it can be; with no run in progress this does nothing.
+        """
+        with self._state_lock:
+            loop = self._loop
+            if loop is None and self._starting:
+                self._cancel_pending = True
         if loop is not None:
             loop.request_cancel(signal.SIGINT)
 
@@ -162,6 +191,10 @@ class Runner:
 
     def resume(self, run_id: str) -> RunResult:
         """Finish an interrupted run: committed steps are kept, the rest run again."""
+        with self._entering():
+            return self._resume(run_id)
+
+    def _resume(self, run_id: str) -> RunResult:
         rec = self.ledger.get_run(run_id)
         if rec.pipeline != self.pipeline.name:
             raise LedgerError(f"run {run_id} belongs to pipeline {rec.pipeline!r}, not "
@@ -185,12 +218,18 @@ class Runner:
         try:
             interval = (DataInterval.parse(f"{rec.interval_start}/{rec.interval_end}")
                         if rec.interval_start and rec.interval_end else None)
-            self._loop = loop = _Loop(self, rec, params, interval, resumed)
+            loop = _Loop(self, rec, params, interval, resumed)
+            with self._state_lock:
+                self._loop = loop
+                if self._cancel_pending:
+                    self._cancel_pending = False
+                    loop.request_cancel(signal.SIGINT)
             for fn in self.before_run:  # a cancel() from here on is not lost
                 fn(self, rec.run_id)
             return loop.run()
         finally:
-            self._loop = None
+            with self._state_lock:
+                self._loop = None
             with _ACTIVE_LOCK:
                 _ACTIVE.discard(active)
 
@@ -312,7 +351,8 @@ class _Loop:
         self.r.store.staging_dir(self.run_id)
         self._emit(EventKind.RUN_STARTED, details={
             "resumed": self.resumed, "steps": list(self.r.order),
-            "interval": self.interval.key() if self.interval else None})
+            "interval": self.interval.key() if self.interval else None,
+            "trigger": self.rec.trigger})
         pool = WorkerPool(self.pipe, self.r.hooks, self.r.workers)
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)

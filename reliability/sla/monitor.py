@@ -35,7 +35,7 @@ from reliability.sla.metrics import PipelineMetrics
 from reliability.sla.spec import SLA, SLAKind, SLASet, format_duration
 from reliability.sla.timers import TimerThread
 
-__all__ = ["Breach", "SLAMonitor", "deadline_of", "interval_of"]
+__all__ = ["Breach", "SLAMonitor", "deadline_applies", "deadline_of", "interval_of"]
 
 log = logging.getLogger("reliability.sla")
 
@@ -84,6 +84,7 @@ class _Run:
     run_id: str
     started: float
     interval: dict[str, str] | None
+    deadline: bool = True  # finish_by counts (not for backfills)
     step_started: dict[str, float] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
     violated: set[str] = field(default_factory=set)
@@ -191,7 +192,8 @@ class SLAMonitor:
     def _run_started(self, ev: Event) -> None:
         interval = interval_of(ev.details)
         with self._lock:
-            run = self._runs[ev.run_id] = _Run(ev.pipeline, ev.run_id, ev.time, interval)
+            run = self._runs[ev.run_id] = _Run(ev.pipeline, ev.run_id, ev.time, interval,
+                                               deadline_applies(ev.details))
         sla = self._sla(ev.pipeline, None)
         if sla is None:
             return
@@ -199,7 +201,7 @@ class SLAMonitor:
             limit = sla.max_duration
             self._timers.schedule(ev.time + limit, (ev.run_id, None, "max_duration"),
                                   lambda: self._live_duration(run, None, limit))
-        if sla.finish_by is not None:
+        if sla.finish_by is not None and run.deadline:
             due = _deadline(sla, run)
             self.metrics.set_deadline(ev.pipeline, due)
             self._timers.schedule(due, (ev.run_id, None, "finish_by"),
@@ -241,7 +243,7 @@ class SLAMonitor:
             elapsed = ev.time - run.started
             if sla.max_duration is not None and elapsed > sla.max_duration:
                 self._breach(run, None, "max_duration", sla.max_duration, elapsed, live=False)
-            if sla.finish_by is not None and ev.time > _deadline(sla, run):
+            if sla.finish_by is not None and run.deadline and ev.time > _deadline(sla, run):
                 self._breach(run, None, "finish_by", _deadline(sla, run), ev.time, live=False)
         if ev.kind is EventKind.RUN_SUCCEEDED:
             self._arm_freshness(ev.pipeline, ev.time)
@@ -416,6 +418,16 @@ def deadline_of(sla: SLA, started: float, interval: Mapping[str, str] | None) ->
         key = "end" if where == "interval_end" else "start"
         base = dt.datetime.fromisoformat(interval[key]).timestamp()
     return base + sla.finish_by.offset
+
+
+def deadline_applies(details: Mapping[str, Any]) -> bool:
+    """Whether a run's ``finish_by`` deadline counts, from its ``RUN_STARTED`` details.
+
+    A backfill reprocesses intervals whose deadlines passed long ago: holding it to them
+    would report a breach for every interval the moment it starts. Its ``max_duration``
+    still counts.
+    """
+    return not str(details.get("trigger") or "").startswith("backfill")
 
 
 def interval_of(details: Mapping[str, Any]) -> dict[str, str] | None:

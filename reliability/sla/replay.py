@@ -126,9 +126,10 @@ class DeadlineGauge:
         return bus.subscribe(self, kinds=[EventKind.RUN_STARTED])
 
     def __call__(self, ev: Event) -> None:
-        from reliability.sla.monitor import deadline_of, interval_of
+        from reliability.sla.monitor import deadline_applies, deadline_of, interval_of
 
         sla = self.runs.get(ev.pipeline)
-        if ev.kind is EventKind.RUN_STARTED and sla is not None:
+        if (ev.kind is EventKind.RUN_STARTED and sla is not None
+                and deadline_applies(ev.details)):
             self.metrics.set_deadline(ev.pipeline,
                                       deadline_of(sla, ev.time, interval_of(ev.details)))

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import wait_for
@@ -377,3 +378,19 @@ def test_runners_in_parallel_threads_each_see_their_own_worker_die(tmp_path: Pat
     assert all(r.ok for r in results.values())  # type: ignore[attr-defined]
     assert sorted(delays) == ["a", "b", "c"]
     assert max(delays.values()) < 1.0, delays  # not when another runner's workers exit
+
+
+def test_a_cancel_while_the_run_is_starting_is_kept_for_it(home: Path) -> None:
+    class StartsSlowly(Runner):
+        def _execute(self, rec: Any, params: Any, *, resumed: bool) -> Any:
+            self.cancel()  # as if another thread cancelled while the run was being created
+            return super()._execute(rec, params, resumed=resumed)
+
+    runner = StartsSlowly(chain, home=home, workers=2)
+    res = runner.run({"rows": 10}, run_id="early-cancel")
+    assert res.status == "cancelled"
+    assert runner.ledger.attempts("early-cancel") == []  # no step started
+    idle = Runner(chain, home=home, workers=2)
+    idle.cancel()  # nothing in progress: nothing to keep
+    again = idle.resume("early-cancel")
+    assert again.ok and set(again.outputs) == set(chain.steps)

@@ -119,6 +119,29 @@ def test_deadline_relative_to_run_start_fires_live(tmp_path: Path) -> None:
     assert deadline == pytest.approx(started + 0.4)
 
 
+
+def test_a_backfill_is_not_held_to_a_passed_deadline(tmp_path: Path) -> None:
+    from reliability import DataInterval
+
+    bus = EventBus()
+    runner = Runner(slow, home=tmp_path, bus=bus, workers=1)
+    # due one hour after the interval ends: a year ago for this interval
+    slas = SLASet("slowpipe", [SLA(finish_by=Deadline(offset=3600, relative_to="interval_end")),
+                               SLA(step="sleepy", max_duration=0.3)])
+    old = DataInterval.parse("2025-01-01T00:00:00+00:00/2025-01-02T00:00:00+00:00")
+    reg = CollectorRegistry()
+    with SLAMonitor(slas, bus, registry=reg) as mon:
+        assert runner.run(interval=old, trigger="backfill").ok
+        backfill = [(b.step, b.details["sla"]) for b in mon.breaches]
+        assert runner.run(interval=old, trigger="manual", resume=False).ok
+        manual = [(b.step, b.details["sla"]) for b in mon.breaches][len(backfill):]
+    assert backfill == [("sleepy", "max_duration")]  # durations still count
+    assert sorted(manual, key=str) == sorted([(None, "finish_by"), ("sleepy", "max_duration")],
+                                             key=str)
+    assert reg.get_sample_value("reliability_run_deadline_timestamp_seconds",
+                                {"pipeline": "slowpipe"}) is not None  # set by the manual run
+
+
 def test_no_breach_within_budget(tmp_path: Path) -> None:
     bus = EventBus()
     runner = Runner(slow, home=tmp_path, bus=bus, workers=1)
