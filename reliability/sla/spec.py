@@ -256,7 +256,12 @@ class SLASet:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str | None = None) -> SLASet:
-        """Build from the YAML structure (already parsed); errors name ``source``."""
+        """Build from the YAML structure (already parsed); errors name ``source``.
+
+        A ``freshness: {schedule: NAME}`` is derived from the schedule ``NAME`` declared in a
+        ``*.schedule.yaml`` beside ``source`` (see :func:`freshness_from_schedule`).
+        """
+        data = _derive_freshness(data, source)
         return cls._from_file(parse_model(data, _SLAFile, file=source), source)
 
     @classmethod
@@ -276,4 +281,91 @@ class SLASet:
 
 def load_slas(path: str | Path) -> SLASet:
     """Load an SLA YAML file; any problem is a ConfigError naming file, key path and fix."""
-    return SLASet._from_file(load_model(path, _SLAFile), str(path))
+    from reliability._spec import load_yaml
+
+    data = load_yaml(path)
+    if data is None:
+        return SLASet._from_file(load_model(path, _SLAFile), str(path))  # its own error
+    return SLASet.from_mapping(data, source=str(path))
+
+
+def _derive_freshness(data: Any, source: str | None) -> Any:
+    """Replace each ``freshness: {schedule: NAME[, missed_intervals: N]}`` by seconds."""
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    scopes: list[tuple[tuple[str, ...], Any]] = [(("run",), out.get("run"))]
+    steps = out.get("steps")
+    if isinstance(steps, Mapping):
+        out["steps"] = steps = dict(steps)
+        scopes += [(("steps", str(k)), v) for k, v in steps.items()]
+    for where, body in scopes:
+        if not isinstance(body, Mapping) or not isinstance(body.get("freshness"), Mapping):
+            continue
+        ref = body["freshness"]
+        path = (*where, "freshness")
+        unknown = sorted(set(ref) - {"schedule", "missed_intervals"})
+        if unknown or not isinstance(ref.get("schedule"), str):
+            raise ConfigError(
+                f"freshness is a duration or {{schedule: NAME}}, not {dict(ref)!r}",
+                file=source, path=path,
+                fix="write e.g. `freshness: 26h`, or `freshness: {schedule: nightly}` "
+                    "(optionally with missed_intervals: N)")
+        missed = ref.get("missed_intervals")
+        if missed is not None and (isinstance(missed, bool) or not isinstance(missed, int)
+                                   or missed < 1):
+            raise ConfigError(f"missed_intervals={missed!r} is not a whole number >= 1",
+                              file=source, path=(*path, "missed_intervals"),
+                              fix="e.g. missed_intervals: 2")
+        seconds = freshness_from_schedule(ref["schedule"], source, missed=missed,
+                                          path=(*path, "schedule"))
+        new_body = dict(body)
+        new_body["freshness"] = seconds
+        if where == ("run",):
+            out["run"] = new_body
+        else:
+            steps[where[1]] = new_body  # type: ignore[index]
+    return out
+
+
+def freshness_from_schedule(name: str, sla_file: str | Path | None, *,
+                            missed: int | None = None,
+                            path: tuple[str, ...] = ("run", "freshness", "schedule")) -> float:
+    """Seconds after which data of schedule ``name`` is stale.
+
+    The schedule is looked up in the ``*.schedule.yaml`` files beside ``sla_file``; stale
+    means ``missed`` (default: the schedule's ``freshness.missed_intervals``) intervals went
+    by without a success, the longest such stretch of the schedule's calendar (DST days and
+    month ends included), plus its catch-up grace.
+    """
+    from reliability._spec import load_yaml
+    from reliability.errors import DefinitionError
+    from reliability.schedule.intervals import freshness_threshold
+    from reliability.schedule.spec import ScheduleFile
+
+    if sla_file is None:
+        raise ConfigError("freshness from a schedule needs the SLA's file to find the "
+                          "schedule", path=path,
+                          fix="load the SLAs from a file beside its *.schedule.yaml")
+    folder = Path(sla_file).parent
+    files = sorted([*folder.glob("*.schedule.yaml"), *folder.glob("*.schedule.yml")])
+    known: list[str] = []
+    for f in files:
+        spec = parse_model(load_yaml(f) or {}, ScheduleFile, file=str(f))
+        for sched in spec.schedules:
+            known.append(sched.name)
+            if sched.name != name:
+                continue
+            try:
+                return freshness_threshold(sched.timetable(),
+                                           missed or sched.freshness.missed_intervals,
+                                           grace=sched.catchup.grace)
+            except DefinitionError as exc:
+                raise ConfigError(str(exc).partition(". Fix:")[0], file=str(sla_file),
+                                  path=path, fix="give an explicit duration, e.g. 26h"
+                                  ) from None
+    raise ConfigError(
+        f"no schedule named {name!r} in {', '.join(str(f) for f in files) or 'no file'}",
+        file=str(sla_file), path=path,
+        fix=(f"use one of {sorted(known)}" if known else
+             f"declare it in {folder}/<name>.schedule.yaml, or give a duration"))

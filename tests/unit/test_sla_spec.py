@@ -103,3 +103,55 @@ def test_python_errors_are_value_errors() -> None:
         SLA(max_duration=-1)
     with pytest.raises(ConfigError, match="two SLAs"):
         SLASet("p", [SLA(step="a", max_duration=1), SLA(step="a", freshness=2)])
+
+
+_SCHEDULES = """\
+schedules:
+  - name: nightly
+    cron: "0 0 * * *"
+    catchup: {grace: 1h}
+  - name: berlin
+    cron: "30 2 * * *"
+    timezone: Europe/Berlin
+    start: "2026-01-01T02:30:00+01:00"
+    catchup: {grace: 0s}
+    freshness: {missed_intervals: 3}
+"""
+
+
+def test_freshness_is_derived_from_a_schedule_beside_the_sla_file(tmp_path: Path) -> None:
+    (tmp_path / "x.schedule.yaml").write_text(_SCHEDULES)
+    slas = load_slas(write(tmp_path, """
+pipeline: p
+run: {freshness: {schedule: nightly}, max_duration: 1h}
+steps:
+  load: {freshness: {schedule: nightly, missed_intervals: 1}}
+  fit: {freshness: {schedule: berlin}}
+"""))
+    assert slas.run is not None and slas.run.freshness == 2 * 86400 + 3600  # 2 days + grace
+    assert slas.run.max_duration == 3600
+    load, fit = slas.for_step("load"), slas.for_step("fit")
+    assert load is not None and load.freshness == 86400 + 3600
+    # three Berlin days, the longest stretch holding the 25-hour day of October
+    assert fit is not None and fit.freshness == 3 * 86400 + 3600
+
+
+@pytest.mark.parametrize(("body", "path", "message"), [
+    ("{schedule: weekly}", "run.freshness.schedule", "use one of ['berlin', 'nightly']"),
+    ("{schedule: nightly, every: 2}", "run.freshness", "{schedule: nightly}"),
+    ("{schedule: nightly, missed_intervals: 0}", "run.freshness.missed_intervals",
+     "missed_intervals: 2"),
+])
+def test_freshness_from_schedule_bad_input(tmp_path: Path, body: str, path: str,
+                                           message: str) -> None:
+    (tmp_path / "x.schedule.yaml").write_text(_SCHEDULES)
+    with pytest.raises(ConfigError) as err:
+        load_slas(write(tmp_path, f"pipeline: p\nrun: {{freshness: {body}}}\n"))
+    text = str(err.value)
+    assert "x.sla.yaml" in text and path in text and message in text, text
+
+
+def test_freshness_from_schedule_without_schedule_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no schedule named 'nightly' in no file.*"
+                                          r"schedule\.yaml"):
+        load_slas(write(tmp_path, "pipeline: p\nrun: {freshness: {schedule: nightly}}\n"))
