@@ -189,21 +189,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from reliability.runbooks.evidence import LedgerView
     from reliability.sla.exporter import serve_metrics
     from reliability.sla.metrics import PipelineMetrics
-    from reliability.sla.replay import DeadlineGauge, LedgerFeed
+    from reliability.sla.replay import BudgetGauge, DeadlineGauge, LedgerFeed
 
     bus = EventBus()
     metrics = PipelineMetrics()
     metrics.attach(bus)
     slas = _serve_slas(args)
-    if slas is not None:
-        DeadlineGauge(slas, metrics).attach(bus)
     home = _home(args)
     blocker = next((d for d in (home, *home.parents) if d.exists() and not d.is_dir()), None)
     if blocker is not None:
         raise ConfigError(f"{blocker} is a file, so {home} cannot be the runner's home",
                           path=("--home",), fix="pass the directory holding ledger.db")
-    feed = LedgerFeed(LedgerView(home / "ledger.db"), bus, interval=args.interval)
+    view = LedgerView(home / "ledger.db")
+    budgets = None
+    if slas is not None:
+        DeadlineGauge(slas, metrics).attach(bus)
+        budgets = BudgetGauge(slas, metrics, view)
+        budgets.attach(bus)
+    feed = LedgerFeed(view, bus, interval=args.interval)
     feed.poll()  # a damaged ledger fails here, with exit 2, not in the background
+    if budgets is not None:
+        budgets.refresh()  # also for pipelines with no run in the replayed events
     server = serve_metrics(metrics.registry, host=args.host, port=args.port)
     print(f"serving {server.url} (ledger {feed.view.path}); Ctrl-C stops", flush=True)
     feed.start()

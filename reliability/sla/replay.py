@@ -20,7 +20,7 @@ from reliability.errors import LedgerError
 from reliability.events import Event, EventBus, EventKind
 from reliability.runbooks.evidence import LedgerView
 
-__all__ = ["DeadlineGauge", "LedgerFeed", "read_events"]
+__all__ = ["BudgetGauge", "DeadlineGauge", "LedgerFeed", "read_events"]
 
 
 @dataclass
@@ -133,3 +133,39 @@ class DeadlineGauge:
                 and deadline_applies(ev.details)):
             self.metrics.set_deadline(ev.pipeline,
                                       deadline_of(sla, ev.time, interval_of(ev.details)))
+
+
+class BudgetGauge:
+    """Sets ``reliability_error_budget_remaining_ratio`` of every success-rate SLO from the
+    ledger whenever a replayed run or step reaches a final outcome (and once at start).
+
+    The runner's SLA monitor does the same in its own process; a separate exporter needs
+    this, or the dashboard's error-budget panel stays empty there.
+    """
+
+    def __init__(self, slas: Any, metrics: Any, view: LedgerView) -> None:
+        sets = [slas] if hasattr(slas, "pipeline") else list(slas)
+        self.slos = [(s.pipeline, sla) for s in sets for sla in s
+                     if sla.success_rate is not None]
+        self.metrics = metrics
+        self.view = view
+
+    def attach(self, bus: EventBus) -> Any:
+        return bus.subscribe(self, kinds=[EventKind.RUN_SUCCEEDED, EventKind.RUN_FAILED])
+
+    def __call__(self, ev: Event) -> None:
+        self.refresh(ev.pipeline)
+
+    def refresh(self, pipeline: str | None = None, now: float | None = None) -> None:
+        """Recompute the budgets of ``pipeline`` (default: all) over their windows."""
+        import time
+
+        at = time.time() if now is None else now
+        for name, sla in self.slos:
+            if pipeline is not None and name != pipeline:
+                continue
+            slo = sla.success_rate
+            with contextlib.suppress(sqlite3.Error, OSError, LedgerError):
+                ok, failed = self.view.outcome_counts(name, at - slo.window, sla.step)
+                ratio = failed / (ok + failed) if ok + failed else 0.0
+                self.metrics.set_budget(name, sla.step, 1.0 - ratio / slo.error_budget)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from reliability import Pipeline, Runner
 from reliability.pipeline import DataInterval
@@ -114,6 +115,64 @@ def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
                     if ln.startswith("reliability_run_deadline_timestamp_seconds{"))
         assert line == ('reliability_run_deadline_timestamp_seconds{pipeline="servedemo"} '
                         "1.7673192e+09")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _FailParams(BaseModel):
+    fail: bool = False
+    n: int = 0
+
+
+budgeted = Pipeline("budgetdemo", params=_FailParams)
+
+
+@budgeted.step
+def maybe(params: _FailParams) -> int:
+    if params.fail:
+        raise RuntimeError("planted failure")
+    return params.n
+
+
+def test_sla_serve_exports_error_budgets_from_the_ledger(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    runner = Runner(budgeted, home=home, workers=1)
+    try:
+        outcomes = [runner.run({"n": n, "fail": n == 2}).status for n in range(3)]
+    finally:
+        runner.close()
+    assert outcomes == ["succeeded", "succeeded", "failed"]
+    (tmp_path / "b.sla.yaml").write_text(
+        "pipeline: budgetdemo\nrun: {success_rate: {target: 0.5, window: 1d}}\n")
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
+             str(home), "--sla", str(tmp_path / "b.sla.yaml"), "--port", str(port),
+             "--interval", "0.2"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        prefix = "reliability_error_budget_remaining_ratio{"
+        body, deadline = "", time.monotonic() + 15
+        while prefix not in body:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, body
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.1)
+        line = next(ln for ln in body.splitlines() if ln.startswith(prefix))
+        labels, value = line.rsplit(" ", 1)
+        assert 'pipeline="budgetdemo"' in labels
+        assert float(value) == pytest.approx(1 - (1 / 3) / 0.5)  # a third of runs failed
     finally:
         proc.terminate()
         try:
