@@ -64,6 +64,20 @@ def _stale(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]],
             [{"series": name, "values": f"0+60x{minutes}"}], f"{minutes}m", True)
 
 
+def _never(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
+    assert rule.sla is not None and rule.sla.freshness is not None
+    step = rule.sla.step
+    metric = ("reliability_step_last_success_timestamp_seconds" if step
+              else "reliability_last_success_timestamp_seconds")
+    minutes = math.ceil(rule.sla.freshness / 60) + 5
+    # fire: only another pipeline ever succeeded; quiet: this one did, long ago (that is
+    # the staleness alert's business, not this one's)
+    other = _series(metric, {**_scope(rule), "pipeline": f"{rule.pipeline}-other"})
+    return ([{"series": other, "values": f"0x{minutes}"}],
+            [{"series": _series(metric, _scope(rule)), "values": f"0x{minutes}"}],
+            f"{minutes}m", True)
+
+
 def _deadline(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
     scope = {"pipeline": rule.pipeline}
     deadline = {"series": _series("reliability_run_deadline_timestamp_seconds", scope),
@@ -95,11 +109,12 @@ def _fired_labels(rule: AlertRule) -> dict[str, str]:
         _metric, labels = _COUNTERS[rule.kind]
         return {"pipeline": rule.pipeline, **{k: v for k, v in labels.items()
                                               if k != "status"}}
-    return _scope(rule) if rule.kind.startswith("burn") or rule.kind == "stale" \
+    return _scope(rule) if rule.kind.startswith("burn") or rule.kind in ("stale", "never") \
         else {"pipeline": rule.pipeline}
 
 
-_CASES = {"burn_page": _burn, "burn_ticket": _burn, "stale": _stale, "deadline": _deadline,
+_CASES = {"burn_page": _burn, "burn_ticket": _burn, "stale": _stale, "never": _never,
+          "deadline": _deadline,
           **dict.fromkeys(_COUNTERS, _counter)}
 
 

@@ -18,6 +18,8 @@ Every alert carries ``summary``, ``description`` and ``runbook_url`` annotations
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,7 +189,7 @@ class _Builder:
         if sla.success_rate is not None:
             out += self.burn(sla)
         if sla.freshness is not None:
-            out.append(self._stale(sla))
+            out += [self._stale(sla), self._never(sla)]
         if sla.finish_by is not None and sla.step is None:
             dl = _sel(pipeline=self.p)
             out.append(self.alert(
@@ -217,6 +219,26 @@ class _Builder:
             f"The last success of {what} is older than its freshness SLA of {fresh}; "
             "consumers are reading stale outputs.", severity=sla.severity, sla=sla,
             **({"step": sla.step} if sla.step else {}))
+
+    def _never(self, sla: SLA) -> AlertRule:
+        """No success on record at all for longer than the freshness limit: the staleness
+        alert cannot see a pipeline whose last-success series never appeared."""
+        assert sla.freshness is not None
+        fresh = format_duration(sla.freshness)
+        if sla.step:
+            metric = f"reliability_step_last_success_timestamp_seconds" \
+                     f"{_sel(pipeline=self.p, step=sla.step)}"
+            what = "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}"
+        else:
+            metric = f"reliability_last_success_timestamp_seconds{_sel(pipeline=self.p)}"
+            what = "pipeline {{ $labels.pipeline }}"
+        rule = self.alert(
+            "ReliabilityPipelineNeverSucceeded", f"absent({metric})", "never", "stale_pipeline",
+            f"{what} has no success on record for over {fresh}",
+            f"No success of {what} has been exported for longer than its freshness SLA of "
+            f"{fresh}: it never ran, every run failed, or its exporter lost the ledger.",
+            severity=sla.severity, sla=sla, **({"step": sla.step} if sla.step else {}))
+        return dataclasses.replace(rule, for_=f"{math.ceil(sla.freshness)}s")
 
     def common(self) -> list[AlertRule]:
         sel = _sel(pipeline=self.p)

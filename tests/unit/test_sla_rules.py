@@ -44,7 +44,7 @@ def test_every_alert_has_summary_description_and_runbook_url() -> None:
     alerts = [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
     names = {a["alert"] for a in alerts}
     assert names == {"ReliabilityErrorBudgetBurn", "ReliabilityPipelineStale",
-                     "ReliabilityRunPastDeadline", "ReliabilitySLABreached",
+                     "ReliabilityPipelineNeverSucceeded", "ReliabilityRunPastDeadline", "ReliabilitySLABreached",
                      "ReliabilityContractViolated", "ReliabilityWorkerLost",
                      "ReliabilityStepFailed"}
     for a in alerts:
@@ -53,6 +53,9 @@ def test_every_alert_has_summary_description_and_runbook_url() -> None:
         assert a["labels"]["severity"] in ("page", "ticket")
     stale = next(a for a in alerts if a["alert"] == "ReliabilityPipelineStale")
     assert "> 93600" in stale["expr"]
+    never = next(a for a in alerts if a["alert"] == "ReliabilityPipelineNeverSucceeded")
+    assert never["expr"] == 'absent(reliability_last_success_timestamp_seconds{pipeline="ref"})'
+    assert never["for"] == "93600s"  # only after a whole freshness window with no success
 
 
 def test_rule_tests_have_a_firing_and_a_silent_case_per_alert() -> None:
