@@ -71,23 +71,37 @@ def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, 
 
 
 def print_schedules(sched: Any, count: int) -> None:
+    """One table of schedules, then each schedule's next fires with their data intervals
+    (two narrow tables read better in an 80-column terminal than one wide one)."""
     from rich.table import Table
 
+    con = _console()
     table = Table(title="schedules")
-    for col in ("name", "pipeline", "timetable", "catch-up", "next fires (data interval)",
-                "stale after"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)
+    for col in ("pipeline", "timetable", "catch-up"):
+        table.add_column(col, overflow="fold")
+    table.add_column("stale after", no_wrap=True)
     for name, s in sched.schedules.items():
-        loc = s.timetable.local
-        fires = "\n".join(f"{loc(f).isoformat()}  [{loc(iv.start).isoformat()} .. "
-                          f"{loc(iv.end).isoformat()})"
-                          for f, iv in sched.next_fires(name, count)) or "-"
         threshold = s.freshness_threshold()
         stale = f"{threshold / 3600:.1f}h" if threshold is not None else "-"
         mode = "" if s.fire_on_time else " (events only)"
         table.add_row(name, s.pipeline, s.timetable.describe() + mode,
-                      f"{s.catchup.policy.value} (grace {s.catchup.grace})", fires, stale)
-    _console().print(table)
+                      f"{s.catchup.policy.value} (grace {s.catchup.grace})", stale)
+    con.print(table)
+    for name, s in sched.schedules.items():
+        loc = s.timetable.local
+
+        def when(t: Any, loc: Any = loc) -> str:
+            return str(loc(t).isoformat(sep=" ", timespec="minutes"))
+
+        fires = Table(title=f"next fires of {name}")
+        fires.add_column("fires at", no_wrap=True)
+        fires.add_column("data interval [start, end)", no_wrap=True)
+        for f, iv in sched.next_fires(name, count):
+            fires.add_row(when(f), f"{when(iv.start)} .. {when(iv.end)}")
+        if not fires.row_count:
+            fires.add_row("-", "no more fires")
+        con.print(fires)
 
 
 def serve(args: argparse.Namespace, make: Callable[..., Any]) -> int:
@@ -101,6 +115,7 @@ def serve(args: argparse.Namespace, make: Callable[..., Any]) -> int:
     stops: list[Callable[[], None]] = []
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    sched.on_trigger(lambda out: _print_outcome(con, out))
     try:
         if args.metrics_port:
             stop_metrics, port = start_metrics(sched, args.metrics_port, args.host, bus=bus)
@@ -121,3 +136,16 @@ def serve(args: argparse.Namespace, make: Callable[..., Any]) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     return 0
+
+
+def _print_outcome(con: Any, out: Any) -> None:
+    """One line per fire of a long-lived scheduler: what started, and why a no-op was one."""
+    from rich.markup import escape
+
+    where = out.interval.key() if out.interval is not None else "no interval due"
+    if out.started:
+        con.print(f"[cyan]fired[/]   {escape(out.schedule)} {where} -> run {out.run_id}",
+                  soft_wrap=True)
+    else:
+        con.print(f"[yellow]no-op[/]   {escape(out.schedule)} {where}: {escape(out.reason)}",
+                  soft_wrap=True)

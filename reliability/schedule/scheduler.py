@@ -267,7 +267,7 @@ class Scheduler:
         claim = self.store.claim(s.pipeline, iv, schedule=s.name, trigger=source,
                                  reprocess=reprocess)
         if not claim.acquired:
-            log.warning("schedule %s: %s", s.name, claim.reason)
+            log.info("schedule %s: %s", s.name, claim.reason)  # listeners report it
             out = TriggerOutcome(s.name, iv, False, claim.reason, claim.run_id)
             self._notify(out)
             return out

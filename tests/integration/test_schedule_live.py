@@ -196,9 +196,11 @@ def test_schedule_list_cli_shows_next_fires(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "reliability", "schedule", "list", "--file",
                           str(f), "--home", str(tmp_path / "home"), "-n", "2"],
                          cwd=tmp_path, check=False, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "COLUMNS": "250"})
+                         env={**os.environ, "COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
-    assert "tiny-daily" in out.stdout and "02:30" in out.stdout
+    assert "tiny-daily" in out.stdout and "Europe/Berlin" in out.stdout
+    fires = [ln for ln in out.stdout.splitlines() if " 02:30+0" in ln and " .. " in ln]
+    assert len(fires) == 2, out.stdout  # whole fire times and intervals, even at 80 columns
     bad = subprocess.run([sys.executable, "-m", "reliability", "backfill", "tinymod:pipeline",
                           "--start", "2026-01-05", "--end", "2026-01-01", "--every", "1d",
                           "--home", str(tmp_path / "home")],
@@ -248,13 +250,19 @@ def test_schedule_serve_process_exposes_metrics_and_triggers(tmp_path: Path) -> 
             with err:
                 code = err.code
         assert code in (202, 409)
-    finally:
         proc.terminate()
-        try:
-            assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            if proc.stderr:
-                proc.stderr.close()
+        assert proc.wait(20) == 0
+        assert proc.stderr is not None
+        lines = proc.stderr.read().splitlines()
+        fired = [ln for ln in lines if ln.startswith("fired   tiny-hourly ")]
+        noop = [ln for ln in lines if ln.startswith("no-op   tiny-hourly ")]
+        assert fired, lines  # each fire says what it started ...
+        if code == 409:  # ... and a duplicate says why it was one, once
+            assert len(noop) == 1 and "duplicate trigger ignored" in noop[0], lines
+            assert sum("duplicate trigger ignored" in ln for ln in lines) == 1, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
