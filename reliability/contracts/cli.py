@@ -122,13 +122,26 @@ def _wiring(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from reliability.contracts.suite import run_suite
+    from reliability.contracts.suite import run_suite, suite_stages
 
     pipeline, contracts = load_project(args.dir, args.pipeline)
-    result = run_suite(pipeline, contracts, max_examples=args.max_examples,
-                       mutations=not args.no_mutations)
+    stages = suite_stages(pipeline, contracts, mutations=not args.no_mutations)
+    with Progress(TextColumn("[bold]contract tests"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), console=Console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task("", total=len(stages))
+
+        def advance(stage: str) -> None:
+            done = stages.index(stage) if stage in stages else 0
+            bar.update(task, completed=done, description=stage)
+
+        result = run_suite(pipeline, contracts, max_examples=args.max_examples,
+                           mutations=not args.no_mutations, progress=advance)
+        bar.update(task, completed=len(stages))
     table = Table(title=f"contract tests: {pipeline.name}")
     for col in ("test", "result", "detail"):
         table.add_column(col)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from reliability.contracts.loader import ContractSet
     from reliability.pipeline import Pipeline
 
-__all__ = ["SuiteResult", "SuiteRow", "run_suite"]
+__all__ = ["SuiteResult", "SuiteRow", "run_suite", "suite_stages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +45,29 @@ class SuiteResult:
                 f"{counts['skipped']} skipped{rate}")
 
 
+def suite_stages(pipeline: Pipeline, contracts: ContractSet, *, mutations: bool = True
+                 ) -> list[str]:
+    """The names :func:`run_suite` announces to ``progress``, in order."""
+    stages = [f"generated inputs: {step}" for step in pipeline.validate()
+              if any(c.step == step for c in contracts)]
+    return stages + (["baseline run", "mutations"] if mutations else [])
+
+
 def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
-              max_examples: int = 25, mutations: bool = True) -> SuiteResult:
+              max_examples: int = 25, mutations: bool = True,
+              progress: Callable[[str], None] | None = None) -> SuiteResult:
+    """Generated-input tests per step, a baseline run and mutation testing.
+
+    ``progress(stage)`` is called as each stage of :func:`suite_stages` begins.
+    """
     result = SuiteResult()
+    announce = progress or (lambda _stage: None)
     for step in pipeline.validate():
         if not any(c.step == step for c in contracts):
             continue
         reason = synthesizable(pipeline, contracts, step)
         name = f"generated inputs: {step}"
+        announce(name)
         if reason is not None:
             result.rows.append(SuiteRow(name, "skipped", reason))
             continue
@@ -64,12 +80,14 @@ def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
             result.rows.append(SuiteRow(name, "passed", f"{max_examples} examples"))
     if not mutations:
         return result
+    announce("baseline run")
     try:
         outputs = baseline_outputs(pipeline, contracts, params)
     except (ReliabilityError, Exception) as exc:
         result.rows.append(SuiteRow("baseline run", "failed", _brief(exc)))
         return result
     result.rows.append(SuiteRow("baseline run", "passed", "every contract holds"))
+    announce("mutations")
     report = mutation_test(pipeline, contracts, outputs, params)
     for contract, outcomes in sorted(report.by_contract().items()):
         killed = sum(o.killed for o in outcomes)

@@ -78,9 +78,14 @@ def test_generated_inputs_find_a_broken_step(contracts) -> None:  # type: ignore
 
 
 def test_suite_summary(contracts) -> None:  # type: ignore[no-untyped-def]
-    result = run_suite(reference, contracts, max_examples=5)
+    from reliability.contracts.suite import suite_stages
+
+    seen: list[str] = []
+    result = run_suite(reference, contracts, max_examples=5, progress=seen.append)
     assert result.ok and result.kill_rate == 1.0
     assert "mutation kill rate 100%" in result.headline()
+    assert seen == suite_stages(reference, contracts)  # every stage announced, in order
+    assert seen[-2:] == ["baseline run", "mutations"] and len(seen) > 2
 
 
 def test_lint_flags_silent_pass_settings(tmp_path: Path) -> None:
