@@ -207,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         budgets = BudgetGauge(slas, metrics, view)
         budgets.attach(bus)
     feed = LedgerFeed(view, bus, interval=args.interval)
+    _replay_marker(metrics.registry)
     feed.poll()  # a damaged ledger fails here, with exit 2, not in the background
     if budgets is not None:
         budgets.refresh()  # also for pipelines with no run in the replayed events
@@ -221,6 +222,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         feed.stop()
         server.close()
+
+
+def _replay_marker(registry: Any) -> None:
+    """Tell the alert rules this exporter replays history (see ``rules._new_counts``)."""
+    from prometheus_client import Gauge
+
+    from reliability.sla.rules import REPLAY_METRIC
+
+    Gauge(REPLAY_METRIC, "Unix time this exporter began replaying the run ledger; its "
+          "counters are totals since the ledger began", registry=registry
+          ).set_to_current_time()
 
 
 def _serve_slas(args: argparse.Namespace) -> Any:

@@ -118,11 +118,26 @@ def burn_threshold(factor: float, budget: float) -> str:
     return f"> {_num(threshold)}" if threshold < 1 else ">= 1"
 
 
+REPLAY_METRIC = "reliability_ledger_replay_timestamp_seconds"
+
+
 def _new_counts(metric: str, selector: str, by: str) -> str:
-    """Counts that grew within the window, including series born within it."""
+    """Counts that grew within the window, including series born within it.
+
+    A ledger-fed exporter (``reliability sla serve``) that restarts exports every counter
+    again at its total since the ledger began: those series look born, but are history.
+    While its replay marker is younger than the window, born series do not count (growth
+    still does).
+    """
     s, w = f"{metric}{selector}", NEW_COUNT_WINDOW
     return (f"sum by ({by}) (increase({s}[{w}])) > 0 or "
-            f"sum by ({by}) ({s} unless {s} offset {w}) > 0")
+            f"sum by ({by}) ({s} unless {s} offset {w}) > 0 "
+            f"unless on () (time() - {REPLAY_METRIC} < {_seconds(w)})")
+
+
+def _seconds(window: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return int(window[:-1]) * units[window[-1]]
 
 
 def _ratio_record(step: str | None, window: str) -> str:

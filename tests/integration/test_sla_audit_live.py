@@ -173,6 +173,9 @@ def test_sla_serve_exports_error_budgets_from_the_ledger(tmp_path: Path,
         labels, value = line.rsplit(" ", 1)
         assert 'pipeline="budgetdemo"' in labels
         assert float(value) == pytest.approx(1 - (1 / 3) / 0.5)  # a third of runs failed
+        marker = next(ln for ln in body.splitlines()
+                      if ln.startswith("reliability_ledger_replay_timestamp_seconds "))
+        assert abs(float(marker.split()[1]) - time.time()) < 60  # replaying since start-up
     finally:
         proc.terminate()
         try:
@@ -180,3 +183,39 @@ def test_sla_serve_exports_error_budgets_from_the_ledger(tmp_path: Path,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -> None:
+    """After `sla serve` restarts, its counters reappear at their totals: not new failures.
+
+    The worker-lost series of a step comes back at 5 at minute 20 (the exporter was down for
+    20 minutes), with the replay marker set then: silent. At minute 27 it grows to 6: a real
+    new loss, which fires even while the marker is young. Without a marker (the runner's
+    own exporter, counting from zero) a series born at 5 fires at once.
+    """
+    (tmp_path / "rules.yml").write_text(generate_rules(SLASet("etl", [SLA(max_duration=60)])))
+    lost = 'reliability_worker_lost_total{pipeline="etl",step="load"}'
+    marker = "reliability_ledger_replay_timestamp_seconds"
+    fired = [{"exp_labels": {"pipeline": "etl", "step": "load", "severity": "ticket"},
+              "exp_annotations": {
+                  "summary": "a worker died running step load of pipeline etl",
+                  "description": "A worker process died mid-attempt while running step "
+                                 "load of pipeline etl; the attempt was retried on a fresh "
+                                 "worker if its retry policy allows.",
+                  "runbook_url": "http://127.0.0.1:8080/runbooks/etl/worker_lost.html"}}]
+    case = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [
+        {"interval": "1m",
+         "input_series": [{"series": lost, "values": "_x20 5x6 6x5"},
+                          {"series": marker, "values": "_x20 1200x11"}],
+         "alert_rule_test": [
+             {"eval_time": "25m", "alertname": "ReliabilityWorkerLost", "exp_alerts": []},
+             {"eval_time": "29m", "alertname": "ReliabilityWorkerLost", "exp_alerts": fired}]},
+        {"interval": "1m",
+         "input_series": [{"series": lost, "values": "_x20 5x10"}],
+         "alert_rule_test": [
+             {"eval_time": "25m", "alertname": "ReliabilityWorkerLost",
+              "exp_alerts": fired}]}]}
+    (tmp_path / "t.yml").write_text(yaml.safe_dump(case))
+    proc = subprocess.run([promtool(), "test", "rules", "t.yml"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
