@@ -220,11 +220,14 @@ def _host(value: str) -> str:
 
 def check_experiment(spec: ExperimentSpec, pipeline: Pipeline | None, *,
                      file: str | None = None, env: str | None = None) -> None:
-    """Targets exist (ConfigError) and lie inside the blast radius (BlastRadiusError)."""
+    """Targets exist (ConfigError) and lie inside the blast radius (BlastRadiusError).
+
+    Declarations are checked first: a proxy that is not declared is a mistake in the file
+    (ConfigError), a declared one outside the blast radius is a refusal."""
     if pipeline is not None:
         _check_targets(spec, pipeline, file)
-    _check_blast_radius(spec, file, current_environment(env))
     _check_proxies(spec, file)
+    _check_blast_radius(spec, file, current_environment(env))
 
 
 def _check_proxies(spec: ExperimentSpec, file: str | None) -> None:

@@ -19,6 +19,7 @@ embedded Toxiproxy-compatible server in its own process, driven with toxiproxy-p
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -92,11 +93,14 @@ def chaos_inject(chaos_seed: int) -> Callable[..., AbstractContextManager[Any]]:
 class ChaosProxy:
     """An embedded proxy server for a test, driven through the Toxiproxy API."""
 
+    _serial = itertools.count(1)  # toxic names unique in the process, whatever the server
+
     def __init__(self, api_url: str) -> None:
         from reliability.chaos.leases import ProxyApi
 
         self.url = api_url
         self.api = ProxyApi(api_url)
+        self._down: dict[str, int] = {}  # proxy -> open toxic("down") blocks
 
     def create(self, name: str, upstream: str) -> str:
         """Create proxy ``name`` in front of ``upstream``; return its listen host:port."""
@@ -105,20 +109,27 @@ class ChaosProxy:
     @contextmanager
     def toxic(self, proxy: str, toxic: str, *, stream: str = "downstream",
               toxicity: float = 1.0, **attributes: int) -> Iterator[str]:
-        """Add a toxic for the ``with`` block (``toxic="down"`` disables the proxy)."""
-        name = f"test-{toxic}-{stream}"
+        """Add a toxic for the ``with`` block and yield its name, unique on this server, so
+        blocks nest; leaving one removes its own toxic only. ``toxic="down"`` disables the
+        proxy until the outermost ``down`` block on it ends."""
+        name = f"test-{toxic}-{stream}-{next(ChaosProxy._serial)}"
         if toxic == "down":
-            self.api.set_enabled(proxy, False)
+            if not self._down.get(proxy):
+                self.api.set_enabled(proxy, False)
+            self._down[proxy] = self._down.get(proxy, 0) + 1
         else:
             self.api.add_toxic(proxy, name, toxic, stream=stream, toxicity=toxicity,
                                attributes=attributes)
         try:
             yield name
         finally:
-            if toxic == "down":
-                self.api.set_enabled(proxy, True)
-            else:
+            if toxic != "down":
                 self.api.remove_toxic(proxy, name)
+            else:
+                self._down[proxy] -= 1
+                if not self._down[proxy]:
+                    del self._down[proxy]
+                    self.api.set_enabled(proxy, True)
 
 
 @pytest.fixture

@@ -13,12 +13,19 @@
 5. The hypothesis again on the chaos run: success, SLOs, outputs equal to the baseline,
    one commit per step, contracts held.
 6. Rollbacks always run (``finally``), whatever happened; then the journal is written.
+
+SIGINT or SIGTERM during the experiment interrupts it: a run in progress is cancelled (by the
+runner, as for any run), anything else unwinds, rollbacks still run, and the verdict is
+``aborted`` with the signal as the reason: an interrupted run proves nothing about the steady
+state. A signal that arrives once rollbacks have begun lets them finish.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,7 +47,7 @@ from reliability.chaos.hook import ChaosHook
 from reliability.chaos.journal import FORMAT, Journal, resilience_score
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi, reap_leases
 from reliability.errors import ChaosError, ConfigError
-from reliability.events import EventBus
+from reliability.events import EventBus, EventKind
 from reliability.pipeline import Pipeline, StepHook, load_pipeline
 from reliability.runner import Ledger, Runner, RunResult
 
@@ -103,6 +110,72 @@ def _commit_probe(result: RunResult, ledger: Ledger) -> dict[str, Any]:
                      if not all(store.verify(x) for x in h)]
     return _probe("single_commit_per_step", not problems,
                   "; ".join(problems) or f"{len(per_step)} steps committed exactly once")
+
+
+# -- interrupts ------------------------------------------------------------------------
+class _Interrupted(BaseException):
+    """Raised from the signal handler to unwind an experiment outside a run (like
+    KeyboardInterrupt, so no ``except Exception`` on the way swallows it)."""
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM while an experiment runs (main thread only; elsewhere nothing is
+    installed). Inside ``Runner.run`` the runner's own handlers cancel the run, and the
+    cancelled run is reported with :meth:`note`; anywhere else the first signal raises
+    :class:`_Interrupted`. After :meth:`disarm` (rollbacks began) signals are only logged."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.phase = "setup"
+        self._armed = True
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handler(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if not self._armed or self.signal is not None:
+            log.warning("chaos: %s received; finishing the rollbacks first", name)
+            return
+        self.note(name)
+        raise _Interrupted(name)
+
+    def note(self, name: str) -> None:
+        """Record the interruption (the first signal wins)."""
+        if self.signal is None and self._armed:
+            self.signal = name
+            log.warning("chaos: interrupted by %s during the %s; rolling back", name,
+                        self.phase)
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    def record(self, data: dict[str, Any]) -> None:
+        if self.signal is None:
+            return
+        data["interrupted"] = {"signal": self.signal, "phase": self.phase}
+        data["aborted"] = (f"interrupted by {self.signal} during the {self.phase}; an "
+                           "interrupted run proves nothing about the steady state")
+
+
+def _cancelled_by_signal(result: RunResult, ledger: Ledger, ctl: Controller | None,
+                         interrupts: _Interrupts) -> bool:
+    """A run cancelled by a signal (not by an abort condition) interrupts the experiment."""
+    if result.status != "cancelled" or (ctl is not None and ctl.aborted):
+        return False
+    cancelled = ledger.events(result.run_id, EventKind.RUN_CANCELLED.value)
+    sig = cancelled[-1]["details"].get("signal") if cancelled else None
+    interrupts.note(str(sig or "a signal"))
+    return True
 
 
 # -- the target -----------------------------------------------------------------------
@@ -241,20 +314,17 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
         log.warning("chaos: cleaned up %s %s/%s left by pid %s: %s", lease.kind, lease.proxy,
                     lease.toxic or "", lease.owner_pid, outcome)
     exp_id = f"{seed}-{uuid.uuid4().hex[:8]}"
-    data: dict[str, Any] = {
-        "format": FORMAT, "experiment": {"title": spec.title, "file": file,
-                                         "description": spec.description},
-        "seed": seed, "environment": current_environment(env), "pipeline": pipeline.name,
-        "mode": spec.target.mode, "experiment_id": exp_id, "started_at": time.time(),
-        "faults": [], "timeline": [], "attempts": [], "rollbacks": [], "baseline": None,
-        "run": None, "aborted": None, "error": None,
-        "steady_state": {"before": [], "during": [], "after": []},
-        "method": [f.model_dump(mode="json") for f in spec.method],
-    }
-    try:
-        _execute(spec, project, pipeline, seed, home, leases, exp_id, data, bus)
-    finally:
-        leases.close()
+    data = _new_journal(spec, file, seed, current_environment(env), pipeline.name, exp_id)
+    with _Interrupts() as interrupts:
+        try:
+            _execute(spec, project, pipeline, seed, home, leases, exp_id, data, interrupts,
+                     bus)
+        except _Interrupted:
+            pass  # rolled back in _execute; the journal says why it stopped
+        finally:
+            interrupts.disarm()
+            interrupts.record(data)
+            leases.close()
     data["ended_at"] = time.time()
     data["duration"] = data["ended_at"] - data["started_at"]
     data["status"] = _verdict(data)
@@ -268,7 +338,23 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
     return journal
 
 
+def _new_journal(spec: ExperimentSpec, file: str | None, seed: int, env: str, pipeline: str,
+                 exp_id: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT, "experiment": {"title": spec.title, "file": file,
+                                         "description": spec.description},
+        "seed": seed, "environment": env, "pipeline": pipeline,
+        "mode": spec.target.mode, "experiment_id": exp_id, "started_at": time.time(),
+        "faults": [], "timeline": [], "attempts": [], "rollbacks": [], "baseline": None,
+        "run": None, "aborted": None, "interrupted": None, "error": None,
+        "steady_state": {"before": [], "during": [], "after": []},
+        "method": [f.model_dump(mode="json") for f in spec.method],
+    }
+
+
 def _verdict(data: dict[str, Any]) -> str:
+    if data.get("interrupted"):  # whatever the probes said, they judged an unfinished run
+        return "aborted"
     if data["error"] or any(not p["ok"] for p in data["steady_state"]["before"]):
         return "failed"
     if data["aborted"]:
@@ -278,7 +364,7 @@ def _verdict(data: dict[str, Any]) -> str:
 
 
 def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
-             leases: LeaseStore, exp_id: str, data: dict[str, Any],
+             leases: LeaseStore, exp_id: str, data: dict[str, Any], interrupts: _Interrupts,
              bus: EventBus | None = None) -> None:
     target = _Target(spec, exp_id, leases)
     ctl: Controller | None = None
@@ -286,10 +372,11 @@ def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, 
         try:
             target.start(stack)
             if spec.target.mode == "external":
+                interrupts.phase = "method"
                 ctl = _external(spec, seed, exp_id, target, leases, data)
             else:
                 ctl = _local(spec, project, pipeline, seed, home, target, leases, exp_id, data,
-                             bus)
+                             interrupts, bus)
         except (ConfigError, ChaosError) as exc:
             data["error"] = str(exc)
             raise
@@ -297,6 +384,7 @@ def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, 
             data["error"] = f"{type(exc).__name__}: {exc}"
             log.exception("chaos: the method failed")
         finally:  # rollbacks always run
+            interrupts.disarm()
             if ctl is not None:
                 data["rollbacks"].extend(ctl.stop())
             for rb in spec.rollbacks:
@@ -307,33 +395,51 @@ def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, 
                         lease.undo(ProxyApi(lease.api))
                 leases.remove(lease.id)
                 if lease.kind == "proxy":  # delete while the server is still up
-                    ok = ProxyApi(lease.api).delete_proxy(lease.proxy) if target.api_url else True
-                    data["rollbacks"].append({"action": "delete proxy", "proxy": lease.proxy,
-                                              "toxic": None, "reason": "teardown", "ok": ok})
+                    data["rollbacks"].append(_delete_proxy(lease, target.api_url))
+
+
+def _delete_proxy(lease: Lease, api_url: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"action": "delete proxy", "proxy": lease.proxy, "toxic": None,
+                             "reason": "teardown", "ok": True}
+    if api_url is not None:
+        try:
+            entry["ok"] = ProxyApi(lease.api).delete_proxy(lease.proxy)
+        except ChaosError as exc:  # reported; the journal is still written
+            entry.update(ok=False, error=str(exc))
+    return entry
 
 
 def _external(spec: ExperimentSpec, seed: int, exp_id: str, target: _Target,
               leases: LeaseStore, data: dict[str, Any]) -> Controller:
     ctl = Controller(spec.method, seed=seed, experiment=exp_id, proxy_api=target.api_url,
                      leases=leases, abort=AbortRule(max_duration=spec.abort.max_duration))
-    ctl.start_method()
-    time.sleep(spec.target.duration)
-    ctl.flush()
-    data["timeline"] = ctl.timeline
-    data["faults"] = [_fault_entry(e) for e in ctl.timeline if e["kind"] == "fault_injected"]
+    try:
+        ctl.start_method()
+        time.sleep(spec.target.duration)
+    except BaseException:  # interrupted: undo the faults here, the caller has no controller
+        data["rollbacks"].extend(ctl.stop())
+        raise
+    finally:
+        ctl.flush()
+        data["timeline"] = ctl.timeline
+        data["faults"] = [_fault_entry(e) for e in ctl.timeline
+                          if e["kind"] == "fault_injected"]
     return ctl
 
 
 def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
            target: _Target, leases: LeaseStore, exp_id: str, data: dict[str, Any],
-           bus: EventBus | None = None) -> Controller | None:
+           interrupts: _Interrupts, bus: EventBus | None = None) -> Controller | None:
     params = {**spec.params, **target.params}
     runner = Runner(pipeline, home=home, workers=spec.target.workers, seed=seed,
                     hooks=_contract_hooks(project, pipeline), bus=bus)
     try:
+        interrupts.phase = "baseline"
         base = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}-baseline",
                           resume=False, trigger="chaos-baseline")
         data["baseline"] = _run_summary(base)
+        if _cancelled_by_signal(base, runner.ledger, None, interrupts):
+            return None
         data["steady_state"]["before"] = check_steady_state(spec.steady_state, base,
                                                             runner.ledger, None)
         if not all(p["ok"] for p in data["steady_state"]["before"]):
@@ -349,11 +455,17 @@ def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, ho
                          abort=AbortRule(spec.abort.max_failed_attempts, spec.abort.max_duration),
                          watch=AbortRule(ss.max_failed_attempts, ss.max_duration)
                          if ss.during else None)
-        with _chaos_installed(runner, ctl, hook):
-            ctl.start_method()
-            result = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}",
-                                resume=False, trigger="chaos")
+        interrupts.phase = "method"
+        try:
+            with _chaos_installed(runner, ctl, hook):
+                ctl.start_method()
+                result = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}",
+                                    resume=False, trigger="chaos")
+        except BaseException:  # interrupted or broken before the run ended: undo its faults
+            data["rollbacks"].extend(ctl.stop())
+            raise
         ctl.flush()
+        _cancelled_by_signal(result, runner.ledger, ctl, interrupts)
         data["aborted"] = ctl.aborted
         data["run"] = _run_summary(result)
         data["steady_state"]["during"] = ctl.deviations

@@ -7,6 +7,10 @@ worker's copy kept the port in LISTEN, so clients would hang instead of being re
 helper process (started with ``spawn``) owns every listening socket, so a disabled proxy is
 really down.
 
+The helper ignores SIGINT: a Ctrl-C reaches the whole foreground process group, and the
+interrupted experiment must still roll back through the proxy server. The helper stops when
+its parent says so or dies (the pipe closes).
+
     with TargetProcess({"wine": "pipelines.wine_service:WineService"}) as t:
         t.api_url, t.ports["wine"]
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import signal
 from collections.abc import Mapping
 from contextlib import ExitStack, suppress
 from multiprocessing.connection import Connection
@@ -26,6 +31,7 @@ __all__ = ["TargetProcess"]
 
 
 def _serve(conn: Connection, services: dict[str, str], proxy: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent still rolls back
     with ExitStack() as stack:
         try:
             ports: dict[str, int] = {}
@@ -73,19 +79,25 @@ class TargetProcess:
         self._proc.start()
         child.close()
         self._conn = parent
-        if not parent.poll(self.start_timeout):
+        try:
+            self.api_url, self.ports = self._wait_ready(parent)
+        except BaseException:  # not started, or interrupted while starting: stop it
             self.__exit__()
+            raise
+        return self
+
+    def _wait_ready(self, conn: Connection) -> tuple[str | None, dict[str, int]]:
+        if not conn.poll(self.start_timeout):
             raise ChaosError(f"the chaos target did not start within {self.start_timeout}s")
         try:
-            status, payload = parent.recv()
+            status, payload = conn.recv()
         except EOFError:
             status, payload = "error", "the target process died while starting"
         if status != "ready":
-            self.__exit__()
             raise ChaosError(f"the chaos target could not start: {payload}. Fix: check "
                              "target.services (module:Class importable, with a .port)")
-        self.api_url, self.ports = payload
-        return self
+        api_url, ports = payload
+        return api_url, dict(ports)
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None:

@@ -89,8 +89,10 @@ def test_blast_radius_refuses_loudly(tmp_path: Path) -> None:
     spec, file = load_experiment(_write(tmp_path, remote))
     with pytest.raises(BlastRadiusError, match=r"10\.1\.2\.3"):
         check_experiment(spec, pipe, file=file)
-    spec, file = load_experiment(_write(tmp_path, BASE + "  - {type: network, proxy: db, "
-                                                         "toxic: down}\n"))
+    declared = BASE + "  - {type: network, proxy: db, toxic: down}\n" + \
+        "target: {services: [{name: db, upstream: '127.0.0.1:9'}]}\n" + \
+        "blast_radius: {proxies: []}\n"
+    spec, file = load_experiment(_write(tmp_path, declared))
     with pytest.raises(BlastRadiusError, match="proxy 'db'"):
         check_experiment(spec, pipe, file=file)
     spec, file = load_experiment(_write(tmp_path, BASE + "  - {type: kill_worker, step: use}\n"))
