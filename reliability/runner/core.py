@@ -298,6 +298,8 @@ class _Loop:
         self.ready: deque[str] = deque()
         self.retries: list[tuple[float, str]] = []
         self.cancelled = False
+        self.loop_done = False
+        self.late_signal: int | None = None  # arrived after the last step ended
         self.wake_fd: int | None = None
 
     def request_cancel(self, signum: int) -> None:
@@ -361,6 +363,7 @@ class _Loop:
         try:  # until the ledger says how the run ended, a second Ctrl-C only cancels
             try:
                 self._loop(pool, rfd)
+                self.loop_done = True  # signals from here on are the caller's
             finally:
                 pool.shutdown(graceful=not self.cancelled)
                 self.wake_fd = None
@@ -369,6 +372,10 @@ class _Loop:
             return self._finish(time.monotonic() - t0)
         finally:
             _restore_signals(old)
+            if self.late_signal is not None and not self.cancelled:
+                # the run ended on its own; the signal was meant for the caller. (After a
+                # cancel, a second Ctrl-C is the same request: it stays with the runner.)
+                signal.raise_signal(self.late_signal)
 
     def _loop(self, pool: WorkerPool, rfd: int) -> None:
         while True:
@@ -600,7 +607,10 @@ def _install_signals(loop: _Loop) -> dict[int, Any]:
         return {}
 
     def handler(signum: int, frame: object) -> None:
-        loop.request_cancel(signum)
+        if loop.loop_done:
+            loop.late_signal = loop.late_signal or signum
+        else:
+            loop.request_cancel(signum)
 
     old: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -394,3 +394,18 @@ def test_a_cancel_while_the_run_is_starting_is_kept_for_it(home: Path) -> None:
     idle.cancel()  # nothing in progress: nothing to keep
     again = idle.resume("early-cancel")
     assert again.ok and set(again.outputs) == set(chain.steps)
+
+
+def test_a_signal_after_the_last_step_is_handed_to_the_caller(home: Path) -> None:
+    """Nothing is left to cancel: the caller's own handler must see the signal."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    bus = EventBus()
+    bus.subscribe(lambda ev: os.kill(os.getpid(), signal.SIGTERM),
+                  kinds={EventKind.RUN_SUCCEEDED})  # published after the last step ended
+    try:
+        res = Runner(chain, home=home, workers=2, bus=bus).run({"rows": 10})
+        wait_for(lambda: received == [signal.SIGTERM], timeout=5, what="the late SIGTERM")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert res.ok  # the run itself was complete and is recorded as such
