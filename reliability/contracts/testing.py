@@ -12,6 +12,8 @@ Both back the pytest plugin and ``reliability contracts test``.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +59,24 @@ def run_step(pipeline: Pipeline, step: str, inputs: dict[str, Any], params: Any,
     return output
 
 
+_SCRATCH: list[Path] = []
+
+
+def _scratch(prefix: str) -> Path:
+    """A temporary directory for step files, removed when the process exits (outputs that
+    are paths into it stay readable until then)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    if not _SCRATCH:
+        atexit.register(_remove_scratch)
+    _SCRATCH.append(d)
+    return d
+
+
+def _remove_scratch() -> None:
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
+
+
 def run_inline(pipeline: Pipeline, params: Any, hooks: list[StepHook], staging: Path
                ) -> dict[str, Any]:
     """Run the whole pipeline in this process (topological order); errors propagate."""
@@ -73,7 +93,7 @@ def baseline_outputs(pipeline: Pipeline, contracts: ContractSet, params: Any = N
     """A clean run under the contracts; a violation here means the contracts are wrong."""
     p = pipeline.make_params(params) if not isinstance(params, pipeline.params_model or
                                                        type(None)) else params
-    d = staging or Path(tempfile.mkdtemp(prefix="contract-baseline-"))
+    d = staging or _scratch("contract-baseline-")
     return run_inline(pipeline, p, [ContractHook(contracts)], d)
 
 
@@ -112,7 +132,17 @@ def mutation_test(pipeline: Pipeline, contracts: ContractSet, outputs: Mapping[s
     p = pipeline.make_params(params) if params is None or isinstance(params, dict) else params
     hook = ContractHook(contracts, detailed=False)
     report = MutationReport()
-    staging = Path(tempfile.mkdtemp(prefix="contract-mutations-"))
+    staging = _scratch("contract-mutations-")
+    try:
+        _mutate_all(pipeline, contracts, outputs, p, hook, report, staging, only)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _mutate_all(pipeline: Pipeline, contracts: ContractSet, outputs: Mapping[str, Any],
+                p: Any, hook: ContractHook, report: MutationReport, staging: Path,
+                only: Callable[[Contract], bool] | None) -> None:
     for contract in contracts:
         if only is not None and not only(contract):
             continue
@@ -138,7 +168,6 @@ def mutation_test(pipeline: Pipeline, contracts: ContractSet, outputs: Mapping[s
             else:
                 report.outcomes.append(MutationOutcome(contract.name, m.name, m.rule, False,
                                                        "passed the contract silently"))
-    return report
 
 
 def synthesizable(pipeline: Pipeline, contracts: ContractSet, step: str) -> str | None:
@@ -189,7 +218,7 @@ def synthesized_test(pipeline: Pipeline, contracts: ContractSet, step: str, *,
             strategy = strategy.map(lambda frame: frame.lazy())
         strategies[param] = strategy
     hook = ContractHook(contracts, detailed=False)  # exact counts and samples, no pandera
-    staging = Path(tempfile.mkdtemp(prefix=f"contract-{step}-"))
+    staging = _scratch(f"contract-{step}-")
 
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -111,3 +111,23 @@ def test_import_reliability_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT, timeout=60)
     assert json.loads(out.stdout) == []
+
+
+def test_contract_tests_leave_no_temporary_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from helpers import subprocess_env
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = ("from reliability.contracts import load_contracts\n"
+            "from reliability.contracts.suite import run_suite\n"
+            "from pipelines.reference import pipeline\n"
+            "r = run_suite(pipeline, load_contracts('contracts', pipeline), max_examples=2)\n"
+            "assert r.ok, r.rows\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=subprocess_env(TMPDIR=str(scratch)),
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert list(scratch.iterdir()) == []  # step files of every stage removed
