@@ -8,13 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reliability._timeline import LEGEND, SVG, layout
 from reliability.chaos.journal import Journal
 
 __all__ = ["render_report", "write_report"]
 
-_COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "worker_lost": "#6a1b9a",
-           "timed_out": "#ef6c00", "contract_violated": "#ad1457", "cancelled": "#757575",
-           "lost": "#6a1b9a"}
 _VERDICT = {"passed": "#2e7d32", "deviated": "#c62828", "aborted": "#ef6c00",
             "failed": "#424242"}
 
@@ -37,25 +35,8 @@ svg text{font:12px system-ui,sans-serif}
  {% if aborted %}<br><strong class="bad">aborted:</strong> {{ aborted }}{% endif %}
  {% if error %}<br><strong class="bad">error:</strong> {{ error }}{% endif %}</p>
 <h2>Timeline</h2>
-<svg xmlns="http://www.w3.org/2000/svg" width="{{ width }}" height="{{ height }}"
-     role="img" aria-label="attempts and faults over time">
-{% for row in rows %}
- <text x="4" y="{{ row.y + 14 }}">{{ row.step }}</text>
- {% for bar in row.bars %}
- <rect x="{{ bar.x }}" y="{{ row.y + 2 }}" width="{{ bar.w }}" height="16" rx="3"
-       fill="{{ bar.color }}"><title>{{ bar.title }}</title></rect>
- {% endfor %}
-{% endfor %}
-{% for m in markers %}
- <path d="M{{ m.x }},{{ m.y }} l-6,-10 h12 z" fill="#d50000"><title>{{ m.title }}</title></path>
-{% endfor %}
- <line x1="{{ left }}" x2="{{ width - 10 }}" y1="{{ height - 20 }}" y2="{{ height - 20 }}"
-       stroke="#999"/>
- <text x="{{ left }}" y="{{ height - 5 }}">0 s</text>
- <text x="{{ width - 60 }}" y="{{ height - 5 }}">{{ span }} s</text>
-</svg>
-<p class="muted">Bars are attempts (colour = outcome: green succeeded, purple worker lost,
-red failed, orange timed out); red triangles are injected faults. Hover for details.</p>
+{% include "timeline" %}
+<p class="muted">{{ legend }} Here the triangles are injected faults.</p>
 <h2>Faults injected ({{ faults|length }})</h2>
 <table><tr><th>fault</th><th>type</th><th>target</th><th>attempt</th><th>source</th>
 <th>details</th></tr>
@@ -81,37 +62,21 @@ red failed, orange timed out); red triangles are injected faults. Hover for deta
 
 
 def _layout(data: dict[str, Any]) -> dict[str, Any]:
-    attempts = data.get("attempts", [])
-    faults = data.get("faults", [])
-    steps = list(dict.fromkeys(a["step"] for a in attempts))
-    span = max([a["end"] for a in attempts] + [f.get("t", 0.0) for f in faults] + [0.001])
-    left, width, row_h = 130, 1000, 24
-    scale = (width - left - 20) / span
-    rows, y_of = [], {}
-    for i, step in enumerate(steps):
-        y = 10 + i * row_h
-        y_of[step] = y
-        bars = [{"x": round(left + a["start"] * scale, 1),
-                 "w": max(2.0, round((a["end"] - a["start"]) * scale, 1)),
-                 "color": _COLORS.get(a["status"], "#9e9e9e"),
-                 "title": f"{step} attempt {a['attempt']}: {a['status']}"
-                          + (f" ({a['error_type']}: {a['error']})" if a.get("error") else "")}
-                for a in attempts if a["step"] == step]
-        rows.append({"step": step, "y": y, "bars": bars})
-    markers = [{"x": round(left + f.get("t", 0.0) * scale, 1),
-                "y": y_of.get(f.get("step") or "", 10) + 2,
-                "title": f"{f.get('fault')} ({f.get('type')}) on {f.get('step') or f.get('target')}"
-                         f" attempt {f.get('attempt')}"} for f in faults]
-    return {"rows": rows, "markers": markers, "width": width, "left": left,
-            "height": 10 + max(1, len(steps)) * row_h + 30, "span": round(span, 2)}
+    marks = [{"t": f.get("t", 0.0), "step": f.get("step"),
+              "title": f"{f.get('fault')} ({f.get('type')}) on "
+                       f"{f.get('step') or f.get('target')} attempt {f.get('attempt')}"}
+             for f in data.get("faults", [])]
+    return layout(data.get("attempts", []), marks)
 
 
 def render_report(journal: Journal) -> str:
     """The report as an HTML string."""
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
     d = journal.data
-    env = jinja2.Environment(autoescape=True)  # missing journal fields render empty
+    # missing journal fields render empty
+    env = SandboxedEnvironment(autoescape=True, loader=jinja2.DictLoader({"timeline": SVG}))
     skip = {"fault", "type", "step", "attempt", "source", "time", "t", "target"}
     faults = [{**{k: f.get(k) for k in ("fault", "type", "step", "attempt", "source",
                                           "target")},
@@ -128,7 +93,7 @@ def render_report(journal: Journal) -> str:
         environment=d.get("environment"), aborted=d.get("aborted"), error=d.get("error"),
         faults=faults, checks=[(p, ss.get(p, [])) for p in ("before", "during", "after")],
         rollbacks=[{"error": None, **r} for r in d.get("rollbacks", [])], runs=runs,
-        **_layout(d))
+        legend=LEGEND, **_layout(d))
 
 
 def write_report(journal: Journal, path: str | Path) -> Path:

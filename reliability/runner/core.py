@@ -12,6 +12,7 @@ import heapq
 import json
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -152,6 +153,8 @@ class Runner:
 
     def _run(self, params: Any, interval: DataInterval | None, run_id: str | None,
              resume: bool, trigger: str | None) -> RunResult:
+        if run_id is not None:
+            _check_run_id(run_id)
         p = self.pipeline.make_params(params)
         pdict = _params_dict(p)
         if interval is not None:
@@ -162,7 +165,7 @@ class Runner:
                     else self.ledger.latest_for_key(key))
             if prev is not None and (run_id is not None or prev.status not in FINAL_RUN_STATES):
                 return self._resume(prev.run_id)
-        run_id = run_id or new_run_id(self.pipeline.name)
+        run_id = run_id if run_id is not None else new_run_id(self.pipeline.name)
         self.ledger.create_run(
             run_id, self.pipeline.name, key, pdict, self.order, code_version=self.code_version,
             interval=(interval.start.isoformat(), interval.end.isoformat()) if interval else None,
@@ -255,6 +258,18 @@ class Runner:
 
 
 _AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
+
+
+def _check_run_id(run_id: str) -> None:
+    """A run id names directories in the store: no separators, no ``..``, no markup."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise DefinitionError(
+            f"run id {run_id!r} must be 1-200 letters, digits and . _ : @ + - (starting "
+            "with a letter or digit, no '..'). Fix: pick such an id, or leave it out for a "
+            "fresh one")
 
 
 def new_run_id(pipeline: str) -> str:

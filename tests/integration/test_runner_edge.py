@@ -409,3 +409,18 @@ def test_a_signal_after_the_last_step_is_handed_to_the_caller(home: Path) -> Non
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert res.ok  # the run itself was complete and is recorded as such
+
+
+@pytest.mark.parametrize("bad", ["../../victim", "a/b", "", "-x", "a..b", "x" * 201, "<b>"])
+def test_run_ids_that_could_name_other_directories_are_refused(tmp_path: Path,
+                                                               bad: str) -> None:
+    from reliability.errors import DefinitionError
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("data")
+    runner = Runner(chain, home=tmp_path / "h" / "home", workers=1)
+    with pytest.raises(DefinitionError, match="run id"):
+        runner.run({"rows": 5}, run_id=bad)
+    assert (victim / "keep.txt").read_text() == "data"
+    assert runner.ledger.list_runs() == []
