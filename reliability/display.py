@@ -82,13 +82,13 @@ class RunDisplay:
     def _line(ev: Event) -> str:
         from rich.markup import escape
 
-        parts = [_STYLE[ev.kind], f"{ev.step or ''}"]
+        parts = [_STYLE[ev.kind]] + ([ev.step] if ev.step else [])
         if ev.attempt:
             parts.append(f"[dim]attempt {ev.attempt}[/]")
         if ev.duration is not None:
             parts.append(f"[dim]{ev.duration:.2f}s[/]")
         reason = ev.details.get("reason") or ev.details.get("fault") or ev.details.get("sla")
-        if reason:
+        if reason and not (ev.error or "").startswith(str(reason)):  # said once, not twice
             parts.append(escape(str(reason)))
         if ev.error:
             parts.append(f"[red]{escape(ev.error[:200])}[/]")
