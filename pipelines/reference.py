@@ -126,9 +126,13 @@ def package(ctx: StepContext, train: Any, evaluate: dict[str, Any]) -> Path:
     bundle = ctx.staging_dir / f"{ctx.step}.{ctx.attempt}.model.zip"
     manifest = {"pipeline": ctx.pipeline, "features": FEATURES, "metrics": evaluate,
                 "model": type(train).__name__}
+    # The model exactly as `train` committed it: pickling the loaded model again can give
+    # other bytes in another worker process, and the bundle must not change with that.
+    committed = ctx.input_files.get("train")
     entries = {
         "manifest.json": json.dumps(manifest, sort_keys=True, indent=2).encode(),
-        "model.pkl": pickle.dumps(train, protocol=5),
+        "model.pkl": (committed.read_bytes() if committed is not None
+                      else pickle.dumps(train, protocol=5)),
     }
     with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(entries):

@@ -125,14 +125,21 @@ class StepContext:
     ``staging_dir`` is the attempt's private directory for files the step writes (return a
     :class:`~pathlib.Path` inside it to make a file the step's output); it is created on first
     use, so steps that never touch it cost no filesystem work.
+
+    ``input_files`` maps each data input's parameter to the committed object it was loaded
+    from (read-only), for steps that must pass an upstream artifact on byte for byte --
+    re-serializing a loaded object (e.g. pickling a model again) need not give the same
+    bytes in another process. Empty where inputs do not come from the store.
     """
 
-    __slots__ = ("_emitted", "_staging_dir", "_staging_ready", "attempt", "interval", "log",
-                 "params", "pipeline", "run_id", "step")
+    __slots__ = ("_emitted", "_staging_dir", "_staging_ready", "attempt", "input_files",
+                 "interval", "log", "params", "pipeline", "run_id", "step")
 
     def __init__(self, pipeline: str, run_id: str, step: str, attempt: int,
                  interval: DataInterval | None, staging_dir: Path, params: Any = None,
-                 log: logging.Logger | None = None) -> None:
+                 log: logging.Logger | None = None,
+                 input_files: Mapping[str, Path] | None = None) -> None:
+        self.input_files: Mapping[str, Path] = dict(input_files or {})
         self.pipeline = pipeline
         self.run_id = run_id
         self.step = step

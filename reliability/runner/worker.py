@@ -154,7 +154,8 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
     scratch = Path(task.scratch_dir)
     ctx = StepContext(pipeline=pipeline.name, run_id=task.run_id, step=task.step,
                       attempt=task.attempt, interval=task.interval,
-                      staging_dir=scratch, params=task.params)
+                      staging_dir=scratch, params=task.params,
+                      input_files={p: Path(path) for p, (path, _) in task.inputs.items()})
     output: Any = None
     have_output = False
     try:
