@@ -2,6 +2,7 @@
 
     pipeline: pipelines.reference:pipeline   # module:attribute of the Pipeline
     home: .reliability                       # ledger.db and the artifact store
+                                             # (RELIABILITY_HOME overrides it)
     contracts: contracts                     # YAML data contracts and SLAs
     chaos: chaos                             # chaos experiments
     runbooks: runbooks                       # Jinja runbook templates (override built-ins)
@@ -12,6 +13,7 @@ Every key has a default, so a repository without the file still works from its r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -47,7 +49,10 @@ class Project:
 
     @property
     def home(self) -> Path:
-        return self.root / self.spec.home
+        """``RELIABILITY_HOME`` if set, else ``home:`` of the project file (``--home`` on a
+        command line wins over both)."""
+        env = os.environ.get("RELIABILITY_HOME")
+        return Path(env) if env else self.root / self.spec.home
 
     @property
     def contracts_dir(self) -> Path:

@@ -58,13 +58,17 @@ def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
         load_model(p, Outer)
 
 
-def test_project_file_is_found_in_parents(tmp_path: Path) -> None:
+def test_project_file_is_found_in_parents(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RELIABILITY_HOME", raising=False)
     (tmp_path / "reliability.yaml").write_text("pipeline: mypkg.pipe:pipeline\nworkers: 3\n")
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
     proj = find_project(sub)
     assert proj.root == tmp_path and proj.pipeline_ref == "mypkg.pipe:pipeline"
     assert proj.spec.workers == 3 and proj.home == tmp_path / ".reliability"
+    monkeypatch.setenv("RELIABILITY_HOME", str(tmp_path / "elsewhere"))
+    assert find_project(sub).home == tmp_path / "elsewhere"  # the variable wins
     (tmp_path / "reliability.yaml").write_text("workers: 0\n")
     with pytest.raises(ConfigError, match="workers"):
         find_project(sub)
