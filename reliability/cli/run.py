@@ -48,6 +48,8 @@ def register(sub: Any) -> None:
     _common(show)
     show.add_argument("run_id", metavar="RUN")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--html", metavar="FILE",
+                      help="also write an HTML page of the run (timeline, steps, events)")
     show.set_defaults(func=cmd_runs_show)
     runs.set_defaults(func=lambda a: (runs.print_help(), 2)[1])
 
@@ -178,6 +180,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         steps = led.steps(rec.run_id)
         attempts = led.attempts(rec.run_id)
         events = led.events(rec.run_id)
+    if args.html:
+        _write_page(args.html, rec, steps, attempts, events)
     if args.json:
         json.dump({"run": asdict(rec), "steps": steps, "attempts": attempts,
                    "events": events}, sys.stdout, indent=2, default=str)
@@ -185,6 +189,22 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         return 0
     _print_run(rec, steps, attempts, events)
     return 0
+
+
+def _write_page(path: str, rec: Any, steps: list[dict[str, Any]],
+                attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    from reliability.errors import ConfigError
+    from reliability.runner.report import render_run_report
+
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_run_report(rec, steps, attempts, events), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run page ({exc.strerror or exc})",
+                          path=("--html",), file=str(out),
+                          fix="pass a writable file path") from None
+    print(f"wrote {out}", file=sys.stderr)
 
 
 def _print_run(rec: Any, steps: list[dict[str, Any]], attempts: list[dict[str, Any]],

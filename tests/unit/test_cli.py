@@ -58,8 +58,16 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     statuses = {s["step"]: s["status"] for s in data["steps"]}
     assert statuses["after_fatal"] == "upstream_failed" and statuses["wobbly"] == "succeeded"
     assert any(e["kind"] == "step_retrying" for e in data["events"])
-    table = _cli(tmp_path, "runs", "show", run_id[:12], "--home", home)
+    table = _cli(tmp_path, "runs", "show", run_id[:12], "--home", home, "--html",
+                 str(tmp_path / "pages" / "run.html"))
     assert table.returncode == 0 and "attempts" in table.stdout and "ValueError" in table.stdout
+    page = (tmp_path / "pages" / "run.html").read_text()
+    assert run_id in page and "<svg" in page and "upstream_failed" in page
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    bad = _cli(tmp_path, "runs", "show", run_id, "--home", home, "--html",
+               str(blocked / "run.html"))
+    assert bad.returncode == 2 and "--html" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
