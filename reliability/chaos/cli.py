@@ -168,11 +168,26 @@ def _explore(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError(f"--param {item!r} is not KEY=VALUE", fix="write e.g. seed=3")
         params[key] = value
-    result = explore(load_pipeline(ref), home=_home(args.home), params=params or None,
-                     steps=args.steps.split(",") if args.steps else None,
-                     kinds=args.kinds.split(","), max_faults=args.max_faults,
-                     max_examples=args.max_examples, budget=args.budget, seed=args.seed,
-                     pipeline_ref=ref)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"exploring (budget {args.budget:g}s)", total=None)
+        found = 0
+
+        def advance(runs: int, problem: str | None) -> None:
+            nonlocal found
+            found += problem is not None
+            phase = "shrinking" if found else "exploring"
+            bar.update(task, description=f"{phase}: {runs} schedule(s) run, {found} broke "
+                                         f"an invariant (budget {args.budget:g}s)")
+
+        result = explore(load_pipeline(ref), home=_home(args.home), params=params or None,
+                         steps=args.steps.split(",") if args.steps else None,
+                         kinds=args.kinds.split(","), max_faults=args.max_faults,
+                         max_examples=args.max_examples, budget=args.budget, seed=args.seed,
+                         pipeline_ref=ref, progress=advance)
     print(f"{result.examples} schedule(s) run in {result.elapsed:.1f}s"
           + (" (budget exhausted)" if result.budget_exhausted else ""))
     if not result.found:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,13 @@ def _named(schedule: Sequence[FaultBase]) -> list[FaultBase]:
 def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
             steps: Sequence[str] | None = None, kinds: Sequence[str] = KINDS,
             max_faults: int = 3, max_examples: int = 25, budget: float = 60.0, seed: int = 0,
-            workers: int | None = None, pipeline_ref: str | None = None) -> ExploreResult:
-    """Search fault schedules for an invariant violation within ``max_examples``/``budget``."""
+            workers: int | None = None, pipeline_ref: str | None = None,
+            progress: Callable[[int, str | None], None] | None = None) -> ExploreResult:
+    """Search fault schedules for an invariant violation within ``max_examples``/``budget``.
+
+    ``progress(runs, problem)`` is called after each schedule ran (``problem`` is the broken
+    invariant, or None) -- while searching and while shrinking.
+    """
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
 
@@ -121,6 +126,8 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
                 last["problem"] = problem
                 last[repr(named)] = problem
                 broken.append((list(schedule), problem))
+            if progress is not None:
+                progress(runs, problem)
             return problem is not None
 
         strategy = schedule_strategy(steps or list(pipeline.steps), kinds, max_faults)

@@ -135,9 +135,13 @@ def test_same_seed_gives_the_same_journal(tmp_path: Path) -> None:
 def test_explore_finds_and_shrinks_a_planted_bug(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAOS_BUG_DIR", str(tmp_path))
+    seen: list[tuple[int, str | None]] = []
     result = explore(bug, home=tmp_path / "home", max_examples=30, budget=45, seed=3,
-                     pipeline_ref="tests.integration.test_chaos_runs:bug")
+                     pipeline_ref="tests.integration.test_chaos_runs:bug",
+                     progress=lambda runs, problem: seen.append((runs, problem)))
     assert result.found, result
+    assert [n for n, _ in seen] == list(range(1, result.examples + 1))  # every schedule
+    assert any(problem for _, problem in seen)  # the break was reported as it happened
     assert "append_log" in (result.violation or "")
     assert len(result.schedule) == 1
     (fault,) = result.schedule
