@@ -81,8 +81,17 @@ def _run(args: argparse.Namespace) -> int:
     for flag, value in (("--journal", args.journal), ("--report", args.report)):
         if value:
             output_file(value, flag)  # fail now, not after the experiment ran
-    journal = run_experiment(args.experiment, seed=args.seed, home=args.home, env=args.env,
-                             journal_path=args.journal, report_path=args.report)
+    from reliability.display import RunDisplay
+    from reliability.events import EventBus
+
+    bus = EventBus()
+    display = RunDisplay(bus)  # the baseline and the chaos run, step by step, on stderr
+    try:
+        journal = run_experiment(args.experiment, seed=args.seed, home=args.home,
+                                 env=args.env, journal_path=args.journal,
+                                 report_path=args.report, bus=bus)
+    finally:
+        display.close()
     print_journal(_console(), journal)
     return 0 if journal.ok else 1
 
