@@ -53,23 +53,23 @@ def _burn(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], 
     return fire, quiet, "240m", True
 
 
-def _stale(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
+def _last_success(rule: AlertRule) -> tuple[str, int]:
+    """The last-success metric of a freshness rule, and minutes past its limit to test at."""
     assert rule.sla is not None and rule.sla.freshness is not None
-    step = rule.sla.step
-    metric = ("reliability_step_last_success_timestamp_seconds" if step
+    metric = ("reliability_step_last_success_timestamp_seconds" if rule.sla.step
               else "reliability_last_success_timestamp_seconds")
-    minutes = math.ceil(rule.sla.freshness / 60) + 5
+    return metric, math.ceil(rule.sla.freshness / 60) + 5
+
+
+def _stale(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
+    metric, minutes = _last_success(rule)
     name = _series(metric, _scope(rule))
     return ([{"series": name, "values": f"0x{minutes}"}],
             [{"series": name, "values": f"0+60x{minutes}"}], f"{minutes}m", True)
 
 
 def _never(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
-    assert rule.sla is not None and rule.sla.freshness is not None
-    step = rule.sla.step
-    metric = ("reliability_step_last_success_timestamp_seconds" if step
-              else "reliability_last_success_timestamp_seconds")
-    minutes = math.ceil(rule.sla.freshness / 60) + 5
+    metric, minutes = _last_success(rule)
     # fire: only another pipeline ever succeeded; quiet: this one did, long ago (that is
     # the staleness alert's business, not this one's)
     other = _series(metric, {**_scope(rule), "pipeline": f"{rule.pipeline}-other"})

@@ -218,16 +218,20 @@ class _Builder:
                 severity=sla.severity, sla=sla))
         return out
 
+    def _last_success(self, sla: SLA) -> tuple[str, str, str]:
+        """(last-success series selector, who it is about, the freshness as text)."""
+        assert sla.freshness is not None
+        if sla.step:
+            return (f"reliability_step_last_success_timestamp_seconds"
+                    f"{_sel(pipeline=self.p, step=sla.step)}",
+                    "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}",
+                    format_duration(sla.freshness))
+        return (f"reliability_last_success_timestamp_seconds{_sel(pipeline=self.p)}",
+                "pipeline {{ $labels.pipeline }}", format_duration(sla.freshness))
+
     def _stale(self, sla: SLA) -> AlertRule:
         assert sla.freshness is not None
-        fresh = format_duration(sla.freshness)
-        if sla.step:
-            metric = f"reliability_step_last_success_timestamp_seconds" \
-                     f"{_sel(pipeline=self.p, step=sla.step)}"
-            what = "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}"
-        else:
-            metric = f"reliability_last_success_timestamp_seconds{_sel(pipeline=self.p)}"
-            what = "pipeline {{ $labels.pipeline }}"
+        metric, what, fresh = self._last_success(sla)
         return self.alert(
             "ReliabilityPipelineStale", f"time() - {metric} > {_num(sla.freshness)}",
             "stale", "stale_pipeline", f"{what} has not succeeded for over {fresh}",
@@ -239,14 +243,7 @@ class _Builder:
         """No success on record at all for longer than the freshness limit: the staleness
         alert cannot see a pipeline whose last-success series never appeared."""
         assert sla.freshness is not None
-        fresh = format_duration(sla.freshness)
-        if sla.step:
-            metric = f"reliability_step_last_success_timestamp_seconds" \
-                     f"{_sel(pipeline=self.p, step=sla.step)}"
-            what = "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}"
-        else:
-            metric = f"reliability_last_success_timestamp_seconds{_sel(pipeline=self.p)}"
-            what = "pipeline {{ $labels.pipeline }}"
+        metric, what, fresh = self._last_success(sla)
         rule = self.alert(
             "ReliabilityPipelineNeverSucceeded", f"absent({metric})", "never", "stale_pipeline",
             f"{what} has no success on record for over {fresh}",

@@ -24,7 +24,8 @@ class Boom(RuntimeError):
     pass
 
 
-def test_resume_rehashes_committed_outputs_and_redoes_a_corrupt_one(tmp_path: Path) -> None:
+def _cancelled_at_sink(tmp_path: Path, run_id: str) -> tuple[Runner, Any]:
+    """A run of `chain` cancelled once its last step started: the rest is committed."""
     signals = tmp_path / "signals"
     signals.mkdir()
     runner = Runner(chain, home=tmp_path / "h", workers=2)
@@ -37,9 +38,14 @@ def test_resume_rehashes_committed_outputs_and_redoes_a_corrupt_one(tmp_path: Pa
 
     t = threading.Thread(target=cancel_when_sink_starts)
     t.start()
-    first = runner.run(params, run_id="chain-torn")
+    first = runner.run(params, run_id=run_id)
     t.join()
     assert first.status == "cancelled"
+    return runner, first
+
+
+def test_resume_rehashes_committed_outputs_and_redoes_a_corrupt_one(tmp_path: Path) -> None:
+    runner, first = _cancelled_at_sink(tmp_path, "chain-torn")
     obj = runner.store.path(first.outputs["source"])
     good = obj.read_bytes()
     obj.write_bytes(good[: len(good) // 2])  # a torn write: right name, wrong bytes
@@ -64,21 +70,7 @@ def test_a_new_run_id_that_prefixes_an_old_one_starts_a_new_run(home: Path) -> N
 
 
 def test_resume_recommits_a_step_whose_object_vanished(tmp_path: Path) -> None:
-    signals = tmp_path / "signals"
-    signals.mkdir()
-    runner = Runner(chain, home=tmp_path / "h", workers=2)
-    params = {"rows": 500, "signal_dir": str(signals), "slow_step": "sink",
-              "slow_seconds": 30}
-
-    def cancel_when_sink_starts() -> None:
-        wait_for((signals / "sink.1.started").exists, what="sink to start")
-        runner.cancel()
-
-    t = threading.Thread(target=cancel_when_sink_starts)
-    t.start()
-    first = runner.run(params, run_id="chain-gc")
-    t.join()
-    assert first.status == "cancelled"
+    runner, first = _cancelled_at_sink(tmp_path, "chain-gc")
     runner.store.path(first.outputs["source"]).unlink()  # e.g. a store clean-up ran
     again = runner.resume("chain-gc")
     assert again.ok, again.failed

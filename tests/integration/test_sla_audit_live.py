@@ -82,6 +82,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _serve_metrics(tmp_path: Path, home: Path, sla_file: Path, wanted: str) -> str:
+    """Start `reliability sla serve` on a free loopback port, return the first /metrics
+    body holding ``wanted``, and stop the server."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
+             str(home), "--sla", str(sla_file), "--port", str(port), "--interval", "0.2"],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        body, deadline = "", time.monotonic() + 15
+        while wanted not in body:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, body
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.1)
+        return body
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -94,35 +124,12 @@ def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
         runner.close()
     (tmp_path / "s.sla.yaml").write_text(
         "pipeline: servedemo\nrun: {finish_by: {offset: 2h, relative_to: interval_end}}\n")
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
-             str(home), "--sla", str(tmp_path / "s.sla.yaml"), "--port", str(port),
-             "--interval", "0.2"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        body, deadline = "", time.monotonic() + 15
-        while "reliability_run_deadline_timestamp_seconds{" not in body:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, body
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                    body = r.read().decode()
-            except OSError:
-                time.sleep(0.1)
-        line = next(ln for ln in body.splitlines()
-                    if ln.startswith("reliability_run_deadline_timestamp_seconds{"))
-        assert line == ('reliability_run_deadline_timestamp_seconds{pipeline="servedemo"} '
-                        "1.7673192e+09")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
+    body = _serve_metrics(tmp_path, home, tmp_path / "s.sla.yaml",
+                          "reliability_run_deadline_timestamp_seconds{")
+    line = next(ln for ln in body.splitlines()
+                if ln.startswith("reliability_run_deadline_timestamp_seconds{"))
+    assert line == ('reliability_run_deadline_timestamp_seconds{pipeline="servedemo"} '
+                    "1.7673192e+09")
 
 class _FailParams(BaseModel):
     fail: bool = False
@@ -151,38 +158,15 @@ def test_sla_serve_exports_error_budgets_from_the_ledger(tmp_path: Path,
     assert outcomes == ["succeeded", "succeeded", "failed"]
     (tmp_path / "b.sla.yaml").write_text(
         "pipeline: budgetdemo\nrun: {success_rate: {target: 0.5, window: 1d}}\n")
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
-             str(home), "--sla", str(tmp_path / "b.sla.yaml"), "--port", str(port),
-             "--interval", "0.2"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        prefix = "reliability_error_budget_remaining_ratio{"
-        body, deadline = "", time.monotonic() + 15
-        while prefix not in body:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, body
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                    body = r.read().decode()
-            except OSError:
-                time.sleep(0.1)
-        line = next(ln for ln in body.splitlines() if ln.startswith(prefix))
-        labels, value = line.rsplit(" ", 1)
-        assert 'pipeline="budgetdemo"' in labels
-        assert float(value) == pytest.approx(1 - (1 / 3) / 0.5)  # a third of runs failed
-        marker = next(ln for ln in body.splitlines()
-                      if ln.startswith("reliability_ledger_replay_timestamp_seconds "))
-        assert abs(float(marker.split()[1]) - time.time()) < 60  # replaying since start-up
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    prefix = "reliability_error_budget_remaining_ratio{"
+    body = _serve_metrics(tmp_path, home, tmp_path / "b.sla.yaml", prefix)
+    line = next(ln for ln in body.splitlines() if ln.startswith(prefix))
+    labels, value = line.rsplit(" ", 1)
+    assert 'pipeline="budgetdemo"' in labels
+    assert float(value) == pytest.approx(1 - (1 / 3) / 0.5)  # a third of runs failed
+    marker = next(ln for ln in body.splitlines()
+                  if ln.startswith("reliability_ledger_replay_timestamp_seconds "))
+    assert abs(float(marker.split()[1]) - time.time()) < 60  # replaying since start-up
 
 
 def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -> None:
