@@ -139,6 +139,13 @@ class _Demo:
         self.con.print(f"ledger:      {self.home / 'ledger.db'}")
         self.con.print(f"artifacts:   {self.home / 'store' / 'objects'}")
         self.con.print(f"report:      {reports / 'chaos-report.html'}")
+        if run.get("run_id"):
+            from reliability.runner import Ledger
+            from reliability.runner.report import write_run_report
+
+            with Ledger(self.home / "ledger.db") as led:
+                page = write_run_report(led, str(run["run_id"]), reports / "chaos-run.html")
+            self.con.print(f"run page:    {page}")
         self.con.print(f"journal:     {reports / 'chaos-journal.json'}")
         for b in monitor.breaches:
             self.con.print(f"[yellow]SLA breach[/] {b.step or 'run'}: {escape(str(b.error))}")

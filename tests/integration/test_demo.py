@@ -46,6 +46,8 @@ def test_demo_runs_the_reference_pipeline_under_contracts_chaos_and_slas(
     kinds = {f["type"] for f in journal["faults"]}
     assert {"network", "exception", "kill_worker"} <= kinds
     assert (home / "reports" / "chaos-report.html").read_text().count("<svg") >= 1
+    page = (home / "reports" / "chaos-run.html").read_text()
+    assert journal["run"]["run_id"] in page and "train attempt 1: worker_lost" in page
     assert (home / "monitoring" / "reliability.rules.yml").exists()
     assert list((home / "runbooks").rglob("worker_lost-train.md"))
     with Ledger(home / "ledger.db") as led:
