@@ -20,6 +20,7 @@ import datetime as dt
 import inspect
 import logging
 import random
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,14 +210,18 @@ class StepSpec:
         return tuple(seen)
 
 
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
 class Pipeline:
     """A named DAG of steps."""
 
     def __init__(self, name: str, *, params: type[Any] | None = None,
                  description: str = "") -> None:
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
+        if not isinstance(name, str) or not _PIPELINE_NAME.fullmatch(name):
             raise DefinitionError(
-                f"pipeline name {name!r} must be non-empty letters, digits, '-' or '_'. "
+                f"pipeline name {name!r} must be 1-100 ASCII letters, digits, '-' or '_', "
+                "starting with a letter or digit (it names runs, files and metric labels). "
                 "Fix: rename the pipeline")
         self.name = name
         self.params_model = params

@@ -230,6 +230,11 @@ class Runner:
             for fn in self.before_run:  # a cancel() from here on is not lost
                 fn(self, rec.run_id)
             return loop.run()
+        except Exception as exc:  # a bug or a broken disk: never leave the run 'running'
+            with contextlib.suppress(Exception):
+                self.ledger.finish_run(rec.run_id, "failed",
+                                       f"runner error: {type(exc).__name__}: {exc}")
+            raise
         finally:
             with self._state_lock:
                 self._loop = None
@@ -352,6 +357,9 @@ class _Loop:
                            details={"reason": "already committed",
                                     "output_hash": row["output_hash"]})
             elif row and row["status"] != "pending":
+                if row["status"] == "succeeded" and row["output_hash"]:
+                    led.release_commit(self.run_id, name, "the committed object is missing "
+                                       "or its bytes changed; the step runs again")
                 led.set_step(self.run_id, name, "pending")
         for name in self.r.order:
             if name in self.outputs:
@@ -447,6 +455,7 @@ class _Loop:
             w.conn.send(task)
         except OSError:  # died between tasks: record it, run the step on a fresh worker
             pool.remove(w)
+            self.tries[step] -= 1  # the step never ran: not a try of its budget
             error = f"worker pid {w.pid} died before it received the task"
             self.r.ledger.end_attempt(self.run_id, step, attempt, "worker_lost",
                                       "WorkerLost", error)

@@ -361,6 +361,23 @@ class Ledger:
                 "UPDATE attempts SET status='succeeded', ended_at=? WHERE run_id=? AND step=?"
                 " AND attempt=?", (now, run_id, step, attempt))
 
+    def release_commit(self, run_id: str, step: str, reason: str) -> None:
+        """Forget a step's commit whose object is gone from the store, so that running
+        the step again may commit (possibly other bytes, for a step that is not
+        deterministic). The loss stays in the audit trail as an ``output_lost`` event."""
+        now = time.time()
+        with self.tx() as db:
+            row = db.execute("SELECT output_hash FROM commits WHERE run_id=? AND step=?",
+                             (run_id, step)).fetchone()
+            if row is None:
+                return
+            db.execute("DELETE FROM commits WHERE run_id=? AND step=?", (run_id, step))
+            db.execute(
+                "INSERT INTO events (run_id, time, kind, step, attempt, details) VALUES"
+                " (?,?,?,?,?,?)", (run_id, now, "output_lost", step, None,
+                                   json.dumps({"output_hash": row["output_hash"],
+                                               "reason": reason}, sort_keys=True)))
+
     def set_step(self, run_id: str, step: str, status: str, error: str | None = None) -> None:
         self._write(
             "UPDATE steps SET status=?, error=?, ended_at=? WHERE run_id=? AND step=?",

@@ -17,6 +17,7 @@ its registry to a Pushgateway when it ends (:func:`reliability.sla.exporter.push
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,9 @@ class PipelineMetrics:
         self.registry.register(self.collector)
         self._lock = self.collector.lock
         self._last_ok: dict[str, float] = {}
+        self._open: dict[str, set[str]] = {}  # pipeline -> run ids started, not ended
+        self._due: dict[str, dict[str, float]] = {}  # pipeline -> run id -> deadline
+        self._closed: dict[str, None] = {}  # recently ended run ids, oldest first
         self._ended: set[tuple[str, str, str, int | None]] = set()
         self._dispatch: dict[EventKind, Callable[[Event], None]] = {
             EventKind.RUN_STARTED: self._run_started, EventKind.STEP_SUCCEEDED: self._step_ok,
@@ -128,7 +132,11 @@ class PipelineMetrics:
         # Zero series for every outcome, so rate()/increase() see the first one: a series
         # born at 1 has no earlier sample, and the error ratios of the burn-rate alerts
         # would miss the first failure of a pipeline (or of a step) entirely.
-        self.runs_in_progress.inc((ev.pipeline,))
+        # a set, not a count: a run resumed after its runner died starts twice, ends once
+        running = self._open.setdefault(ev.pipeline, set())
+        running.add(ev.run_id)
+        self._closed.pop(ev.run_id, None)  # resumed
+        self.runs_in_progress.set((ev.pipeline,), len(running))
         for status in _FINAL_RUN.values():
             self.runs.touch((ev.pipeline, status))
         for step in ev.details.get("steps", ()):
@@ -140,7 +148,15 @@ class PipelineMetrics:
 
     def _run_ended(self, ev: Event) -> None:
         status = _FINAL_RUN[ev.kind]
-        self.runs_in_progress.inc((ev.pipeline,), -1.0)
+        running = self._open.setdefault(ev.pipeline, set())
+        running.discard(ev.run_id)
+        self.runs_in_progress.set((ev.pipeline,), len(running))
+        self._closed[ev.run_id] = None
+        if len(self._closed) > 4096:
+            del self._closed[next(iter(self._closed))]
+        dues = self._due.get(ev.pipeline)
+        if dues is not None and dues.pop(ev.run_id, None) is not None:
+            self._publish_deadline(ev.pipeline)
         self.runs.inc((ev.pipeline, status))
         if ev.duration is not None:
             self.run_duration.observe((ev.pipeline, status), ev.duration)
@@ -209,9 +225,22 @@ class PipelineMetrics:
         self.breaches.inc((ev.pipeline, ev.step or RUN_SCOPE, sla))
 
     # -- set by the SLA monitor (any thread) ----------------------------------------------
-    def set_deadline(self, pipeline: str, when: float) -> None:
+    def set_deadline(self, pipeline: str, when: float, run_id: str | None = None) -> None:
+        """Record a run's finish-by deadline. The gauge shows the earliest deadline of the
+        pipeline's runs in progress, and +Inf while none of them has one (a backfill, or no
+        run): the past-deadline alert compares it with the time."""
         with self._lock:
-            self.deadline.set((pipeline,), when)
+            if run_id is None:
+                self.deadline.set((pipeline,), when)
+                return
+            if run_id in self._closed:
+                return  # already ended (a late timer)
+            self._due.setdefault(pipeline, {})[run_id] = when
+            self._publish_deadline(pipeline)
+
+    def _publish_deadline(self, pipeline: str) -> None:
+        dues = self._due.get(pipeline) or {}
+        self.deadline.set((pipeline,), min(dues.values(), default=math.inf))
 
     def set_budget(self, pipeline: str, step: str | None, remaining: float) -> None:
         with self._lock:

@@ -203,7 +203,7 @@ class SLAMonitor:
                                   lambda: self._live_duration(run, None, limit))
         if sla.finish_by is not None and run.deadline:
             due = _deadline(sla, run)
-            self.metrics.set_deadline(ev.pipeline, due)
+            self.metrics.set_deadline(ev.pipeline, due, ev.run_id)
             self._timers.schedule(due, (ev.run_id, None, "finish_by"),
                                   lambda: self._live_deadline(run, due))
 

@@ -132,7 +132,8 @@ class DeadlineGauge:
         if (ev.kind is EventKind.RUN_STARTED and sla is not None
                 and deadline_applies(ev.details)):
             self.metrics.set_deadline(ev.pipeline,
-                                      deadline_of(sla, ev.time, interval_of(ev.details)))
+                                      deadline_of(sla, ev.time, interval_of(ev.details)),
+                                      ev.run_id)
 
 
 class BudgetGauge:

@@ -130,9 +130,11 @@ def _new_counts(metric: str, selector: str, by: str) -> str:
     still does).
     """
     s, w = f"{metric}{selector}", NEW_COUNT_WINDOW
+    # the replayed series' first sample lands a scrape after the marker's value: allow up
+    # to Prometheus' 5-minute lookback for it on top of the window
     return (f"sum by ({by}) (increase({s}[{w}])) > 0 or "
             f"sum by ({by}) ({s} unless {s} offset {w}) > 0 "
-            f"unless on () (time() - {REPLAY_METRIC} < {_seconds(w)})")
+            f"unless on () (time() - {REPLAY_METRIC} < {_seconds(w) + 300})")
 
 
 def _seconds(window: str) -> int:

@@ -416,3 +416,54 @@ def test_run_ids_that_could_name_other_directories_are_refused(tmp_path: Path,
         runner.run({"rows": 5}, run_id=bad)
     assert (victim / "keep.txt").read_text() == "data"
     assert runner.ledger.list_runs() == []
+
+
+wobble = Pipeline("wobble")
+
+
+@wobble.step
+def stamp() -> float:
+    return time.time()  # other bytes on every run
+
+
+@wobble.step
+def use(stamp: float) -> list[float]:
+    return [stamp]  # not the same object as stamp's
+
+
+def test_resume_recommits_a_lost_output_of_a_step_that_is_not_deterministic(
+        tmp_path: Path) -> None:
+    runner = Runner(wobble, home=tmp_path / "h", workers=1)
+    first = runner.run(run_id="wobble-1")
+    assert first.ok
+    runner.store.path(first.outputs["stamp"]).unlink()
+    runner.ledger.finish_run("wobble-1", "failed", "pretend the run broke after the loss")
+    again = runner.resume("wobble-1")
+    assert again.ok and again.outputs["stamp"] != first.outputs["stamp"]
+    commits = {c["step"]: c["output_hash"] for c in runner.ledger.commits("wobble-1")}
+    assert commits["stamp"] == again.outputs["stamp"]  # one commit row, the new object
+    lost = runner.ledger.events("wobble-1", "output_lost")
+    assert [e["details"]["output_hash"] for e in lost] == [first.outputs["stamp"]]
+
+
+def test_a_task_that_never_reached_its_worker_does_not_use_a_retry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reliability.runner.pool import WorkerPool
+
+    spawned: list[int] = []
+    real_spawn = WorkerPool.spawn
+
+    def spawn_one_dead(self: WorkerPool) -> Any:
+        w = real_spawn(self)
+        if not spawned:  # the first worker dies before it gets any task
+            w.proc.kill()
+            w.proc.join()
+        spawned.append(w.pid)
+        return w
+
+    monkeypatch.setattr(WorkerPool, "spawn", spawn_one_dead)
+    runner = Runner(flaky, home=tmp_path / "h", workers=1)
+    res = runner.run({"counter": str(tmp_path / "count"), "succeed_on": 2})
+    assert res.ok, res.failed  # try 1 failed, its one retry succeeded
+    statuses = [a["status"] for a in runner.ledger.attempts(res.run_id, "wobbly")]
+    assert statuses[0] == "worker_lost" and statuses[1:] == ["failed", "succeeded"]

@@ -120,16 +120,29 @@ def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
     try:
         interval = DataInterval.parse("2026-01-01T00:00:00+00:00/2026-01-02T00:00:00+00:00")
         assert runner.run(interval=interval).status == "succeeded"
+        # runs still going in another process, as far as the ledger knows: 2 January's,
+        # started twice (its first runner died), and a backfill, which has no deadline
+        led = runner.ledger
+        for run_id, day, trigger in (("servedemo-open", 2, None),
+                                     ("servedemo-backfill", 3, "backfill")):
+            iv = (f"2026-01-0{day}T00:00:00+00:00", f"2026-01-0{day + 1}T00:00:00+00:00")
+            led.create_run(run_id, "servedemo", run_id, {}, ["only"], interval=iv,
+                           trigger=trigger)
+            for _ in range(2 if trigger is None else 1):
+                led.record_event(run_id, time.time(), "run_started", None, None,
+                                 {"interval": "/".join(iv), "trigger": trigger})
     finally:
         runner.close()
     (tmp_path / "s.sla.yaml").write_text(
         "pipeline: servedemo\nrun: {finish_by: {offset: 2h, relative_to: interval_end}}\n")
     body = _serve_metrics(tmp_path, home, tmp_path / "s.sla.yaml",
-                          "reliability_run_deadline_timestamp_seconds{")
+                          'reliability_runs_in_progress{pipeline="servedemo"} 2')
     line = next(ln for ln in body.splitlines()
                 if ln.startswith("reliability_run_deadline_timestamp_seconds{"))
+    # the open run's deadline: 3 January 02:00 UTC; the finished run's and the backfill's
+    # count for nothing, and the restarted run is one run, not two
     assert line == ('reliability_run_deadline_timestamp_seconds{pipeline="servedemo"} '
-                    "1.7673192e+09")
+                    "1.7674056e+09")
 
 class _FailParams(BaseModel):
     fail: bool = False
@@ -194,6 +207,12 @@ def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -
          "alert_rule_test": [
              {"eval_time": "25m", "alertname": "ReliabilityWorkerLost", "exp_alerts": []},
              {"eval_time": "29m", "alertname": "ReliabilityWorkerLost", "exp_alerts": fired}]},
+        {"interval": "1m",  # replayed series first scraped a minute after the marker
+         "input_series": [{"series": lost, "values": "_x21 3x39"},
+                          {"series": marker, "values": "_x20 1200x40"}],
+         "alert_rule_test": [
+             {"eval_time": f"{m}m", "alertname": "ReliabilityWorkerLost", "exp_alerts": []}
+             for m in (21, 30, 35, 36, 40, 45)]},
         {"interval": "1m",
          "input_series": [{"series": lost, "values": "_x20 5x10"}],
          "alert_rule_test": [

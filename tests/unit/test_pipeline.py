@@ -96,7 +96,7 @@ def test_timeout_must_be_positive() -> None:
 def test_empty_pipeline_and_bad_name() -> None:
     with pytest.raises(DefinitionError, match="no steps"):
         Pipeline("empty").validate()
-    with pytest.raises(DefinitionError, match="must be non-empty"):
+    with pytest.raises(DefinitionError, match="must be 1-100 ASCII letters"):
         Pipeline("has space")
 
 

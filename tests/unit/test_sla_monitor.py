@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -109,14 +110,19 @@ def test_deadline_relative_to_run_start_fires_live(tmp_path: Path) -> None:
     runner = Runner(slow, home=tmp_path, bus=bus, workers=1)
     slas = SLASet("slowpipe", [SLA(finish_by=Deadline(offset=0.4, relative_to="run_start"))])
     reg = CollectorRegistry()
+    during: list[float | None] = []
+    bus.subscribe(lambda e: during.append(reg.get_sample_value(
+        "reliability_run_deadline_timestamp_seconds", {"pipeline": "slowpipe"})),
+        kinds={EventKind.SLA_BREACHED})
     with SLAMonitor(slas, bus, registry=reg):
         runner.run()
     kinds = [e.kind for _, e in seen]
     assert kinds.index(EventKind.SLA_BREACHED) < kinds.index(EventKind.RUN_SUCCEEDED)
-    deadline = reg.get_sample_value("reliability_run_deadline_timestamp_seconds",
-                                    {"pipeline": "slowpipe"})
     started = next(e.time for _, e in seen if e.kind is EventKind.RUN_STARTED)
-    assert deadline == pytest.approx(started + 0.4)
+    assert during == [pytest.approx(started + 0.4)]  # while the run was late
+    after = reg.get_sample_value("reliability_run_deadline_timestamp_seconds",
+                                 {"pipeline": "slowpipe"})
+    assert after == math.inf  # no run in progress: nothing can be past its deadline
 
 
 
