@@ -32,8 +32,10 @@ def _bool(mask: Any) -> Arr:
 
 
 def _numeric(s: pd.Series) -> Arr:
-    return s.to_numpy(dtype="float64", na_value=np.nan) if s.dtype.kind not in "fiu" \
-        else s.to_numpy()
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiu":
+        return s.to_numpy()
+    # object columns and nullable extension dtypes (Int64, Float64...): NA becomes NaN
+    return s.to_numpy(dtype="float64", na_value=np.nan)
 
 
 class _ColumnRules:
@@ -62,8 +64,10 @@ class _ColumnRules:
                 (s != value) & (s.notna() if nullable else True))))
         if col.str_matches is not None:
             pattern = col.str_matches
+            # a missing value never matches; it fails unless nulls are let through
             self.rules.append((f"str_matches({pattern!r})", lambda s: _bool(
-                ~s.astype("str").str.match(pattern).fillna(nullable))))
+                ~s.astype("str").str.match(pattern).fillna(False).astype(bool)
+                & (s.notna() if nullable else True))))
         if col.str_length is not None:
             lo, hi = col.str_length.min_value, col.str_length.max_value
             self.rules.append((f"str_length({lo}, {hi})", lambda s: _bool(

@@ -43,22 +43,33 @@ def _checks(pa: Any, col: ColumnSpec) -> list[Any]:
     return out
 
 
-def build_schema(spec: FrameSpec, backend: str) -> Any:
-    """A pandera DataFrameSchema (pandas or polars API) equivalent to ``spec``."""
+def build_schema(spec: FrameSpec, backend: str, *, frame: Any = None) -> Any:
+    """A pandera DataFrameSchema (pandas or polars API) equivalent to ``spec``.
+
+    With ``frame`` (pandas), a column whose dtype the contract accepts keeps that dtype in
+    the schema -- e.g. the nullable ``Int64`` for ``int64`` -- so the report re-judges only
+    what our own check found wrong.
+    """
     import importlib
 
     pa = importlib.import_module(f"pandera.{'polars' if backend == 'polars' else 'pandas'}")
 
-    def dtype(name: str) -> Any:
+    def dtype(column: str, name: str) -> Any:
         if backend == "polars":
             import polars as pl
 
             return getattr(pl, sorted(DTYPES[name][1])[0]) if name != "datetime" else None
-        return name if name not in {"str", "date", "datetime"} else None
+        if name in {"str", "date", "datetime"}:
+            return None  # checked by value (object, str and tz-aware variants)
+        if frame is not None and column in getattr(frame, "columns", ()):
+            actual = str(frame[column].dtype)
+            if actual in DTYPES[name][0]:
+                return actual
+        return name
 
     columns = {
-        name: pa.Column(dtype(col.dtype), checks=_checks(pa, col), nullable=col.nullable,
-                        unique=col.unique, required=col.required)
+        name: pa.Column(dtype(name, col.dtype), checks=_checks(pa, col),
+                        nullable=col.nullable, unique=col.unique, required=col.required)
         for name, col in spec.columns.items()
     }
     return pa.DataFrameSchema(columns, strict=spec.strict, ordered=spec.ordered,
@@ -70,7 +81,7 @@ def lazy_report(spec: FrameSpec, backend: str, frame: Any) -> list[Finding]:
     try:
         import pandera.errors as pe
 
-        schema = build_schema(spec, backend)
+        schema = build_schema(spec, backend, frame=frame)
         try:
             schema.validate(frame, lazy=True)
         except pe.SchemaErrors as exc:

@@ -45,19 +45,20 @@ __all__ = [
     "dtype_family",
 ]
 
-#: library-neutral dtypes -> (pandas dtype names accepted, polars dtype names accepted)
+#: library-neutral dtypes -> (pandas dtype names accepted, polars dtype names accepted);
+#: pandas' nullable extension dtypes (Int64, Float64, boolean...) count as their numpy kin
 DTYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "int8": (frozenset({"int8"}), frozenset({"Int8"})),
-    "int16": (frozenset({"int16"}), frozenset({"Int16"})),
-    "int32": (frozenset({"int32"}), frozenset({"Int32"})),
-    "int64": (frozenset({"int64"}), frozenset({"Int64"})),
-    "uint8": (frozenset({"uint8"}), frozenset({"UInt8"})),
-    "uint16": (frozenset({"uint16"}), frozenset({"UInt16"})),
-    "uint32": (frozenset({"uint32"}), frozenset({"UInt32"})),
-    "uint64": (frozenset({"uint64"}), frozenset({"UInt64"})),
-    "float32": (frozenset({"float32"}), frozenset({"Float32"})),
-    "float64": (frozenset({"float64"}), frozenset({"Float64"})),
-    "bool": (frozenset({"bool"}), frozenset({"Boolean"})),
+    "int8": (frozenset({"int8", "Int8"}), frozenset({"Int8"})),
+    "int16": (frozenset({"int16", "Int16"}), frozenset({"Int16"})),
+    "int32": (frozenset({"int32", "Int32"}), frozenset({"Int32"})),
+    "int64": (frozenset({"int64", "Int64"}), frozenset({"Int64"})),
+    "uint8": (frozenset({"uint8", "UInt8"}), frozenset({"UInt8"})),
+    "uint16": (frozenset({"uint16", "UInt16"}), frozenset({"UInt16"})),
+    "uint32": (frozenset({"uint32", "UInt32"}), frozenset({"UInt32"})),
+    "uint64": (frozenset({"uint64", "UInt64"}), frozenset({"UInt64"})),
+    "float32": (frozenset({"float32", "Float32"}), frozenset({"Float32"})),
+    "float64": (frozenset({"float64", "Float64"}), frozenset({"Float64"})),
+    "bool": (frozenset({"bool", "boolean"}), frozenset({"Boolean"})),
     "str": (frozenset({"str", "string", "object"}), frozenset({"String"})),
     "datetime": (frozenset({"datetime64[ns]", "datetime64[us]", "datetime64[ms]"}),
                  frozenset({"Datetime"})),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,13 @@ def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, 
             bar.console.print(f"[{style}]{status:<9}[/] {item.interval.key()}  {detail}")
             bar.advance(task)
 
-        report = run_backfill(store, plan, execute, parallel=args.parallel, params=params,
-                              on_item=on_item)
+        with _sigterm_as_interrupt(args.parallel > 1):
+            report = run_backfill(store, plan, execute, parallel=args.parallel,
+                                  params=params, on_item=on_item)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing run"
     con.print(f"backfill {plan.backfill_id}: {counts}"
               + (" - cancelled; rerun the same command to continue" if report.cancelled
-                 else ""))
+                 else ""), soft_wrap=True)
     return report
 
 
@@ -149,3 +151,21 @@ def _print_outcome(con: Any, out: Any) -> None:
     else:
         con.print(f"[yellow]no-op[/]   {escape(out.schedule)} {where}: {escape(out.reason)}",
                   soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(active: bool) -> Iterator[None]:
+    """SIGTERM stops a parallel backfill as Ctrl-C does (its runs live in other threads,
+    where the runner cannot take the signal itself)."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

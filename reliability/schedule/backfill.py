@@ -17,7 +17,8 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -170,13 +171,31 @@ def run_backfill(store: ScheduleStore, plan: BackfillPlan, execute: Execute, *,
             one(item)
     else:
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="backfill") as pool:
-            for fut in [pool.submit(one, item) for item in todo]:
-                fut.result()
+            futures = [pool.submit(one, item) for item in todo]
+            try:
+                for fut in futures:
+                    fut.result()
+            except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, see the CLI) in this thread
+                _cancel_parallel(futures, stop, execute)
     report.cancelled = stop.is_set()
     left = [s for *_, s, _r in store.backfill_items(plan.backfill_id) if s not in _DONE]
     store.set_backfill(plan.backfill_id, "cancelled" if report.cancelled else
                        ("completed" if not left else "running"))
     return report
+
+
+def _cancel_parallel(futures: list[Future[None]], stop: threading.Event,
+                     execute: Execute) -> None:
+    """Stop a parallel backfill: queued intervals never start, running ones are cancelled
+    through ``execute.cancel()`` (they end 'cancelled' and resume on the next backfill)."""
+    stop.set()
+    for fut in futures:
+        fut.cancel()
+    cancel = getattr(execute, "cancel", None)
+    while not all(f.done() for f in futures):
+        if cancel is not None:
+            cancel()  # again until done: a run may have been starting
+        futures_wait(futures, timeout=0.2)
 
 
 def _run_item(store: ScheduleStore, plan: BackfillPlan, item: BackfillItem,

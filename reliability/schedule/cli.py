@@ -194,6 +194,8 @@ def _backfill(args: argparse.Namespace) -> int:
                                             params)
     finally:
         store.close()
+    if report.cancelled:
+        return 130  # as a cancelled run: rerun the same command to continue
     return 0 if report.ok else 1
 
 

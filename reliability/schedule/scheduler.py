@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -150,8 +151,12 @@ class Scheduler:
         self.store = store or ScheduleStore.at_home(Path(home or "."))
         self.now = now
         self.pool = ThreadPoolExecutor(max_workers=max_active, thread_name_prefix="schedule")
-        self._slots = {s.name: threading.BoundedSemaphore(s.catchup.max_active)
-                       for s in schedules}
+        # Runs wait in a queue per schedule and reach the pool only when their schedule has
+        # a free slot: a backlog of one schedule never holds the threads of the others.
+        self._queues: dict[str, deque[tuple[RunRequest, Future[RunOutcome]]]] = {
+            s.name: deque() for s in schedules}
+        self._running = dict.fromkeys(self.schedules, 0)
+        self._queue_lock = threading.Lock()
         self._watermark: dict[str, dt.datetime | None] = {}
         self._listeners: list[Callable[[TriggerOutcome], None]] = []
         self._source: Any = None
@@ -238,6 +243,17 @@ class Scheduler:
                                  f"{self.now().isoformat()}")
             self._notify(out)
             return out
+        now = self.now()
+        if s.fire_on_time and iv.end > now:
+            # its data is not complete; running it now would also mark it done, and its
+            # own fire would then skip the part of it that arrives later
+            out = TriggerOutcome(
+                name, iv, False,
+                f"interval {iv.key()} has not ended (it ends at {iv.end.isoformat()}, now "
+                f"is {now.isoformat()}); not run. Fix: trigger it after it ends, or use "
+                "fire_on: events for a schedule whose data says when it is complete")
+            self._notify(out)
+            return out
         out = self._fire(s, iv, source, reprocess)
         return out.wait() if wait else out
 
@@ -274,18 +290,45 @@ class Scheduler:
         assert claim.run_id is not None
         req = RunRequest(s.name, s.pipeline, iv, claim.run_id, claim.resume, source,
                          s.params, s.ref)
-        fut = self.pool.submit(self._run_claimed, s, req)
+        fut: Future[RunOutcome] = Future()
         self._pending[fut] = req
         fut.add_done_callback(lambda f: self._pending.pop(f, None))
+        with self._queue_lock:
+            self._queues[s.name].append((req, fut))
+        self._dispatch(s.name)
         out = TriggerOutcome(s.name, iv, True, claim.reason, claim.run_id, future=fut)
         self._notify(out)
         return out
 
-    def _run_claimed(self, s: Schedule, req: RunRequest) -> RunOutcome:
-        with self._slots[s.name]:
-            if self._stopping.is_set():
-                return self._never_started(req)
-            return run_claimed(self.store, self.execute, req)
+    def _dispatch(self, name: str) -> None:
+        """Hand queued runs of schedule ``name`` to the pool while it has free slots."""
+        limit = self.schedules[name].catchup.max_active
+        with self._queue_lock:
+            while self._queues[name] and self._running[name] < limit:
+                req, fut = self._queues[name].popleft()
+                self._running[name] += 1
+                try:
+                    self.pool.submit(self._run_queued, req, fut)
+                except RuntimeError:  # the pool is shut down: the run never starts
+                    self._running[name] -= 1
+                    if fut.set_running_or_notify_cancel():
+                        fut.set_result(self._never_started(req))
+
+    def _run_queued(self, req: RunRequest, fut: Future[RunOutcome]) -> None:
+        try:
+            if not fut.set_running_or_notify_cancel():
+                return  # cancelled while queued (shutdown recorded it)
+            try:
+                result = (self._never_started(req) if self._stopping.is_set()
+                          else run_claimed(self.store, self.execute, req))
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+        finally:
+            with self._queue_lock:
+                self._running[req.schedule] -= 1
+            self._dispatch(req.schedule)
 
     def _never_started(self, req: RunRequest) -> RunOutcome:
         why = "scheduler stopped before the run began"
@@ -349,6 +392,8 @@ class Scheduler:
             while stop_runs is not None and wait and self._pending:
                 stop_runs()  # again until done: a run may start after an earlier call
                 futures_wait(list(self._pending), timeout=0.2)
+        while wait and self._pending:  # queued runs reach the pool as slots free up
+            futures_wait(list(self._pending), timeout=0.2)
         self.pool.shutdown(wait=wait)
 
 

@@ -115,6 +115,41 @@ def test_sigkilled_backfill_resumes_without_repeating_completed_intervals(
     assert items == [("succeeded", 8)]
 
 
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_parallel_backfill_stops_on_a_signal_and_resumes(tmp_path: Path, sig: int) -> None:
+    (tmp_path / "tinymod.py").write_text(TINY)
+    home = tmp_path / "home"
+    db = home / "ledger.db"
+    cmd = [sys.executable, "-m", "reliability", "backfill", "tinymod:pipeline",
+           "--start", "2026-01-01", "--end", "2026-01-21", "--every", "1d", "-j", "2",
+           "--home", str(home), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "TINY_SLEEP": "0.5"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not _rows(db, "SELECT 1 FROM runs WHERE status='running'"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=30)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130, out
+    assert "rerun the same command to continue" in out
+    ran = _rows(db, "SELECT COUNT(*) FROM runs")[0][0]
+    assert ran <= 6, out  # stopped at once, not after all 20 intervals
+    assert _rows(db, "SELECT COUNT(*) FROM runs WHERE status='running'")[0][0] == 0
+    again = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "TINY_SLEEP": "0"},
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    runs = _rows(db, "SELECT interval_start, COUNT(DISTINCT run_id) FROM runs"
+                     " GROUP BY interval_start")
+    assert len(runs) == 20 and all(n == 1 for _, n in runs)  # cancelled runs resumed
+
+
 pipe = Pipeline("landing")
 
 

@@ -249,3 +249,40 @@ def test_python_declared_schema_keeps_ignore_na_and_rejects_misfit_checks() -> N
     with pytest.raises(ConfigError, match="compare numbers") as info:
         cset.add_pandera(pa.DataFrameSchema({"s": pa.Column(str, pa.Check.ge(0))}), step="t")
     assert list(info.value.path) == ["columns", "s"]
+
+
+def test_pandas_nullable_extension_dtypes_and_nullable_patterns() -> None:
+    """Int64 / Float64 / boolean columns with NA, and nulls in a nullable str_matches
+    column, pass; real violations are reported once, without a spurious dtype failure."""
+    import pandas as pd
+
+    from reliability.contracts import Contract
+    from reliability.contracts.spec import ContractSpec
+
+    spec = ContractSpec.model_validate({
+        "pipeline": "p", "step": "s", "direction": "output",
+        "schema": {"columns": {"x": {"dtype": "int64", "nullable": True, "ge": 0},
+                               "f": {"dtype": "float64", "nullable": True, "le": 1.5},
+                               "b": {"dtype": "bool", "nullable": True},
+                               "t": {"dtype": "str", "nullable": True, "str_matches": "a+"}},
+                   "strict": True, "min_rows": 1}})
+    contract = Contract(spec)
+    good = pd.DataFrame({"x": pd.array([1, None], dtype="Int64"),
+                         "f": pd.array([1.0, None], dtype="Float64"),
+                         "b": pd.array([True, None], dtype="boolean"), "t": ["a", None]})
+    assert contract.validate(good).ok
+    bad = good.copy()
+    bad.loc[0, "x"], bad.loc[0, "f"], bad.loc[0, "t"] = -1, 2.0, "b"
+    for detailed in (True, False):
+        report = contract.validate(bad, detailed=detailed)
+        assert sorted(f["column"] for f in report.failures) == ["f", "t", "x"]
+        assert all(f["failure_count"] == 1 for f in report.failures)
+    nulls = pd.DataFrame({"x": pd.array([None], dtype="Int64"),
+                          "f": pd.array([None], dtype="Float64"),
+                          "b": pd.array([None], dtype="boolean"), "t": [None]})
+    strict = ContractSpec.model_validate({
+        "pipeline": "p", "step": "s", "direction": "output",
+        "schema": {"columns": {"t": {"dtype": "str", "nullable": False, "str_matches": "a+"}},
+                   "strict": False, "min_rows": 1}})
+    failed = Contract(strict).validate(nulls, detailed=False)
+    assert {f["check"] for f in failed.failures} >= {"not_nullable"}

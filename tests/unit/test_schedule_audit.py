@@ -126,8 +126,50 @@ def test_a_trigger_for_an_interval_off_the_timetable_is_refused(
         sched.trigger("daily", DataInterval.parse(text))
     assert sched.store.query("SELECT COUNT(*) FROM schedule_runs")[0][0] == 0
     ok = sched.trigger("daily", DataInterval.parse(
-        "2026-01-31T02:30:00+01:00/2026-02-01T02:30:00+01:00"), wait=True)
+        "2026-01-30T02:30:00+01:00/2026-01-31T02:30:00+01:00"), wait=True)
     assert ok.started and ok.status == "succeeded"
+
+
+def test_a_trigger_for_an_interval_that_has_not_ended_is_a_no_op(
+        tmp_path: Path, scheds: list[Scheduler]) -> None:
+    clock = Clock(FEB)  # 1 February 00:00 UTC: the interval ending 01:30 UTC is still open
+    sched = Scheduler([berlin_daily()], execute=quick, home=tmp_path, now=clock)
+    scheds.append(sched)
+    open_iv = DataInterval.parse("2026-01-31T02:30:00+01:00/2026-02-01T02:30:00+01:00")
+    early = sched.trigger("daily", open_iv, source="http")
+    assert not early.started and "has not ended" in early.reason and "Fix:" in early.reason
+    assert sched.store.query("SELECT COUNT(*) FROM schedule_runs")[0][0] == 0
+    clock.t = FEB + dt.timedelta(hours=2)  # now it has ended: its own fire runs it
+    done = sched.trigger("daily", open_iv, source="cron", wait=True)
+    assert done.started and done.status == "succeeded"
+
+
+def test_one_schedules_backlog_does_not_hold_up_another(tmp_path: Path,
+                                                        scheds: list[Scheduler]) -> None:
+    import threading
+
+    gate = threading.Event()
+
+    def slow_a(req: RunRequest) -> RunOutcome:
+        if req.schedule == "a":
+            gate.wait(10)
+        return RunOutcome(req.run_id, "succeeded")
+
+    a = Schedule("a", "pa", CronTimetable("0 0 * * *", start=FEB),
+                 catchup=Catchup(CatchupPolicy.ALL, dt.timedelta(0), max_active=1))
+    b = Schedule("b", "pb", CronTimetable("0 0 * * *", start=FEB))
+    sched = Scheduler([a, b], execute=slow_a, home=tmp_path,
+                      now=Clock(FEB + dt.timedelta(days=9, hours=1)), max_active=4)
+    scheds.append(sched)
+    backlog = sched.tick(["a"], wait=False)
+    assert len([o for o in backlog if o.started]) == 9  # one runs, eight wait their turn
+    other = sched.trigger("b", source="http")
+    try:
+        assert other.future is not None
+        assert other.future.result(timeout=5).status == "succeeded"  # not behind a's queue
+    finally:
+        gate.set()
+    assert all(o.wait(10).status == "succeeded" for o in backlog)
 
 
 def test_skip_policy_with_zero_grace_still_runs_a_fire_woken_a_little_late() -> None:
