@@ -50,7 +50,8 @@ def _column_rules(name: str, col: ColumnSpec, dtype_name: str) -> list[tuple[str
     if col.notin is not None:
         rules.append((f"notin({list(col.notin)})", c.is_in(list(col.notin)).fill_null(False)))
     if col.equal_to is not None:
-        rules.append((f"equal_to({col.equal_to!r})", (c != col.equal_to).fill_null(not nullable)))
+        rules.append((f"equal_to({col.equal_to!r})",
+                      _skip_na(c != col.equal_to, c, nullable, is_float)))
     if col.str_matches is not None:
         rules.append((f"str_matches({col.str_matches!r})",
                       (~c.cast(pl.String).str.contains(f"^(?:{col.str_matches})"))

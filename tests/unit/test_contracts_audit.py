@@ -286,3 +286,30 @@ def test_pandas_nullable_extension_dtypes_and_nullable_patterns() -> None:
                    "strict": False, "min_rows": 1}})
     failed = Contract(strict).validate(nulls, detailed=False)
     assert {f["check"] for f in failed.failures} >= {"not_nullable"}
+
+
+def test_nan_in_a_nullable_equal_to_column_is_missing_in_both_libraries() -> None:
+    import math
+
+    import pandas as pd
+    import polars as pl
+
+    from reliability.contracts import Contract
+    from reliability.contracts.spec import ContractSpec
+
+    def contract(nullable: bool) -> Contract:
+        return Contract(ContractSpec.model_validate({
+            "pipeline": "p", "step": "s", "direction": "output",
+            "schema": {"columns": {"v": {"dtype": "float64", "nullable": nullable,
+                                         "equal_to": 1.0}},
+                       "strict": True, "min_rows": 1}}))
+
+    values = [1.0, math.nan]
+    for frame in (pd.DataFrame({"v": values}), pl.DataFrame({"v": values})):
+        assert contract(True).validate(frame, detailed=False).ok, type(frame)
+        failed = contract(False).validate(frame, detailed=False)
+        assert not failed.ok, type(frame)  # NaN is a missing value a required column lacks
+    wrong = [1.0, 2.0]
+    for frame in (pd.DataFrame({"v": wrong}), pl.DataFrame({"v": wrong})):
+        report = contract(True).validate(frame, detailed=False)
+        assert [f["failure_count"] for f in report.failures] == [1], type(frame)
