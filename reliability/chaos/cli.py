@@ -133,6 +133,10 @@ def _validate(args: argparse.Namespace) -> int:
         spec, file = load_experiment(path)
         pipeline = load_pipeline(spec.pipeline or project.pipeline_ref)
         check_experiment(spec, pipeline, file=file, env=args.env)
+        if any(getattr(f, "mutation", None) for f in spec.method):
+            from reliability.chaos.contract_faults import resolve_mutations
+
+            resolve_mutations(spec.method, project.contracts_dir, pipeline, file=file)
         print(f"{path}: ok ({len(spec.method)} fault(s) against {pipeline.name!r})")
     return 0
 

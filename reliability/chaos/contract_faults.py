@@ -37,13 +37,20 @@ def contract_hooks(contracts_dir: str | Path | None, pipeline: Pipeline) -> list
 
 
 def resolve_mutations(faults: Sequence[Any], contracts_dir: str | Path | None,
-                      pipeline: Pipeline) -> dict[str, Callable[[Any], Any]]:
-    """Map each ``mutation`` fault's name to the contract mutation it names."""
+                      pipeline: Pipeline, *, file: str | None = None
+                      ) -> dict[str, Callable[[Any], Any]]:
+    """Map each ``mutation`` fault's name to the contract mutation it names.
+
+    ``faults`` is the experiment's whole method (in order), so an error names the fault's
+    index: ``method[i].mutation``. Faults without ``mutation`` are skipped."""
     from reliability.contracts import derive_mutations
 
+    wanted = [(i, f) for i, f in enumerate(faults) if getattr(f, "mutation", None)]
+    if not wanted:
+        return {}
     cs = _contract_set(contracts_dir, pipeline)
     out: dict[str, Callable[[Any], Any]] = {}
-    for f in faults:
+    for i, f in wanted:
         contract = None
         if cs is not None:
             if f.target == "output":
@@ -51,16 +58,17 @@ def resolve_mutations(faults: Sequence[Any], contracts_dir: str | Path | None,
             else:
                 found = cs.inputs(f.step)
                 contract = found.get(f.input) if f.input else next(iter(found.values()), None)
+        where: list[str | int] = ["method", i, "mutation"]
         if contract is None:
             raise ConfigError(
                 f"fault {f.name!r}: step {f.step!r} has no {f.target} contract to derive "
-                f"mutation {f.mutation!r} from", path=["method", f.name, "mutation"],
+                f"mutation {f.mutation!r} from", file=file, path=where,
                 fix=f"add a contract under {contracts_dir}, or use 'corruption:' instead")
         mutations = {m.name: m for m in derive_mutations(contract)}
         if f.mutation not in mutations:
             raise ConfigError(
                 f"fault {f.name!r}: contract {contract.name!r} has no mutation "
-                f"{f.mutation!r}", path=["method", f.name, "mutation"],
+                f"{f.mutation!r}", file=file, path=where,
                 fix=f"use one of {sorted(mutations)}")
         out[f.name] = mutations[f.mutation].apply
     return out

@@ -2,9 +2,17 @@
 
 A :class:`Controller` subscribes to the runner's event bus. On ``step_started`` it arms a
 timer that SIGKILLs the worker (a real signal to a real process; the runner notices the
-lost worker and retries), and publishes hang notices the hung worker cannot send. When an
-attempt ends it removes that attempt's network toxics; a sweeper thread expires leases and
-watches abort conditions and cancels the run through ``Runner.cancel``. A worker kill is
+lost worker and retries), and publishes hang notices the hung worker cannot send. It also
+applies delayed step-scoped network faults (``after`` > 0), so a fault whose attempt already
+ended is never applied. When an attempt ends it removes that attempt's network toxics; a
+sweeper thread expires leases and watches abort conditions and cancels the run through
+``Runner.cancel``.
+
+A fault applied on a timer thread that fails (proxy gone, API unreachable) is recorded in
+:attr:`Controller.errors`; an experiment with such errors fails. Applying a fault and
+:meth:`Controller.stop` are serialized: once stopped, nothing more is applied, and a fault
+applied while ``stop`` waited is undone with the rest. An undo that fails keeps its lease,
+so ``reliability chaos cleanup`` can undo it later. A worker kill is
 published before the signal is sent, so its cause precedes the lost worker in every
 subscriber (the bus serializes delivery across threads); other events raised on timer
 threads are queued and published with the next runner event.
@@ -67,6 +75,7 @@ class Controller:
         self.abort_rule = abort or AbortRule()
         self.watch = watch
         self.deviations: list[dict[str, Any]] = []
+        self.errors: list[str] = []
         self._stopped = False
         self.sweep_interval = sweep_interval
         self.timeline: list[dict[str, Any]] = []
@@ -86,6 +95,7 @@ class Controller:
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._mine: dict[str, Lease] = {}
+        self._kept: set[str] = set()  # leases whose undo failed, left for a later cleanup
 
     # -- lifecycle --------------------------------------------------------------------
     def attach(self, bus: EventBus, cancel: Callable[[], None] | None = None) -> None:
@@ -98,28 +108,46 @@ class Controller:
         self._sweeper.start()
 
     def start_method(self) -> None:
-        """Apply the faults that are not tied to a step (network faults on a proxy)."""
+        """Apply the faults that are not tied to a step (network faults on a proxy).
+
+        Every network fault's proxy must exist on the proxy server (ChaosError otherwise)."""
+        self.check_proxies()
         for f in self.faults:
             if isinstance(f, NetworkFault) and f.step is None and fires(f, self.seed, 1):
                 delay = float(f.after)
                 if delay > 0:
-                    self._arm("method", delay, self._apply_network, f)
+                    self._arm("method", delay, self._delayed, None, f)
                 else:
-                    self._apply_network(f)
+                    self._apply_network(f, None)
+
+    def check_proxies(self) -> None:
+        """Refuse network faults on proxies the server does not have, before the method."""
+        wanted = {f.proxy: f.name for f in self.faults if isinstance(f, NetworkFault)}
+        if not wanted or self.api is None:
+            return
+        known = sorted(self.api.proxies())
+        for proxy, fault in wanted.items():
+            if proxy not in known:
+                raise ChaosError(f"network fault {fault!r}: proxy {proxy!r} does not exist on "
+                                 f"{self.api.url} (it has {known}). Fix: correct the fault's "
+                                 "'proxy', or create it (target.services)")
 
     def stop(self) -> list[dict[str, Any]]:
         """Cancel timers, undo every lease this controller holds, flush queued events.
 
         Returns what was rolled back; a second call does nothing and returns ``[]``."""
-        if self._stopped:
-            return []
-        self._stopped = True
-        self._stop.set()
-        with self._lock:
-            for timers in self._timers.values():
-                for t in timers:
-                    t.cancel()
+        with self._lock:  # waits for a fault being applied; none is applied after this
+            if self._stopped:
+                return []
+            self._stopped = True
+            timers = [t for ts in self._timers.values() for t in ts]
             self._timers.clear()
+        self._stop.set()
+        for t in timers:
+            t.cancel()
+        for t in timers:
+            if t is not threading.current_thread():
+                t.join(5)
         if self._sweeper is not None:
             self._sweeper.join(2)
         for lease in self._my_leases():
@@ -182,6 +210,8 @@ class Controller:
                 continue
             if isinstance(f, KillWorker) and pid:
                 self._arm(key, float(f.after), self._kill, key, pid, f)
+            elif isinstance(f, NetworkFault) and float(f.after) > 0:
+                self._arm(key, float(f.after), self._delayed, key, f)
             elif isinstance(f, Hang):
                 self._publish(EventKind.FAULT_INJECTED, key, {
                     "fault": f.name, "type": f.type, "target": f.step, "source": "controller",
@@ -236,27 +266,43 @@ class Controller:
                 self.timeline.append(ev.to_dict())
 
     # -- network ----------------------------------------------------------------------
-    def _apply_network(self, f: NetworkFault) -> None:
+    def _delayed(self, key: tuple[str, int] | None, f: NetworkFault) -> None:
+        """Timer thread: apply ``f`` unless the method stopped or its attempt ended; a
+        failure is recorded in :attr:`errors` (an exception here would reach no one)."""
+        try:
+            self._apply_network(f, key)
+        except Exception as exc:
+            msg = f"network fault {f.name!r} on proxy {f.proxy!r} was not applied: {exc}"
+            log.error("chaos: %s", msg)
+            with self._lock:
+                self.errors.append(msg)
+
+    def _apply_network(self, f: NetworkFault, key: tuple[str, int] | None) -> None:
         if self.api is None:
             raise ChaosError(f"network fault {f.name!r} needs a proxy API. Fix: set "
                              "target.proxy_api or let the experiment start the embedded proxy")
-        name = toxic_name(self.experiment, f.name, None)
-        now = time.time()
-        lease = Lease(id=f"{self.experiment}:{name}", experiment=self.experiment,
-                      owner_pid=os.getpid(), host=_hostname(), api=self.api.url, proxy=f.proxy,
-                      kind="disabled" if f.toxic == "down" else "toxic",
-                      toxic=None if f.toxic == "down" else name, embedded=self.embedded_proxy,
-                      created=now, expires=now + f.duration if f.duration else None)
-        self._remember(lease)
-        if f.toxic == "down":
-            self.api.set_enabled(f.proxy, False)
-        else:
-            self.api.add_toxic(f.proxy, name, f.toxic, stream=f.stream, toxicity=f.toxicity,
-                               attributes=f.attributes)
-        self._queue(EventKind.FAULT_INJECTED, None, {
+        with self._lock:  # held across the API call, so stop() cannot run in between
+            if self._stopped or (key is not None and key not in self._active):
+                return  # the method stopped, or the attempt ended, before the trigger
+            name = toxic_name(self.experiment, f.name, key[1] if key else None)
+            now = time.time()
+            lease = Lease(id=f"{self.experiment}:{name}", experiment=self.experiment,
+                          owner_pid=os.getpid(), host=_hostname(), api=self.api.url,
+                          proxy=f.proxy, kind="disabled" if f.toxic == "down" else "toxic",
+                          toxic=None if f.toxic == "down" else name,
+                          step=key[0] if key else None, attempt=key[1] if key else None,
+                          embedded=self.embedded_proxy, created=now,
+                          expires=now + f.duration if f.duration else None)
+            self._remember(lease)
+            if f.toxic == "down":
+                self.api.set_enabled(f.proxy, False)
+            else:
+                self.api.add_toxic(f.proxy, name, f.toxic, stream=f.stream,
+                                   toxicity=f.toxicity, attributes=f.attributes)
+        self._queue(EventKind.FAULT_INJECTED, key, {
             "fault": f.name, "type": f.type, "target": f.proxy, "source": "controller",
             "toxic": f.toxic, "attributes": dict(f.attributes), "stream": f.stream,
-            "duration": f.duration})
+            "duration": f.duration, "after": float(f.after)})
 
     def _remember(self, lease: Lease) -> None:
         with self._lock:
@@ -270,18 +316,23 @@ class Controller:
                  if lease.kind != "proxy"}  # proxies belong to the experiment's target
         with self._lock:
             found.update(self._mine)
-        return sorted(found.values(), key=lambda lease: (lease.created, lease.id))
+            kept = set(self._kept)
+        return sorted((lease for lease in found.values() if lease.id not in kept),
+                      key=lambda lease: (lease.created, lease.id))
 
     def _undo(self, lease: Lease, why: str) -> None:
+        """Undo ``lease``; if that fails the lease stays in the store for a cleanup."""
         entry = {"action": f"undo {lease.kind}", "proxy": lease.proxy, "toxic": lease.toxic,
                  "reason": why, "ok": True}
         try:
             lease.undo(ProxyApi(lease.api))
         except ChaosError as exc:
-            entry.update(ok=False, error=str(exc))
+            entry.update(ok=False, error=f"{exc} (lease kept for 'reliability chaos cleanup')")
         with self._lock:
             self._mine.pop(lease.id, None)
-        if self.leases is not None:
+            if not entry["ok"]:
+                self._kept.add(lease.id)
+        if self.leases is not None and entry["ok"]:
             self.leases.remove(lease.id)
         self.rollbacks.append(entry)
 

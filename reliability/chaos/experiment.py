@@ -322,6 +322,7 @@ def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> Non
             raise BlastRadiusError(
                 f"method[{i}] ({f.name}) aims at proxy {f.proxy!r}, outside the blast radius "
                 f"proxies {sorted(proxies)}{where}. Fix: add it to blast_radius.proxies")
+    _check_rollbacks(spec, proxies, where)
     addresses = [("target.proxy_api", spec.target.proxy_api)] + [
         (f"target.services[{i}].upstream", s.upstream)
         for i, s in enumerate(spec.target.services)]
@@ -331,6 +332,26 @@ def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> Non
                 f"{key}={value!r}: host {_host(value)!r} is outside the blast radius hosts "
                 f"{sorted(hosts)}{where}. Fix: list it in blast_radius.hosts if this "
                 "experiment may reach it (loopback only by default)")
+
+
+def _check_rollbacks(spec: ExperimentSpec, proxies: set[str], where: str) -> None:
+    """Rollbacks touch proxies too: each named proxy must lie inside the blast radius, and
+    ``reset_proxy`` (which resets every proxy on the server) is for the experiment's own
+    embedded server only; an existing server (``target.proxy_api``) may hold proxies of
+    others, so there each proxy is rolled back by name instead."""
+    for i, rb in enumerate(spec.rollbacks):
+        if rb.proxy is not None and rb.proxy not in proxies:
+            raise BlastRadiusError(
+                f"rollbacks[{i}].proxy={rb.proxy!r} ({rb.type}) is outside the blast radius "
+                f"proxies {sorted(proxies)}{where}. Fix: add it to blast_radius.proxies, or "
+                "roll back a proxy the experiment may touch")
+        if rb.type == "reset_proxy" and spec.target.proxy_api is not None:
+            raise BlastRadiusError(
+                f"rollbacks[{i}] (reset_proxy) would reset every proxy on the shared server "
+                f"target.proxy_api={spec.target.proxy_api!r}, not only those in the blast "
+                f"radius{where}. Fix: replace it with 'remove_toxics' and 'enable_proxy' "
+                "rollbacks naming each proxy (reset_proxy is allowed with the embedded proxy "
+                "server only)")
 
 
 def schedule(spec: ExperimentSpec) -> list[FaultBase]:

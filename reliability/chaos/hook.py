@@ -2,10 +2,13 @@
 
 It runs inside each worker around the step body: exceptions, latency, hangs, data
 corruption of inputs (before the body) or outputs (after it), disk quotas, memory limits,
-and step-scoped network toxics (applied through the proxy API when the attempt starts and
-leased, so the controller removes them when the attempt ends). Worker kills and hang
-notices come from the :class:`~reliability.chaos.controller.Controller` in the runner's
-process. Every fault fired is reported with ``ctx.emit("fault_injected", ...)``.
+and step-scoped network toxics without a delay (applied through the proxy API when the
+attempt starts and leased, so the controller removes them when the attempt ends). Worker
+kills, hang notices and delayed step-scoped network toxics (``after`` > 0) come from the
+:class:`~reliability.chaos.controller.Controller` in the runner's process: it knows when an
+attempt ends, so a delayed toxic never outlives its attempt (a timer in a reused worker
+would fire during the next step). Every fault fired here is reported with
+``ctx.emit("fault_injected", ...)``.
 
 With no faults for a step the hook costs one dict lookup.
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -110,7 +112,8 @@ class ChaosHook(StepHook):
             if isinstance(f, Hang):
                 hang = f
             elif isinstance(f, NetworkFault):
-                self._network(ctx, f)
+                if float(f.after) <= 0:  # delayed ones: the controller (see the docstring)
+                    self._network(ctx, f)
             elif isinstance(f, ExceptionFault) and f.when == "before":
                 self._raise(ctx, f)
             elif isinstance(f, Latency):
@@ -195,32 +198,24 @@ class ChaosHook(StepHook):
     def _network(self, ctx: StepContext, f: NetworkFault) -> None:
         if self.proxy_api is None:
             raise RuntimeError(f"network fault {f.name!r} needs a proxy API; none configured")
-        delay = float(f.after)
-
-        def apply() -> None:
-            api = ProxyApi(self.proxy_api or "")
-            name = toxic_name(self.experiment, f.name, ctx.attempt)
-            now = time.time()
-            if self.leases is not None:
-                self.leases.add(Lease(
-                    id=f"{self.experiment}:{name}", experiment=self.experiment,
-                    owner_pid=self.owner_pid, host=_hostname(), api=api.url, proxy=f.proxy,
-                    kind="disabled" if f.toxic == "down" else "toxic",
-                    toxic=None if f.toxic == "down" else name, step=ctx.step,
-                    attempt=ctx.attempt, embedded=self.embedded_proxy, created=now,
-                    expires=now + f.duration if f.duration else None))
-            if f.toxic == "down":
-                api.set_enabled(f.proxy, False)
-            else:
-                api.add_toxic(f.proxy, name, f.toxic, stream=f.stream, toxicity=f.toxicity,
-                              attributes=f.attributes)
-
+        api = ProxyApi(self.proxy_api)
+        name = toxic_name(self.experiment, f.name, ctx.attempt)
+        now = time.time()
+        if self.leases is not None:
+            self.leases.add(Lease(
+                id=f"{self.experiment}:{name}", experiment=self.experiment,
+                owner_pid=self.owner_pid, host=_hostname(), api=api.url, proxy=f.proxy,
+                kind="disabled" if f.toxic == "down" else "toxic",
+                toxic=None if f.toxic == "down" else name, step=ctx.step,
+                attempt=ctx.attempt, embedded=self.embedded_proxy, created=now,
+                expires=now + f.duration if f.duration else None))
+        if f.toxic == "down":
+            api.set_enabled(f.proxy, False)
+        else:
+            api.add_toxic(f.proxy, name, f.toxic, stream=f.stream, toxicity=f.toxicity,
+                          attributes=f.attributes)
         self._emit(ctx, f, proxy=f.proxy, toxic=f.toxic, attributes=dict(f.attributes),
                    stream=f.stream)
-        if delay > 0:
-            threading.Timer(delay, apply).start()
-        else:
-            apply()
 
 
 def _sleep(seconds: float | None) -> None:

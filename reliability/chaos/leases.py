@@ -29,7 +29,20 @@ from reliability.errors import ChaosError, ConfigError
 __all__ = ["Lease", "LeaseStore", "ProxyApi", "reap_leases"]
 
 log = logging.getLogger("reliability.chaos")
-_API_LOCK = threading.RLock()  # toxiproxy-python keeps host/port in class attributes
+class _ApiLock:
+    """The process's lock around the API client (toxiproxy-python keeps host/port in class
+    attributes) and the lease store's connection. A forked worker gets a fresh one: the
+    parent's may be held by a thread (the chaos sweeper, a timer) that does not exist in the
+    child, which would wait on it forever."""
+
+    lock = threading.RLock()
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_ApiLock.renew)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -57,7 +70,7 @@ class ProxyApi:
         import requests
         import toxiproxy
 
-        with _API_LOCK:
+        with _ApiLock.lock:
             server = toxiproxy.Toxiproxy()
             server.update_api_consumer(self.host, self.port)
             try:
@@ -178,7 +191,7 @@ class LeaseStore:
                                          check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._pid = os.getpid()
-        with _API_LOCK:
+        with _ApiLock.lock:
             yield self._conn
 
     def add(self, lease: Lease) -> None:

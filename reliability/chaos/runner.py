@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +182,10 @@ def _cancelled_by_signal(result: RunResult, ledger: Ledger, ctl: Controller | No
 class _Target:
     """Embedded proxy server, services and proxies for one experiment."""
 
-    def __init__(self, spec: ExperimentSpec, exp_id: str, leases: LeaseStore) -> None:
+    def __init__(self, spec: ExperimentSpec, exp_id: str, leases: LeaseStore,
+                 seed: int | None = None) -> None:
         self.spec = spec
+        self.seed = seed
         self.exp_id = exp_id
         self.leases = leases
         self.api_url: str | None = spec.target.proxy_api
@@ -201,7 +203,7 @@ class _Target:
         started = {s.name: s.start for s in services if s.start is not None}
         embed = self.api_url is None and needs_proxy
         if started or embed:
-            proc = stack.enter_context(TargetProcess(started, proxy=embed))
+            proc = stack.enter_context(TargetProcess(started, proxy=embed, seed=self.seed))
             if embed:
                 self.api_url, self.embedded = proc.api_url, True
         else:
@@ -261,13 +263,14 @@ def _contract_hooks(project: Any, pipeline: Pipeline) -> list[StepHook]:
     return contract_hooks(getattr(project, "contracts_dir", None), pipeline)
 
 
-def _mutations(faults: list[FaultBase], project: Any, pipeline: Pipeline) -> dict[str, Any]:
-    wanted = [f for f in faults if getattr(f, "mutation", None)]
-    if not wanted:
+def _mutations(faults: list[FaultBase], project: Any, pipeline: Pipeline,
+               file: str | None = None) -> dict[str, Any]:
+    if not any(getattr(f, "mutation", None) for f in faults):
         return {}
     from reliability.chaos.contract_faults import resolve_mutations
 
-    return resolve_mutations(wanted, getattr(project, "contracts_dir", None), pipeline)
+    return resolve_mutations(faults, getattr(project, "contracts_dir", None), pipeline,
+                             file=file)
 
 
 def _durations(ledger: Ledger, run_id: str) -> dict[str, float]:
@@ -366,7 +369,7 @@ def _verdict(data: dict[str, Any]) -> str:
 def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
              leases: LeaseStore, exp_id: str, data: dict[str, Any], interrupts: _Interrupts,
              bus: EventBus | None = None) -> None:
-    target = _Target(spec, exp_id, leases)
+    target = _Target(spec, exp_id, leases, seed)
     ctl: Controller | None = None
     with ExitStack() as stack:
         try:
@@ -389,13 +392,35 @@ def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, 
                 data["rollbacks"].extend(ctl.stop())
             for rb in spec.rollbacks:
                 data["rollbacks"].append(_rollback(rb, target.api_url))
-            for lease in leases.list(exp_id):
-                if lease.kind != "proxy":
-                    with suppress(ChaosError):
-                        lease.undo(ProxyApi(lease.api))
+            _undo_leftovers(leases, exp_id, target.api_url, data)
+            if ctl is not None and ctl.errors:
+                _note_error(data, "; ".join(ctl.errors))
+
+
+def _note_error(data: dict[str, Any], message: str) -> None:
+    data["error"] = f"{data['error']}; {message}" if data["error"] else message
+
+
+def _undo_leftovers(leases: LeaseStore, exp_id: str, api_url: str | None,
+                    data: dict[str, Any]) -> None:
+    """Undo what the experiment still holds (proxies last, while the server is up). A lease
+    whose undo fails is kept, so ``reliability chaos cleanup`` can undo it later."""
+    for lease in leases.list(exp_id):
+        if lease.kind == "proxy":
+            entry = _delete_proxy(lease, api_url)
+            data["rollbacks"].append(entry)
+            if "error" not in entry:
                 leases.remove(lease.id)
-                if lease.kind == "proxy":  # delete while the server is still up
-                    data["rollbacks"].append(_delete_proxy(lease, target.api_url))
+            continue
+        try:
+            lease.undo(ProxyApi(lease.api))
+        except ChaosError as exc:
+            data["rollbacks"].append({
+                "action": f"undo {lease.kind}", "proxy": lease.proxy, "toxic": lease.toxic,
+                "reason": "leftover", "ok": False,
+                "error": f"{exc} (lease kept for 'reliability chaos cleanup')"})
+            continue
+        leases.remove(lease.id)
 
 
 def _delete_proxy(lease: Lease, api_url: str | None) -> dict[str, Any]:
@@ -434,6 +459,8 @@ def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, ho
     runner = Runner(pipeline, home=home, workers=spec.target.workers, seed=seed,
                     hooks=_contract_hooks(project, pipeline), bus=bus)
     try:
+        mutations = _mutations(list(spec.method), project, pipeline,
+                               data["experiment"]["file"])  # a bad name fails before the runs
         interrupts.phase = "baseline"
         base = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}-baseline",
                           resume=False, trigger="chaos-baseline")
@@ -448,7 +475,7 @@ def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, ho
         faults = [resolve_after(f, durations) for f in spec.method]
         hook = ChaosHook(faults, seed=seed, experiment=exp_id, proxy_api=target.api_url,
                          leases=leases, embedded_proxy=target.embedded,
-                         mutations=_mutations(faults, project, pipeline))
+                         mutations=mutations)
         ss = spec.steady_state
         ctl = Controller(faults, seed=seed, experiment=exp_id, proxy_api=target.api_url,
                          leases=leases, embedded_proxy=target.embedded,

@@ -30,7 +30,8 @@ from reliability.errors import ChaosError, ConfigError
 __all__ = ["TargetProcess"]
 
 
-def _serve(conn: Connection, services: dict[str, str], proxy: bool) -> None:
+def _serve(conn: Connection, services: dict[str, str], proxy: bool,
+           seed: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent still rolls back
     with ExitStack() as stack:
         try:
@@ -43,7 +44,7 @@ def _serve(conn: Connection, services: dict[str, str], proxy: bool) -> None:
             if proxy:
                 from reliability.chaos.proxy import ProxyServer
 
-                api_url = stack.enter_context(ProxyServer(port=0)).url
+                api_url = stack.enter_context(ProxyServer(port=0, seed=seed)).url
         except BaseException as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             return
@@ -54,11 +55,13 @@ def _serve(conn: Connection, services: dict[str, str], proxy: bool) -> None:
 
 class TargetProcess:
     """Start ``services`` (name -> 'module:Class' with ``.port``) and, if ``proxy``, an
-    embedded Toxiproxy-compatible server, in a spawned process."""
+    embedded Toxiproxy-compatible server (its random source seeded with ``seed``), in a
+    spawned process."""
 
     def __init__(self, services: Mapping[str, str] | None = None, *, proxy: bool = True,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, seed: int | None = None) -> None:
         self.services = dict(services or {})
+        self.seed = seed
         self.proxy = proxy
         self.start_timeout = start_timeout
         self.api_url: str | None = None
@@ -74,7 +77,7 @@ class TargetProcess:
                                   fix="write e.g. pipelines.wine_service:WineService")
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.services, self.proxy),
+        self._proc = ctx.Process(target=_serve, args=(child, self.services, self.proxy, self.seed),
                                  name="reliability-chaos-target", daemon=True)
         self._proc.start()
         child.close()

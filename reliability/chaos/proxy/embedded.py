@@ -37,14 +37,15 @@ class ProxyServer:
 
     ``port=0`` picks a free port (read it back from :attr:`port`). ``proxies``
     (Toxiproxy config entries) or ``config`` (path to a Toxiproxy JSON config
-    file) are created at start.
+    file) are created at start. ``seed`` seeds the server's random source (toxicity
+    rolls, latency jitter, slicer sizes); default: unseeded.
     """
 
     def __init__(
         self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
         proxies: Sequence[Mapping[str, Any]] | None = None,
         config: str | Path | None = None,
-        start_timeout: float = 10.0,
+        start_timeout: float = 10.0, seed: int | None = None,
     ) -> None:
         entries = list(proxies or [])
         if config is not None:
@@ -52,7 +53,7 @@ class ProxyServer:
                 {"name": p.name, "listen": p.listen, "upstream": p.upstream, "enabled": p.enabled}
                 for p in load_config(config)
             ]
-        self._async = AsyncProxyServer(host, port, proxies=entries)
+        self._async = AsyncProxyServer(host, port, proxies=entries, seed=seed)
         self._start_timeout = start_timeout
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

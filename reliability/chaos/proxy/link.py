@@ -38,6 +38,9 @@ class LinkOwner(Protocol):
 
     def direction_finished(self) -> None: ...
 
+    @property
+    def rng(self) -> random.Random: ...
+
 
 class Stage:
     """One toxic running on one link; implements :class:`~.toxics.StageIO`."""
@@ -66,12 +69,16 @@ class Stage:
         return self._holding
 
     @property
+    def rng(self) -> random.Random:
+        return self._link.owner.rng
+
+    @property
     def task(self) -> asyncio.Task[None] | None:
         return self._task
 
     def start(self) -> None:
         """Run the toxic, or a pass-through if the toxicity roll says no."""
-        self.active = random.random() < self._spec.toxicity
+        self.active = self.rng.random() < self._spec.toxicity
         pipe = self._spec.kind.pipe if self.active else TOXIC_TYPES["noop"].pipe
         self._task = asyncio.get_running_loop().create_task(pipe(self))
         self._task.add_done_callback(self._link.task_done)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import socket
 import struct
 from typing import Any
@@ -107,6 +108,7 @@ class Connection:
 
     def __init__(self, proxy: Proxy, client: socket.socket, upstream: socket.socket) -> None:
         self._proxy = proxy
+        self.rng = proxy.rng
         self._sockets = (client, upstream)
         self.links = {
             "upstream": Link(self, "upstream", client, upstream, proxy.chain("upstream")),
@@ -151,8 +153,10 @@ class Connection:
 class Proxy:
     """One named proxy: listener, live connections and its toxic chains."""
 
-    def __init__(self, name: str, listen: str, upstream: str) -> None:
+    def __init__(self, name: str, listen: str, upstream: str,
+                 rng: random.Random | None = None) -> None:
         self.name = name
+        self.rng = rng or random.Random()  # toxicity rolls, jitter and slicer sizes
         self.listen = listen
         self.upstream = upstream
         self.enabled = False

@@ -8,6 +8,7 @@ into a 400 body and the CLI into a :class:`~reliability.errors.ConfigError`.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,8 +98,9 @@ def _text(body: Mapping[str, Any], key: str, index: int | None, *, required: boo
 class ProxyRegistry:
     """All proxies of one server; mutations are serialised by a lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self._proxies: dict[str, Proxy] = {}
+        self.rng = random.Random(seed)  # one source per server; proxies share it
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -121,7 +123,7 @@ class ProxyRegistry:
             return self._add(spec)
 
     def _add(self, spec: ProxyInput) -> Proxy:
-        proxy = Proxy(spec.name, spec.listen, spec.upstream)
+        proxy = Proxy(spec.name, spec.listen, spec.upstream, self.rng)
         if spec.enabled:
             proxy.start()
         self._proxies[spec.name] = proxy

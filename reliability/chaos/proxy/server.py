@@ -184,11 +184,11 @@ class AsyncProxyServer:
 
     def __init__(
         self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-        proxies: Sequence[Mapping[str, Any]] | None = None,
+        proxies: Sequence[Mapping[str, Any]] | None = None, seed: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.registry = ProxyRegistry()
+        self.registry = ProxyRegistry(seed)
         self._router = Router(self.registry)
         self._initial: list[ProxyInput] = validate_proxies(list(proxies)) if proxies else []
         self._server: asyncio.Server | None = None

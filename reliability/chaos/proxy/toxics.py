@@ -54,6 +54,11 @@ class StageIO(Protocol):
     @property
     def holding(self) -> Item | None: ...
 
+    @property
+    def rng(self) -> random.Random:
+        """The proxy server's random source (seedable: ``ProxyServer(seed=...)``)."""
+        ...
+
     async def take(self) -> Item: ...
 
     def emit(self, item: Item) -> None: ...
@@ -204,7 +209,7 @@ async def _latency(stage: StageIO) -> None:
             delay = stage.spec.attr("latency")
             jitter = stage.spec.attr("jitter")
             if jitter:
-                delay += random.randint(-jitter, jitter)
+                delay += stage.rng.randint(-jitter, jitter)
             await _sleep_until(item.arrived + delay / 1000)
         stage.emit(item)
 
@@ -268,7 +273,7 @@ async def _slicer(stage: StageIO) -> None:
         variation = min(stage.spec.attr("size_variation"), average - 1)
         delay = stage.spec.attr("delay") / 1_000_000
         while (held := stage.holding) is not None and held.size > average + variation:
-            stage.emit_head(average + random.randint(-variation, variation))
+            stage.emit_head(average + stage.rng.randint(-variation, variation))
             if delay:
                 await asyncio.sleep(delay)
         if stage.holding is not None:
