@@ -157,6 +157,7 @@ class Scheduler:
             s.name: deque() for s in schedules}
         self._running = dict.fromkeys(self.schedules, 0)
         self._queue_lock = threading.Lock()
+        self._closing = False  # shut down without waiting: close the pool once idle
         self._watermark: dict[str, dt.datetime | None] = {}
         self._listeners: list[Callable[[TriggerOutcome], None]] = []
         self._source: Any = None
@@ -280,6 +281,10 @@ class Scheduler:
 
     def _fire(self, s: Schedule, iv: DataInterval, source: str, reprocess: Reprocess
               ) -> TriggerOutcome:
+        if self._closing or self._stopping.is_set():
+            out = TriggerOutcome(s.name, iv, False, "the scheduler is shutting down; not run")
+            self._notify(out)
+            return out
         claim = self.store.claim(s.pipeline, iv, schedule=s.name, trigger=source,
                                  reprocess=reprocess)
         if not claim.acquired:
@@ -303,6 +308,7 @@ class Scheduler:
     def _dispatch(self, name: str) -> None:
         """Hand queued runs of schedule ``name`` to the pool while it has free slots."""
         limit = self.schedules[name].catchup.max_active
+        unsent: list[tuple[RunRequest, Future[RunOutcome]]] = []
         with self._queue_lock:
             while self._queues[name] and self._running[name] < limit:
                 req, fut = self._queues[name].popleft()
@@ -311,8 +317,17 @@ class Scheduler:
                     self.pool.submit(self._run_queued, req, fut)
                 except RuntimeError:  # the pool is shut down: the run never starts
                     self._running[name] -= 1
-                    if fut.set_running_or_notify_cancel():
-                        fut.set_result(self._never_started(req))
+                    unsent.append((req, fut))
+        for req, fut in unsent:  # outside the lock: done-callbacks may trigger again
+            if fut.set_running_or_notify_cancel():
+                fut.set_result(self._never_started(req))
+
+    def _close_when_idle(self) -> None:
+        with self._queue_lock:
+            idle = self._closing and not any(self._queues.values()) \
+                and not any(self._running.values())
+        if idle:
+            self.pool.shutdown(wait=False)
 
     def _run_queued(self, req: RunRequest, fut: Future[RunOutcome]) -> None:
         try:
@@ -329,6 +344,7 @@ class Scheduler:
             with self._queue_lock:
                 self._running[req.schedule] -= 1
             self._dispatch(req.schedule)
+            self._close_when_idle()
 
     def _never_started(self, req: RunRequest) -> RunOutcome:
         why = "scheduler stopped before the run began"
@@ -379,6 +395,8 @@ class Scheduler:
         """Stop firing. ``cancel``: runs waiting for a slot end 'cancelled' unstarted, runs
         in progress are cancelled through ``execute.cancel()`` (if it has one) -- both are
         resumed by the next start -- instead of being waited for to the end."""
+        with self._queue_lock:
+            self._closing = True  # no new runs; queued ones run unless cancelled
         for w in self._watchers:
             w.stop()
         if self._source is not None:
@@ -392,9 +410,12 @@ class Scheduler:
             while stop_runs is not None and wait and self._pending:
                 stop_runs()  # again until done: a run may start after an earlier call
                 futures_wait(list(self._pending), timeout=0.2)
-        while wait and self._pending:  # queued runs reach the pool as slots free up
-            futures_wait(list(self._pending), timeout=0.2)
-        self.pool.shutdown(wait=wait)
+        if wait:
+            while self._pending:  # queued runs reach the pool as slots free up
+                futures_wait(list(self._pending), timeout=0.2)
+            self.pool.shutdown(wait=True)
+            return
+        self._close_when_idle()  # else the last queued run closes the pool
 
 
 def run_claimed(store: ScheduleStore, execute: Execute, req: RunRequest) -> RunOutcome:

@@ -29,7 +29,7 @@ from reliability.schedule import (
     plan_catchup,
 )
 from reliability.schedule.intervals import utc_key
-from reliability.schedule.scheduler import RunOutcome
+from reliability.schedule.scheduler import RunOutcome, TriggerOutcome
 from reliability.schedule.triggers import FileWatcher
 
 UTC = dt.UTC
@@ -326,3 +326,36 @@ def test_backfill_reads_naive_dates_in_the_schedules_zone(
 def _no_backfills(home: Path) -> bool:
     with sqlite3.connect(home / "ledger.db") as db:
         return db.execute("SELECT COUNT(*) FROM backfills").fetchone()[0] == 0
+
+
+def test_shutdown_without_waiting_still_runs_queued_runs_and_callbacks_may_trigger(
+        tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def blocking(req: RunRequest) -> RunOutcome:
+        release.wait(10)
+        return RunOutcome(req.run_id, "succeeded")
+
+    one = Schedule("one", "p1", CronTimetable("0 0 * * *", start=FEB),
+                   catchup=Catchup(CatchupPolicy.ALL, dt.timedelta(0), max_active=1))
+    sched = Scheduler([one], execute=blocking, home=tmp_path,
+                      now=Clock(FEB + dt.timedelta(days=5)))
+    first = sched.trigger("one", DataInterval(FEB, FEB + dt.timedelta(days=1)))
+    second = sched.trigger("one", DataInterval(FEB + dt.timedelta(days=1),
+                                               FEB + dt.timedelta(days=2)))
+    assert first.started and second.started and second.future is not None
+    chained: list[TriggerOutcome] = []  # a done-callback that triggers again
+    second.future.add_done_callback(lambda f: chained.append(sched.trigger(
+        "one", DataInterval(FEB + dt.timedelta(days=2), FEB + dt.timedelta(days=3)))))
+    sched.shutdown(wait=False)  # without cancel: the queued run still runs
+    release.set()
+    assert first.wait(10).status == "succeeded"
+    assert second.wait(10).status == "succeeded"
+    deadline = time.monotonic() + 10
+    while not chained and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert chained and not chained[0].started and "shutting down" in chained[0].reason
+    sched.pool.shutdown(wait=True)  # closed by the last run; returns at once
+    sched.store.close()
