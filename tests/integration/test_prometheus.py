@@ -6,9 +6,6 @@ Set RELIABILITY_REQUIRE_PROMETHEUS=1 (CI does) to turn a missing binary into a f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import binary, free_port, start, stop
 from prometheus_client import CollectorRegistry
 
 from reliability import EventBus, Pipeline, Runner
@@ -30,22 +28,6 @@ from reliability.sla.rules import build_rules
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists()
-                                  else None)
-    if path is None:
-        if os.environ.get("RELIABILITY_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(f"{name} is required (RELIABILITY_REQUIRE_PROMETHEUS=1) but missing")
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get_json(url: str) -> Any:
@@ -64,20 +46,6 @@ def wait_for(pred: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # -- promtool ---------------------------------------------------------------------------

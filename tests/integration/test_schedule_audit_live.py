@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, post_json
 
 from reliability.schedule import CronTimetable, RunRequest, Schedule, Scheduler
 from reliability.schedule.scheduler import RunOutcome
@@ -42,16 +39,6 @@ def server(tmp_path: Path) -> Iterator[TriggerServer]:
         sched.store.close()
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
-    req = urllib.request.Request(url, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, json.loads(err.read())
-
-
 @pytest.mark.parametrize(("body", "needle"), [
     (b'{"interval": 5}', "must be strings"),
     (b'{"reprocess": ["all"]}', "must be strings"),
@@ -61,7 +48,7 @@ def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
 ])
 def test_bad_trigger_bodies_get_a_400_that_says_why(server: TriggerServer, body: bytes,
                                                     needle: str) -> None:
-    code, answer = _post(f"{server.url}/trigger/daily?source=test", body)
+    code, answer = post_json(f"{server.url}/trigger/daily?source=test", body)
     assert code == 400 and needle in str(answer["error"])
 
 
@@ -76,12 +63,6 @@ def extract(ctx):
     time.sleep(60)
     return 1
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status(db: Path) -> list[str]:
@@ -101,7 +82,7 @@ def test_sigterm_cancels_a_run_in_progress_instead_of_waiting_for_it(tmp_path: P
     db = tmp_path / "home" / "ledger.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "reliability", "schedule", "serve", "--file", str(f),
-         "--home", str(tmp_path / "home"), "--http-port", str(_free_port()),
+         "--home", str(tmp_path / "home"), "--http-port", str(free_port()),
          "--metrics-port", "0"], cwd=tmp_path, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     try:

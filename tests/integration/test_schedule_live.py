@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, post_json
 
 from reliability.pipeline import Pipeline, StepContext
 from reliability.schedule import (
@@ -199,20 +200,10 @@ def test_http_trigger_starts_once_then_answers_409(live: tuple[Scheduler, Path])
     server = TriggerServer(sched, "127.0.0.1", 0).start()
     try:
         body = json.dumps({"interval": "2026-01-20T00:00:00+00:00/2026-01-21T00:00:00+00:00"})
-
-        def post() -> tuple[int, dict[str, object]]:
-            req = urllib.request.Request(f"{server.url}/trigger/arrivals", data=body.encode(),
-                                         method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=10) as resp:
-                    return resp.status, json.loads(resp.read())
-            except urllib.error.HTTPError as err:
-                with err:
-                    return err.code, json.loads(err.read())
-
-        code, first = post()
+        url = f"{server.url}/trigger/arrivals"
+        code, first = post_json(url, body.encode())
         assert code == 202 and first["started"] is True
-        code, second = post()
+        code, second = post_json(url, body.encode())
         assert code == 409 and second["started"] is False
         assert "duplicate trigger ignored" in str(second["reason"])
         assert second["run_id"] == first["run_id"]
@@ -244,13 +235,6 @@ def test_schedule_list_cli_shows_next_fires(tmp_path: Path) -> None:
 
 
 def test_schedule_serve_process_exposes_metrics_and_triggers(tmp_path: Path) -> None:
-    import socket
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
     (tmp_path / "tinymod.py").write_text(TINY)
     f = tmp_path / "tiny.schedule.yaml"
     f.write_text("schedules:\n  - name: tiny-hourly\n    pipeline: tinymod:pipeline\n"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import binary, free_port, start, stop
 from pydantic import BaseModel
 
 from reliability import Pipeline, Runner
@@ -20,16 +18,6 @@ from reliability.pipeline import DataInterval
 from reliability.sla import SLA, SLO, SLASet, generate_rules
 
 pytestmark = pytest.mark.integration
-
-
-def promtool() -> str:
-    path = shutil.which("promtool") or ("/usr/bin/promtool"
-                                        if Path("/usr/bin/promtool").exists() else None)
-    if path is None:
-        if os.environ.get("RELIABILITY_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("promtool is required (RELIABILITY_REQUIRE_PROMETHEUS=1) but missing")
-        pytest.skip("promtool is not installed")
-    return path
 
 
 def test_low_target_slo_pages_on_a_total_outage(tmp_path: Path) -> None:
@@ -62,7 +50,7 @@ def test_low_target_slo_pages_on_a_total_outage(tmp_path: Path) -> None:
             {"eval_time": "1430m", "alertname": "ReliabilityErrorBudgetBurn",
              "exp_alerts": []}]}]}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(case))
-    proc = subprocess.run([promtool(), "test", "rules", "t.yml"], cwd=tmp_path,
+    proc = subprocess.run([binary("promtool"), "test", "rules", "t.yml"], cwd=tmp_path,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -76,22 +64,14 @@ def only() -> int:
     return 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve_metrics(tmp_path: Path, home: Path, sla_file: Path, wanted: str) -> str:
     """Start `reliability sla serve` on a free loopback port, return the first /metrics
     body holding ``wanted``, and stop the server."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
-             str(home), "--sla", str(sla_file), "--port", str(port), "--interval", "0.2"],
-            stdout=out, stderr=subprocess.STDOUT)
+    proc = start([sys.executable, "-m", "reliability.cli.main", "sla", "serve", "--home",
+                  str(home), "--sla", str(sla_file), "--port", str(port), "--interval",
+                  "0.2"], log)
     try:
         body, deadline = "", time.monotonic() + 15
         while wanted not in body:
@@ -104,12 +84,7 @@ def _serve_metrics(tmp_path: Path, home: Path, sla_file: Path, wanted: str) -> s
                 time.sleep(0.1)
         return body
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
@@ -219,6 +194,6 @@ def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -
              {"eval_time": "25m", "alertname": "ReliabilityWorkerLost",
               "exp_alerts": fired}]}]}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(case))
-    proc = subprocess.run([promtool(), "test", "rules", "t.yml"], cwd=tmp_path,
+    proc = subprocess.run([binary("promtool"), "test", "rules", "t.yml"], cwd=tmp_path,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
