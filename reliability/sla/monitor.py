@@ -298,8 +298,7 @@ class SLAMonitor:
                 continue
             ok, failed = self.ledger.outcome_counts(run.pipeline, time.time() - slo.window,
                                                     sla.step)
-            ratio = failed / (ok + failed) if ok + failed else 0.0
-            remaining = 1.0 - ratio / slo.error_budget
+            ratio, remaining = slo.budget_left(ok, failed)
             self.metrics.set_budget(run.pipeline, sla.step, remaining)
             key = (run.pipeline, sla.step)
             if remaining >= 0:

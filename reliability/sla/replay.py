@@ -168,5 +168,4 @@ class BudgetGauge:
             slo = sla.success_rate
             with contextlib.suppress(sqlite3.Error, OSError, LedgerError):
                 ok, failed = self.view.outcome_counts(name, at - slo.window, sla.step)
-                ratio = failed / (ok + failed) if ok + failed else 0.0
-                self.metrics.set_budget(name, sla.step, 1.0 - ratio / slo.error_budget)
+                self.metrics.set_budget(name, sla.step, slo.budget_left(ok, failed)[1])

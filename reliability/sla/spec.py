@@ -126,6 +126,12 @@ class SLO(Spec):
     def error_budget(self) -> float:
         return 1.0 - self.target
 
+    def budget_left(self, ok: int, failed: int) -> tuple[float, float]:
+        """``(error ratio, share of the error budget left)`` for ``ok`` and ``failed``
+        outcomes in the window; the share goes below 0 once the budget is spent."""
+        ratio = failed / (ok + failed) if ok + failed else 0.0
+        return ratio, 1.0 - ratio / self.error_budget
+
 
 def _mapping_of_limits(data: Any) -> Any:
     """A plain ValueError (not pydantic's "instance of _Body") for a non-mapping SLA."""
