@@ -300,38 +300,36 @@ def _derive_freshness(data: Any, source: str | None) -> Any:
     if not isinstance(data, Mapping):
         return data
     out = dict(data)
-    scopes: list[tuple[tuple[str, ...], Any]] = [(("run",), out.get("run"))]
-    steps = out.get("steps")
-    if isinstance(steps, Mapping):
-        out["steps"] = steps = dict(steps)
-        scopes += [(("steps", str(k)), v) for k, v in steps.items()]
-    for where, body in scopes:
-        if not isinstance(body, Mapping) or not isinstance(body.get("freshness"), Mapping):
-            continue
-        ref = body["freshness"]
-        path = (*where, "freshness")
-        unknown = sorted(set(ref) - {"schedule", "missed_intervals"})
-        if unknown or not isinstance(ref.get("schedule"), str):
-            raise ConfigError(
-                f"freshness is a duration or {{schedule: NAME}}, not {dict(ref)!r}",
-                file=source, path=path,
-                fix="write e.g. `freshness: 26h`, or `freshness: {schedule: nightly}` "
-                    "(optionally with missed_intervals: N)")
-        missed = ref.get("missed_intervals")
-        if missed is not None and (isinstance(missed, bool) or not isinstance(missed, int)
-                                   or missed < 1):
-            raise ConfigError(f"missed_intervals={missed!r} is not a whole number >= 1",
-                              file=source, path=(*path, "missed_intervals"),
-                              fix="e.g. missed_intervals: 2")
-        seconds = freshness_from_schedule(ref["schedule"], source, missed=missed,
-                                          path=(*path, "schedule"))
-        new_body = dict(body)
-        new_body["freshness"] = seconds
-        if where == ("run",):
-            out["run"] = new_body
-        else:
-            steps[where[1]] = new_body  # type: ignore[index]
+    if "run" in out:
+        out["run"] = _with_freshness(out["run"], ("run",), source)
+    if isinstance(out.get("steps"), Mapping):
+        out["steps"] = {k: _with_freshness(v, ("steps", str(k)), source)
+                        for k, v in out["steps"].items()}
     return out
+
+
+def _with_freshness(body: Any, where: tuple[str, ...], source: str | None) -> Any:
+    """``body`` with a schedule-derived freshness resolved (other bodies as they are)."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("freshness"), Mapping):
+        return body
+    ref = body["freshness"]
+    path = (*where, "freshness")
+    unknown = sorted(set(ref) - {"schedule", "missed_intervals"})
+    if unknown or not isinstance(ref.get("schedule"), str):
+        raise ConfigError(
+            f"freshness is a duration or {{schedule: NAME}}, not {dict(ref)!r}",
+            file=source, path=path,
+            fix="write e.g. `freshness: 26h`, or `freshness: {schedule: nightly}` "
+                "(optionally with missed_intervals: N)")
+    missed = ref.get("missed_intervals")
+    if missed is not None and (isinstance(missed, bool) or not isinstance(missed, int)
+                               or missed < 1):
+        raise ConfigError(f"missed_intervals={missed!r} is not a whole number >= 1",
+                          file=source, path=(*path, "missed_intervals"),
+                          fix="e.g. missed_intervals: 2")
+    seconds = freshness_from_schedule(ref["schedule"], source, missed=missed,
+                                      path=(*path, "schedule"))
+    return {**body, "freshness": seconds}
 
 
 def freshness_from_schedule(name: str, sla_file: str | Path | None, *,
