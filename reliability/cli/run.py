@@ -180,8 +180,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         steps = led.steps(rec.run_id)
         attempts = led.attempts(rec.run_id)
         events = led.events(rec.run_id)
-    if args.html:
-        _write_page(args.html, rec, steps, attempts, events)
+        if args.html:
+            _write_page(led, rec.run_id, args.html)
     if args.json:
         json.dump({"run": asdict(rec), "steps": steps, "attempts": attempts,
                    "events": events}, sys.stdout, indent=2, default=str)
@@ -191,18 +191,15 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_page(path: str, rec: Any, steps: list[dict[str, Any]],
-                attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+def _write_page(led: Any, run_id: str, path: str) -> None:
     from reliability.errors import ConfigError
-    from reliability.runner.report import render_run_report
+    from reliability.runner.report import write_run_report
 
-    out = Path(path)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_run_report(rec, steps, attempts, events), encoding="utf-8")
+        out = write_run_report(led, run_id, path)
     except OSError as exc:
         raise ConfigError(f"cannot write the run page ({exc.strerror or exc})",
-                          path=("--html",), file=str(out),
+                          path=("--html",), file=path,
                           fix="pass a writable file path") from None
     print(f"wrote {out}", file=sys.stderr)
 
