@@ -281,7 +281,7 @@ class Scheduler:
 
     def _fire(self, s: Schedule, iv: DataInterval, source: str, reprocess: Reprocess
               ) -> TriggerOutcome:
-        if self._closing or self._stopping.is_set():
+        if self._closing:  # set by shutdown, with or without cancel
             out = TriggerOutcome(s.name, iv, False, "the scheduler is shutting down; not run")
             self._notify(out)
             return out
