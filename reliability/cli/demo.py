@@ -129,7 +129,7 @@ class _Demo:
                  monitoring: list[str]) -> None:
         from rich.markup import escape
 
-        from reliability.chaos.cli import print_journal
+        from reliability.cli.chaos import print_journal
 
         print_journal(self.con, journal)
         d = journal.data

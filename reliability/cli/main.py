@@ -21,11 +21,11 @@ __all__ = ["main"]
 COMMAND_MODULES = (
     "reliability.cli.run",
     "reliability.cli.demo",
-    "reliability.contracts.cli",
-    "reliability.chaos.cli",
-    "reliability.chaos.proxy_cli",
-    "reliability.sla.cli",
-    "reliability.schedule.cli",
+    "reliability.cli.contracts",
+    "reliability.cli.chaos",
+    "reliability.cli.proxy",
+    "reliability.cli.sla",
+    "reliability.cli.schedule",
 )
 
 

@@ -363,7 +363,7 @@ def test_cli_serve_with_config_until_sigterm(tmp_path: Path, echo: EchoServer) -
     config = tmp_path / "toxiproxy.json"
     config.write_text(json.dumps([{"name": "echo", "listen": "127.0.0.1:0",
                                    "upstream": echo.address}]))
-    code = ("import sys; from reliability.chaos.proxy_cli import serve; import argparse; "
+    code = ("import sys; from reliability.cli.proxy import serve; import argparse; "
             "sys.exit(serve(argparse.Namespace(host='127.0.0.1', port=0, config=sys.argv[1])))")
     process = subprocess.Popen([sys.executable, "-c", code, str(config)],
                                stderr=subprocess.PIPE, text=True)

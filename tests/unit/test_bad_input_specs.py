@@ -88,7 +88,7 @@ def test_interval_limit() -> None:
 
 
 def test_sla_steps_are_checked_against_the_project_pipeline() -> None:
-    from reliability.sla.cli import _check_against_project
+    from reliability.cli.sla import _check_against_project
 
     sset = SLASet.from_mapping({"pipeline": "chain", "steps": {"nosuch": {"max_duration": 5}}},
                                source="x.sla.yaml")

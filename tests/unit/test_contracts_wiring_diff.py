@@ -11,8 +11,8 @@ import pytest
 
 from pipelines.reference import pipeline as reference
 from reliability import Pipeline
+from reliability.cli.contracts import register
 from reliability.contracts import ContractSet, check_wiring, load_contracts
-from reliability.contracts.cli import register
 from reliability.contracts.diff import diff_contracts, load_side
 from reliability.errors import ConfigError, WiringError
 

@@ -26,7 +26,7 @@ from reliability.chaos.proxy.errors import ApiError, ProxyServerError
 from reliability.chaos.proxy.http import Request, Response, read_request
 from reliability.chaos.proxy.registry import parse_proxy_list
 from reliability.chaos.proxy.toxics import parse_toxic
-from reliability.chaos.proxy_cli import register, serve
+from reliability.cli.proxy import register, serve
 from reliability.errors import ChaosError, ConfigError
 
 UPSTREAM = "127.0.0.1:9"  # never dialled: these tests open no proxied connections

@@ -185,7 +185,7 @@ def _backfill(args: argparse.Namespace) -> int:
                              reprocess=Reprocess(args.reprocess),
                              direction=Direction(args.order), params=params,
                              record=not args.dry_run)
-        from reliability.schedule import _display
+        from reliability.cli import _schedule_display as _display
 
         if args.dry_run:
             _display.print_plan(plan, timetable)
@@ -209,7 +209,7 @@ def _scheduler(args: argparse.Namespace, max_active: int = 4, bus: Any = None) -
 
 
 def _list(args: argparse.Namespace) -> int:
-    from reliability.schedule import _display
+    from reliability.cli import _schedule_display as _display
 
     sched = _scheduler(args)
     try:
@@ -238,6 +238,6 @@ def _trigger(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from reliability.schedule import _display
+    from reliability.cli import _schedule_display as _display
 
     return _display.serve(args, _scheduler)
