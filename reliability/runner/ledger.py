@@ -22,7 +22,7 @@ from typing import Any
 from reliability._proc import holds, start_token
 from reliability.errors import LedgerError
 
-__all__ = ["Ledger", "RunRecord"]
+__all__ = ["AlertRecord", "Ledger", "RunRecord"]
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -91,6 +91,21 @@ CREATE TABLE IF NOT EXISTS events (
     details TEXT
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    status TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    ends_at TEXT,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    run_id TEXT,
+    runbook TEXT,
+    UNIQUE (fingerprint, starts_at)
+);
 """
 
 
@@ -118,6 +133,25 @@ class RunRecord:
         if self.started_at is None or self.ended_at is None:
             return None
         return self.ended_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert received from Alertmanager: a firing episode (fingerprint, start time),
+    the run whose failure fired it, and its runbook as rendered when it arrived."""
+
+    id: int
+    fingerprint: str
+    starts_at: str
+    alertname: str
+    status: str                 # "firing" or "resolved"
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    ends_at: str | None
+    received_at: float
+    updated_at: float
+    run_id: str | None
+    runbook: str | None         # rendered HTML
 
 
 FINAL_RUN_STATES = frozenset({"succeeded", "failed"})
@@ -409,6 +443,77 @@ class Ledger:
             d["details"] = json.loads(d["details"] or "{}")
             out.append(d)
         return out
+
+    def recent_events(self, kinds: Sequence[str], *, pipeline: str | None = None,
+                      step: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest events of ``kinds``, newest first, each with its run's ``pipeline``
+        and ``trigger``."""
+        q = ("SELECT e.*, r.pipeline, r.trigger FROM events e JOIN runs r USING (run_id)"
+             " WHERE e.kind IN (SELECT value FROM json_each(?))")
+        args: list[Any] = [json.dumps(list(kinds))]
+        if pipeline is not None:
+            q += " AND r.pipeline=?"
+            args.append(pipeline)
+        if step is not None:
+            q += " AND e.step=?"
+            args.append(step)
+        out = []
+        for r in self.db.execute(q + " ORDER BY e.id DESC LIMIT ?", [*args, limit]):
+            d = dict(r)
+            d["details"] = json.loads(d["details"] or "{}")
+            out.append(d)
+        return out
+
+    # -- alerts received from Alertmanager ---------------------------------------------
+    def record_alert(self, fingerprint: str, starts_at: str, *, alertname: str, status: str,
+                     labels: Mapping[str, str], annotations: Mapping[str, str],
+                     ends_at: str | None = None, run_id: str | None = None,
+                     runbook: str | None = None) -> AlertRecord:
+        """Store a firing or resolved alert; one row per (fingerprint, starts_at).
+
+        A repeated notification updates status, annotations and end time; the run and
+        runbook of the first notification are kept unless none was known then.
+        """
+        now = time.time()
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO alerts (fingerprint, starts_at, alertname, status, labels,"
+                " annotations, ends_at, received_at, updated_at, run_id, runbook)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint, starts_at) DO UPDATE"
+                " SET status=excluded.status, annotations=excluded.annotations,"
+                " ends_at=excluded.ends_at, updated_at=excluded.updated_at,"
+                " run_id=COALESCE(alerts.run_id, excluded.run_id),"
+                " runbook=COALESCE(alerts.runbook, excluded.runbook)",
+                (fingerprint, starts_at, alertname, status,
+                 json.dumps(dict(labels), sort_keys=True),
+                 json.dumps(dict(annotations), sort_keys=True), ends_at, now, now, run_id,
+                 runbook))
+            row = db.execute("SELECT * FROM alerts WHERE fingerprint=? AND starts_at=?",
+                             (fingerprint, starts_at)).fetchone()
+        return _alert(row)
+
+    def alerts(self, *, status: str | None = None, limit: int = 100) -> list[AlertRecord]:
+        """Stored alerts, firing before resolved, newest first."""
+        q, args = "SELECT * FROM alerts", list[Any]()
+        if status:
+            q += " WHERE status=?"
+            args.append(status)
+        q += " ORDER BY status='resolved', starts_at DESC, id DESC LIMIT ?"
+        return [_alert(r) for r in self.db.execute(q, [*args, limit])]
+
+    def get_alert(self, alert_id: int) -> AlertRecord:
+        row = self.db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no alert {alert_id} in ledger {self.path}. Fix: see the "
+                              "alert list")
+        return _alert(row)
+
+
+def _alert(row: sqlite3.Row) -> AlertRecord:
+    d = dict(row)
+    d["labels"] = json.loads(d["labels"])
+    d["annotations"] = json.loads(d["annotations"])
+    return AlertRecord(**d)
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
