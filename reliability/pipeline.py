@@ -21,14 +21,16 @@ import inspect
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
 from reliability.errors import CycleError, DefinitionError
 
-__all__ = ["DataInterval", "Pipeline", "Retry", "StepContext", "StepHook", "StepSpec"]
+__all__ = ["DataInterval", "Pipeline", "Retry", "StepContext", "StepHook", "StepSpec",
+           "attempt_scope"]
 
 _RESERVED = frozenset({"ctx", "params"})
 
@@ -177,10 +179,18 @@ class StepHook:
     """Runs in the worker around each step body; contracts and chaos are hooks.
 
     ``before`` may inspect or replace the inputs, ``after`` the output; raising fails the
-    attempt. Hooks must be picklable-free of process state: they are inherited by workers.
+    attempt. ``attempt`` wraps the whole attempt: whatever a hook changes in the worker
+    process (resource limits, signal handlers, threads, external state) it undoes when that
+    context exits, so nothing reaches the next attempt the worker runs. Hooks must be
+    picklable-free of process state: they are inherited by workers.
     """
 
     name = "hook"
+
+    def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
+        """The attempt's scope: entered before its inputs are read, exited after its output
+        was written or the attempt failed (an exception raised on exit fails the attempt)."""
+        return nullcontext()
 
     def before(self, ctx: StepContext, spec: StepSpec, inputs: dict[str, Any]
                ) -> dict[str, Any]:
@@ -188,6 +198,16 @@ class StepHook:
 
     def after(self, ctx: StepContext, spec: StepSpec, output: Any) -> Any:
         return output
+
+
+@contextmanager
+def attempt_scope(hooks: Sequence[StepHook], ctx: StepContext, spec: StepSpec
+                  ) -> Iterator[None]:
+    """Enter every hook's :meth:`StepHook.attempt` (first hook outermost) around one attempt."""
+    with ExitStack() as stack:
+        for hook in hooks:
+            stack.enter_context(hook.attempt(ctx, spec))
+        yield
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.errors import ContractViolation
-from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook
+from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, attempt_scope
 from reliability.runner.store import decode, encode
 
 __all__ = ["Result", "Task", "worker_main"]
@@ -159,19 +159,20 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
     output: Any = None
     have_output = False
     try:
-        inputs = {p: decode(Path(path), codec) for p, (path, codec) in task.inputs.items()}
-        for hook in hooks:
-            inputs = hook.before(ctx, spec, inputs)
-        kwargs = dict(inputs)
-        if spec.wants_ctx:
-            kwargs["ctx"] = ctx
-        if spec.wants_params:
-            kwargs["params"] = task.params
-        output = spec.fn(**kwargs)
-        have_output = True
-        for hook in hooks:
-            output = hook.after(ctx, spec, output)
-        digest, codec, size = encode(output, staging)
+        with attempt_scope(hooks, ctx, spec):  # hooks undo their changes when it exits
+            inputs = {p: decode(Path(path), codec) for p, (path, codec) in task.inputs.items()}
+            for hook in hooks:
+                inputs = hook.before(ctx, spec, inputs)
+            kwargs = dict(inputs)
+            if spec.wants_ctx:
+                kwargs["ctx"] = ctx
+            if spec.wants_params:
+                kwargs["params"] = task.params
+            output = spec.fn(**kwargs)
+            have_output = True
+            for hook in hooks:
+                output = hook.after(ctx, spec, output)
+            digest, codec, size = encode(output, staging)
         return Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted,
                       scratch_used=ctx._staging_ready)
     except BaseException as exc:  # the step's failure is data for the runner
