@@ -155,6 +155,9 @@ class AlertRecord:
 
 
 FINAL_RUN_STATES = frozenset({"succeeded", "failed"})
+# Triggers of experiment runs (chaos and explore, and their baselines): they share the ledger
+# but never count as production history. "explore-baseline" is the older spelling.
+EXPERIMENT_TRIGGERS = ("chaos-baseline", "chaos", "explore", "explore-baseline")
 
 
 class Ledger:
@@ -330,6 +333,21 @@ class Ledger:
         q += " ORDER BY created_at DESC LIMIT ?"
         args.append(limit)
         return [_record(r) for r in self.db.execute(q, args)]
+
+    def last_good_run(self, pipeline: str, *, production_only: bool = True,
+                      before: str | None = None) -> RunRecord | None:
+        """The latest succeeded run of ``pipeline``, other than run ``before``.
+
+        Chaos and explore runs (and their baselines) are skipped unless
+        ``production_only=False``: a run made to be broken is no evidence of a good state.
+        """
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE pipeline=? AND status='succeeded' AND run_id != ?"
+            " AND (trigger IS NULL OR trigger NOT IN (SELECT value FROM json_each(?)))"
+            " ORDER BY ended_at DESC LIMIT 1",
+            (pipeline, before or "",
+             json.dumps(EXPERIMENT_TRIGGERS if production_only else []))).fetchone()
+        return _record(row) if row else None
 
     # -- steps and attempts -----------------------------------------------------------
     def steps(self, run_id: str) -> list[dict[str, Any]]:
