@@ -9,6 +9,8 @@ Where a builtin fits, the error inherits it too, so ``except ValueError`` keeps 
     │   └── CycleError                     names the cycle path
     ├── MissingDependencyError(ImportError) an optional extra is not installed
     ├── LedgerError                        the run ledger cannot be read or written
+    ├── StorageError(OSError)              home/store/ledger cannot be written (fails fast)
+    │   └── CorruptObject                  a stored object's bytes do not match its name
     ├── RunError                           a run did not succeed
     │   ├── StepFailed                     a step failed after its retries
     │   └── RunCancelled                   SIGINT/SIGTERM stopped the run (it is resumable)
@@ -32,6 +34,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "ContractViolation",
+    "CorruptObject",
     "CycleError",
     "DefinitionError",
     "LedgerError",
@@ -42,6 +45,7 @@ __all__ = [
     "RunbookError",
     "SLAError",
     "StepFailed",
+    "StorageError",
     "WiringError",
 ]
 
@@ -101,6 +105,53 @@ class MissingDependencyError(ReliabilityError, ImportError):
 
 class LedgerError(ReliabilityError):
     """The SQLite run ledger is missing, corrupt, or has no such run."""
+
+
+class StorageError(ReliabilityError, OSError):
+    """The home, the artifact store or the ledger cannot be written (or read).
+
+    An environment problem (permissions, read-only or full disk, a bucket we may not write),
+    not a transient one: the attempt fails at once instead of burning its retries. The
+    message names the place and the fix.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None,
+                 fix: str | None = None) -> None:
+        self.reason = message
+        self.path = path
+        self.fix = fix
+        text = f"{path}: {message}" if path else message
+        super().__init__(f"{text}. Fix: {fix}" if fix else text)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the fields across process boundaries
+        return (_rebuild_storage, (type(self), self.reason, self.path, self.fix))
+
+
+def _rebuild_storage(cls: type[StorageError], message: str, path: str | None,
+                     fix: str | None) -> StorageError:
+    return cls(message, path=path, fix=fix)
+
+
+class CorruptObject(StorageError):
+    """A stored object's bytes no longer hash to its name (bit rot, a torn write, an edit).
+
+    ``digest`` is the name it should have; ``actual`` what its bytes hash to now (None
+    when it is missing).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, fix: str | None = None,
+                 digest: str = "", actual: str | None = None) -> None:
+        self.digest = digest
+        self.actual = actual
+        super().__init__(message, path=path, fix=fix)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_corrupt, (self.reason, self.path, self.fix, self.digest, self.actual))
+
+
+def _rebuild_corrupt(message: str, path: str | None, fix: str | None, digest: str,
+                     actual: str | None) -> CorruptObject:
+    return CorruptObject(message, path=path, fix=fix, digest=digest, actual=actual)
 
 
 class RunError(ReliabilityError):

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "reliability.cli.proxy",
     "reliability.cli.sla",
     "reliability.cli.schedule",
+    "reliability.cli.verify",
 )
 
 

@@ -29,7 +29,7 @@ from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook
 from reliability.runner.ledger import FINAL_RUN_STATES, Ledger, RunRecord
 from reliability.runner.pool import Worker, WorkerPool
-from reliability.runner.store import ArtifactStore
+from reliability.runner.store import ArtifactStore, Store
 from reliability.runner.worker import Result, Task
 
 __all__ = ["RunResult", "Runner", "default_home", "new_run_id"]
@@ -104,6 +104,7 @@ class Runner:
                  workers: int | None = None, bus: EventBus | None = None,
                  hooks: Sequence[StepHook] = (), code_version: str | None = None,
                  ledger: Ledger | None = None, seed: int | None = None,
+                 store: Store | None = None,
                  before_run: Iterable[Callable[[Runner, str], None]] = ()) -> None:
         if workers is not None and (isinstance(workers, bool) or workers < 1):
             raise DefinitionError(f"workers={workers!r} must be at least 1. "
@@ -111,7 +112,7 @@ class Runner:
         self.pipeline = pipeline
         self.order = pipeline.validate()
         self.home = Path(home) if home is not None else default_home()
-        self.store = ArtifactStore(self.home / "store")
+        self.store: Store = store if store is not None else ArtifactStore(self.home / "store")
         self.ledger = ledger if ledger is not None else Ledger(self.home / "ledger.db")
         self.bus = bus if bus is not None else EventBus()
         self.hooks = list(hooks)
@@ -202,8 +203,12 @@ class Runner:
         if rec.pipeline != self.pipeline.name:
             raise LedgerError(f"run {run_id} belongs to pipeline {rec.pipeline!r}, not "
                               f"{self.pipeline.name!r}. Fix: load the right pipeline")
-        if rec.status == "succeeded":
+        if rec.status == "succeeded" and all(
+                self.store.intact(s["output_hash"]) for s in self.ledger.steps(run_id)
+                if s["output_hash"]):
             return self._result_from_ledger(rec, resumed=True)
+        # unfinished, or a succeeded run whose outputs were damaged since: redo what is not
+        # intact (corrupt objects are moved aside by the check)
         return self._execute(rec, self.pipeline.make_params(rec.params), resumed=True)
 
     # -- the loop ---------------------------------------------------------------------
@@ -501,7 +506,7 @@ class _Loop:
 
     def _commit(self, task: Task, res: Result, duration: float, pid: int) -> None:
         assert res.digest is not None and res.codec is not None
-        self.r.store.commit(Path(task.staging_file), res.digest)  # moves the staged file
+        self.r.store.commit(task.staging_file, res.digest)  # moves the staged file
         if res.scratch_used:
             self.r.store.discard_attempt(self.run_id, task.step, task.attempt, output=False)
         self.r.ledger.commit_step(self.run_id, task.step, task.attempt, res.digest,

@@ -9,9 +9,11 @@ runner alone decides when a worker stops.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
@@ -22,9 +24,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from reliability.errors import ContractViolation
+from reliability.errors import ContractViolation, StorageError
 from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, attempt_scope
-from reliability.runner.store import decode, encode
+from reliability.runner.store import encode, is_remote, load_input, storage_error
 
 __all__ = ["Result", "Task", "worker_main"]
 
@@ -150,17 +152,20 @@ def _picklable(value: Any) -> Any:
 def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Result:
     """Run one attempt; never raises (errors become a failed Result)."""
     spec = pipeline.steps[task.step]
-    staging = Path(task.staging_file)
     scratch = Path(task.scratch_dir)
     ctx = StepContext(pipeline=pipeline.name, run_id=task.run_id, step=task.step,
                       attempt=task.attempt, interval=task.interval,
-                      staging_dir=scratch, params=task.params,
-                      input_files={p: Path(path) for p, (path, _) in task.inputs.items()})
+                      staging_dir=scratch, params=task.params)
     output: Any = None
     have_output = False
+    cache = f"{task.scratch_dir}.in"  # verified local copies of inputs from an object store
     try:
         with attempt_scope(hooks, ctx, spec):  # hooks undo their changes when it exits
-            inputs = {p: decode(Path(path), codec) for p, (path, codec) in task.inputs.items()}
+            inputs: dict[str, Any] = {}
+            files: dict[str, Path] = {}
+            for p, (location, codec) in task.inputs.items():  # hashed as read: never corrupt
+                inputs[p], files[p] = load_input(location, codec, cache)
+            ctx.input_files = files
             for hook in hooks:
                 inputs = hook.before(ctx, spec, inputs)
             kwargs = dict(inputs)
@@ -172,26 +177,40 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
             have_output = True
             for hook in hooks:
                 output = hook.after(ctx, spec, output)
-            digest, codec, size = encode(output, staging)
+            try:
+                digest, codec, size = encode(output, task.staging_file)
+            except OSError as exc:  # the store, not the step: fail fast if it is unwritable
+                raise storage_error(exc, "write the step's output to the store",
+                                    task.staging_file) from exc
         return Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted,
                       scratch_used=ctx._staging_ready)
     except BaseException as exc:  # the step's failure is data for the runner
-        staging.unlink(missing_ok=True)
+        _discard(task.staging_file)
         res = Result(ok=False, error_type=type(exc).__qualname__,
                      error=str(exc) or repr(exc), traceback=traceback.format_exc(limit=20),
-                     retryable=isinstance(exc, Exception) and spec.retry.should_retry(exc),
+                     retryable=(isinstance(exc, Exception)
+                                and not isinstance(exc, StorageError)  # no retry fixes it
+                                and spec.retry.should_retry(exc)),
                      events=ctx._emitted, scratch_used=ctx._staging_ready)
         if isinstance(exc, ContractViolation):
             res.failures = exc.failures
             if have_output or exc.direction == "output":
                 res.quarantined = _quarantine(output, task.quarantine_file)
         return res
+    finally:
+        if task.inputs and is_remote(next(iter(task.inputs.values()))[0]):
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def _discard(location: str) -> None:
+    if not is_remote(location):  # the runner drops a remote one (and clears the run's staging)
+        with contextlib.suppress(OSError):
+            Path(location).unlink(missing_ok=True)
 
 
 def _quarantine(output: Any, dest: str) -> str | None:
     try:
-        Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        encode(output, Path(dest))
+        encode(output, dest)
     except Exception:
         return None
     return dest

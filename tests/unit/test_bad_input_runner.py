@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sample_pipelines import chain
 
-from reliability.errors import ConfigError, DefinitionError, LedgerError
+from reliability.errors import DefinitionError, LedgerError, StorageError
 from reliability.pipeline import DataInterval
 from reliability.runner import Ledger, Runner
 from reliability.runner.store import ArtifactStore
@@ -33,7 +33,7 @@ def test_interval_errors_say_what_is_wrong_once(text: str, needle: str) -> None:
 def test_home_under_a_regular_file(tmp_path: Path) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("")
-    with pytest.raises(ConfigError, match="cannot create the artifact store"):
+    with pytest.raises(StorageError, match="cannot create the artifact store"):
         ArtifactStore(blocker / "home" / "store")
     with pytest.raises(LedgerError, match="cannot create the runner home"):
         Ledger(blocker / "home" / "ledger.db")
