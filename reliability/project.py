@@ -7,6 +7,10 @@
     chaos: chaos                             # chaos experiments
     runbooks: runbooks                       # Jinja runbook templates (override built-ins)
     workers: 2
+    serve:                                   # `reliability serve` (runbook_url points here)
+      host: 127.0.0.1
+      port: 8080
+      url: https://oncall.example            # how users reach it, if not http://host:port
 
 Every key has a default, so a repository without the file still works from its root.
 """
@@ -20,9 +24,25 @@ from pydantic import Field
 
 from reliability._spec import Spec, load_model
 
-__all__ = ["PROJECT_FILE", "Project", "find_project"]
+__all__ = ["PROJECT_FILE", "Project", "ProjectSpec", "ServeSpec", "find_project"]
 
 PROJECT_FILE = "reliability.yaml"
+
+
+class ServeSpec(Spec):
+    """Where ``reliability serve`` listens and how users and Alertmanager reach it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+
+    @property
+    def base_url(self) -> str:
+        """``url``, else ``http://host:port``: the base of every generated runbook_url."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class ProjectSpec(Spec):
@@ -33,6 +53,7 @@ class ProjectSpec(Spec):
     runbooks: str = "runbooks"
     sla: str | None = None
     workers: int | None = Field(default=None, ge=1, le=512)
+    serve: ServeSpec = ServeSpec()
 
 
 class Project:

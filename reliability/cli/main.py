@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "reliability.cli.sla",
     "reliability.cli.schedule",
     "reliability.cli.verify",
+    "reliability.cli.serve",
 )
 
 

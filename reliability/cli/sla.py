@@ -40,6 +40,13 @@ def register(sub: Any) -> None:
                       help="uid of Grafana's Prometheus data source")
     dash.set_defaults(func=cmd_dashboard)
 
+    am = ssub.add_parser("alertmanager", help="write an Alertmanager config whose receiver "
+                                              "posts to `reliability serve`")
+    am.add_argument("--out", default="monitoring", help="output directory")
+    am.add_argument("--url", help="where Alertmanager reaches `reliability serve` (default: "
+                                  "the project's serve.url, else http://127.0.0.1:8080)")
+    am.set_defaults(func=cmd_alertmanager)
+
     serve = ssub.add_parser("serve", help="serve /metrics fed from the run ledger")
     serve.add_argument("--home", help="runner home holding ledger.db (default: project)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
@@ -146,7 +153,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from reliability.sla.rules import build_rules, rules_document
 
     sset = _load(args)
-    rs = build_rules(sset, runbook_base_url=args.runbook_base_url)
+    rs = build_rules(sset, runbook_base_url=_runbook_base(args, sset))
     out = output_dir(args.out, "--out")
     rules_file, tests_file = out / "reliability.rules.yml", out / "reliability.rules.test.yml"
     rules_file.write_text(yaml.safe_dump(rules_document([rs]), sort_keys=False, width=1000))
@@ -173,10 +180,37 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from reliability.sla.rules import build_rules
 
     sset = _load(args)
-    rs = build_rules(sset, runbook_base_url=args.runbook_base_url)
+    rs = build_rules(sset, runbook_base_url=_runbook_base(args, sset))
     output_dir(args.out, "--out")
     for path in write_grafana([rs], args.out, datasource_uid=args.datasource_uid):
         print(f"wrote {path}")
+    return 0
+
+
+def _runbook_base(args: argparse.Namespace, sset: Any) -> str | None:
+    """--runbook-base-url, else the SLA file's, else the runbook route of the project's
+    `reliability serve`."""
+    from reliability.sla.rules import RUNBOOK_ROUTE
+
+    if args.runbook_base_url or sset.runbook_base_url:
+        return str(args.runbook_base_url or sset.runbook_base_url)
+    return str(_project().spec.serve.base_url) + RUNBOOK_ROUTE
+
+
+def cmd_alertmanager(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reliability.web.alerts import alertmanager_config
+
+    url = args.url or _project().spec.serve.base_url
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"--url {url!r} is not an http(s) URL", path=("--url",),
+                          fix="pass e.g. http://127.0.0.1:8080")
+    out = output_dir(args.out, "--out")
+    path = out / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(alertmanager_config(url), sort_keys=False),
+                    encoding="utf-8")
+    print(f"wrote {path} (webhook receiver {url.rstrip('/')}/alerts/webhook)")
     return 0
 
 
@@ -185,34 +219,12 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from reliability.events import EventBus
-    from reliability.runbooks.evidence import LedgerView
     from reliability.sla.exporter import serve_metrics
-    from reliability.sla.metrics import PipelineMetrics
-    from reliability.sla.replay import BudgetGauge, DeadlineGauge, LedgerFeed
+    from reliability.web.metrics import LedgerMetrics
 
-    bus = EventBus()
-    metrics = PipelineMetrics()
-    metrics.attach(bus)
-    slas = _serve_slas(args)
-    home = _home(args)
-    blocker = next((d for d in (home, *home.parents) if d.exists() and not d.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"{blocker} is a file, so {home} cannot be the runner's home",
-                          path=("--home",), fix="pass the directory holding ledger.db")
-    view = LedgerView(home / "ledger.db")
-    budgets = None
-    if slas is not None:
-        DeadlineGauge(slas, metrics).attach(bus)
-        budgets = BudgetGauge(slas, metrics, view)
-        budgets.attach(bus)
-    feed = LedgerFeed(view, bus, interval=args.interval)
-    _replay_marker(metrics.registry)
-    feed.poll()  # a damaged ledger fails here, with exit 2, not in the background
-    if budgets is not None:
-        budgets.refresh()  # also for pipelines with no run in the replayed events
-    server = serve_metrics(metrics.registry, host=args.host, port=args.port)
-    print(f"serving {server.url} (ledger {feed.view.path}); Ctrl-C stops", flush=True)
+    feed = LedgerMetrics(_home(args), _serve_slas(args), interval=args.interval)
+    server = serve_metrics(feed.registry, host=args.host, port=args.port)
+    print(f"serving {server.url} (ledger {feed.ledger_path}); Ctrl-C stops", flush=True)
     feed.start()
     try:
         while True:
@@ -222,17 +234,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         feed.stop()
         server.close()
-
-
-def _replay_marker(registry: Any) -> None:
-    """Tell the alert rules this exporter replays history (see ``rules._new_counts``)."""
-    from prometheus_client import Gauge
-
-    from reliability.sla.rules import REPLAY_METRIC
-
-    Gauge(REPLAY_METRIC, "Unix time this exporter began replaying the run ledger; its "
-          "counters are totals since the ledger began", registry=registry
-          ).set_to_current_time()
 
 
 def _serve_slas(args: argparse.Namespace) -> Any:
@@ -306,31 +307,14 @@ def _render_generic(renderer: Any, args: argparse.Namespace, home: Path) -> list
 
 
 def _render_run(renderer: Any, run_id: str, home: Path, out: str | None) -> list[Path]:
-    import dataclasses
+    from reliability.cli.run import _ledger
+    from reliability.runbooks.from_ledger import run_evidence
 
-    from reliability.events import EventKind
-    from reliability.runbooks.evidence import LedgerView
-    from reliability.sla.monitor import evidence_for, family_for
-    from reliability.sla.replay import read_events
-
-    view = LedgerView(home / "ledger.db")
-    run = view.run(run_id)
-    interval = ({"start": run["interval_start"], "end": run["interval_end"]}
-                if run["interval_start"] else None)
-    good = view.last_good_run(run["pipeline"], before=run["run_id"])
-    faults: list[dict[str, Any]] = []
-    violated: set[str] = set()
+    with _ledger(argparse.Namespace(home=str(home))) as ledger:
+        run = ledger.get_run(run_id)
+        evidence = run_evidence(ledger, run, home=str(home))
+    target = output_dir(out, "--out") if out else home / "runbooks" / run.run_id
     paths: list[Path] = []
-    target = output_dir(out, "--out") if out else home / "runbooks" / run["run_id"]
-    for ev in read_events(view, run_id=run["run_id"]):
-        if ev.kind is EventKind.FAULT_INJECTED:
-            faults.append({"fault": ev.details.get("fault", "unknown"), "step": ev.step,
-                           "attempt": ev.attempt})
-        if ev.kind is EventKind.CONTRACT_VIOLATED and ev.step:
-            violated.add(ev.step)
-        family = family_for(ev, violated)
-        if family is not None:
-            evidence = evidence_for(ev, family, faults=faults, interval=interval,
-                                    home=str(home))
-            paths += renderer.write(dataclasses.replace(evidence, last_good_run=good), target)
+    for ev in evidence:
+        paths += renderer.write(ev, target)
     return paths

@@ -13,7 +13,10 @@ For each pipeline's :class:`~reliability.sla.spec.SLASet`:
   ``increase()`` alone would miss.
 
 Every alert carries ``summary``, ``description`` and ``runbook_url`` annotations; the URL is
-``<runbook base>/<pipeline>/<family>.html`` (``reliability runbooks render`` publishes them).
+``<runbook base>/<pipeline>/<family>.html``, with ``?step=<step>`` when the alert is about one
+step. The base defaults to the runbook route of ``reliability serve`` (the project file's
+``serve.url``, else ``http://127.0.0.1:8080``), which renders each runbook from the ledger's
+evidence of the failure that fired it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from reliability.sla.spec import SLA, SLASet, format_duration
 __all__ = ["BURN_WINDOWS", "AlertRule", "RecordingRule", "RuleSet", "build_rules",
            "burn_threshold", "generate_rules", "rules_document"]
 
-DEFAULT_RUNBOOK_BASE = "http://127.0.0.1:8080/runbooks"
+RUNBOOK_ROUTE = "/runbooks"
+DEFAULT_RUNBOOK_BASE = "http://127.0.0.1:8080" + RUNBOOK_ROUTE
+_STEP_LABEL = "{{ $labels.step }}"
 NEW_COUNT_WINDOW = "15m"
 
 
@@ -166,14 +171,17 @@ class _Builder:
         self.p = sset.pipeline
         self.base = base_url.rstrip("/")
 
-    def url(self, family: str) -> str:
-        return f"{self.base}/{self.p}/{family}.html"
+    def url(self, family: str, step: str | None = None) -> str:
+        return f"{self.base}/{self.p}/{family}.html" + (f"?step={step}" if step else "")
 
     def alert(self, name: str, expr: str, kind: str, family: str, summary: str,
               description: str, *, severity: str = "page", sla: SLA | None = None,
-              **labels: str) -> AlertRule:
-        return AlertRule(name, expr, kind, family, summary, description, self.url(family),
-                         {"severity": severity, **labels}, pipeline=self.p, sla=sla)
+              runbook_step: str | None = None, **labels: str) -> AlertRule:
+        """``runbook_step``: the step the runbook is about (the alert's step label)."""
+        step = runbook_step or labels.get("step") or (sla.step if sla else None)
+        return AlertRule(name, expr, kind, family, summary, description,
+                         self.url(family, step), {"severity": severity, **labels},
+                         pipeline=self.p, sla=sla)
 
     def burn(self, sla: SLA) -> list[AlertRule]:
         assert sla.success_rate is not None
@@ -267,7 +275,7 @@ class _Builder:
                 "{{ $labels.sla }} SLA breached in pipeline {{ $labels.pipeline }}",
                 "The SLA monitor reported a {{ $labels.sla }} breach for "
                 "{{ $labels.step }} in pipeline {{ $labels.pipeline }} (an empty step is the "
-                "whole run).", severity="page"),
+                "whole run).", severity="page", runbook_step=_STEP_LABEL),
             self.alert(
                 "ReliabilityContractViolated",
                 _new_counts("reliability_contract_violations_total", sel,
@@ -276,21 +284,21 @@ class _Builder:
                 "contract {{ $labels.contract }} violated at " + step_what,
                 "Check {{ $labels.check }} of contract {{ $labels.contract }} failed at "
                 f"{step_what}; the output was quarantined and downstream steps skipped.",
-                severity="page"),
+                severity="page", runbook_step=_STEP_LABEL),
             self.alert(
                 "ReliabilityWorkerLost",
                 _new_counts("reliability_worker_lost_total", sel, "pipeline, step"),
                 "worker_lost", "worker_lost", "a worker died running " + step_what,
                 f"A worker process died mid-attempt while running {step_what}; the attempt "
                 "was retried on a fresh worker if its retry policy allows.",
-                severity="ticket"),
+                severity="ticket", runbook_step=_STEP_LABEL),
             self.alert(
                 "ReliabilityStepFailed",
                 _new_counts("reliability_steps_total", _sel(pipeline=self.p, status="failed"),
                             "pipeline, step"),
                 "step_failed", "step_failed", step_what + " failed",
                 f"{step_what} failed after its retries; its downstream steps were skipped.",
-                severity="page"),
+                severity="page", runbook_step=_STEP_LABEL),
         ]
 
 

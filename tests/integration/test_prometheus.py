@@ -210,7 +210,7 @@ def test_prometheus_scrapes_a_running_pipeline_and_alertmanager_gets_the_runbook
         alert = alerts[0]
         assert alert["labels"]["step"] == "slow" and alert["labels"]["sla"] == "max_duration"
         assert alert["annotations"]["runbook_url"] == \
-            "http://127.0.0.1:9/runbooks/promdemo/sla_breach.html"
+            "http://127.0.0.1:9/runbooks/promdemo/sla_breach.html?step=slow"
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
     finally:
         stop(proc)

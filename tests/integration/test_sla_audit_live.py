@@ -46,7 +46,7 @@ def test_low_target_slo_pages_on_a_total_outage(tmp_path: Path) -> None:
                                                "load of pipeline etl is burning its error "
                                                "budget at a rate that exhausts it within days.",
                                 "runbook_url": "http://127.0.0.1:8080/runbooks/etl/"
-                                               "sla_breach.html"}}]},
+                                               "sla_breach.html?step=load"}}]},
             {"eval_time": "1430m", "alertname": "ReliabilityErrorBudgetBurn",
              "exp_alerts": []}]}]}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(case))
@@ -174,7 +174,8 @@ def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -
                   "description": "A worker process died mid-attempt while running step "
                                  "load of pipeline etl; the attempt was retried on a fresh "
                                  "worker if its retry policy allows.",
-                  "runbook_url": "http://127.0.0.1:8080/runbooks/etl/worker_lost.html"}}]
+                  "runbook_url": "http://127.0.0.1:8080/runbooks/etl/worker_lost.html"
+                                 "?step=load"}}]
     case = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [
         {"interval": "1m",
          "input_series": [{"series": lost, "values": "_x20 5x6 6x5"},
