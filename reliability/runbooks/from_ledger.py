@@ -14,7 +14,7 @@ from typing import Any
 
 from reliability.events import Event, EventKind
 from reliability.runbooks.evidence import Evidence, iso
-from reliability.runner.ledger import Ledger, RunRecord
+from reliability.runner.ledger import EXPERIMENT_TRIGGERS, Ledger, RunRecord
 
 __all__ = ["FAMILY_EVENTS", "find_evidence", "is_production", "last_good_run",
            "run_evidence"]
@@ -41,19 +41,18 @@ _SCAN = 50  # recent candidate events looked at per lookup
 
 
 def is_production(trigger: str | None) -> bool:
-    """False for chaos, chaos-baseline and exploration runs: they never count as evidence
-    of a production alert, nor as a last good run."""
-    return not (trigger or "").startswith(("chaos", "explore"))
+    """False for chaos and exploration runs (and their baselines): they are never the
+    evidence of a production alert."""
+    return trigger not in EXPERIMENT_TRIGGERS
 
 
 def last_good_run(ledger: Ledger, pipeline: str, *, before: str | None = None
                   ) -> dict[str, Any] | None:
-    """The latest succeeded production run of ``pipeline`` other than run ``before``."""
-    good = [r for r in ledger.list_runs(pipeline, limit=_SCAN, status="succeeded")
-            if r.run_id != before and is_production(r.trigger) and r.ended_at is not None]
-    if not good:
+    """The latest succeeded production run of ``pipeline`` other than run ``before``, as
+    the runbook's ``last_good_run`` variable."""
+    best = ledger.last_good_run(pipeline, before=before)
+    if best is None:
         return None
-    best = max(good, key=lambda r: r.ended_at or 0.0)
     return {"run_id": best.run_id, "ended_at": iso(best.ended_at),
             "code_version": best.code_version, "interval_start": best.interval_start,
             "interval_end": best.interval_end}
