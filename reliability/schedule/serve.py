@@ -1,12 +1,18 @@
 """The long-lived scheduler process: live triggers, an HTTP trigger endpoint, metrics.
 
-HTTP (loopback by default)::
+HTTP (loopback by default; JSON in, JSON out)::
 
     POST /trigger/<schedule>        body optional: {"interval": "START/END", "reprocess": "failed"}
         202 {"started": true, ...}  a run was claimed and started
         409 {"started": false, "reason": "duplicate trigger ignored: ..."}
+        400 {"error": ...}          a body, key, value or query string it does not understand
+        404 {"error": ..., "schedules": [...]}   no HTTP-triggerable schedule of that name
     GET  /schedules                 next fire times and their data intervals
-    GET  /healthz
+    GET  /healthz                   {"ok": true}
+
+Anything else gets a JSON ``{"error": ...}`` too: 404 (path), 405 (method, with ``Allow``),
+411 (a chunked body), 413 (a body over 64 KiB), 400 (a malformed request). Nothing a
+client sends is ignored silently, and no request goes unanswered.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from reliability.errors import ReliabilityError
 from reliability.pipeline import DataInterval
@@ -64,69 +72,178 @@ class TriggerServer:
         self.httpd.server_close()
 
 
+MAX_BODY = 65536
+"""Largest trigger body read, in bytes (larger: 413)."""
+BODY_KEYS = ("interval", "reprocess")
+_EXAMPLE = '{"interval": "START/END", "reprocess": "none"}'
+
+
+class _BadRequest(Exception):
+    """A request the endpoint does not understand: answered with ``status`` and the message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _BadRequest(f"key {_cut(key)!r} appears twice in the body; send it once")
+        out[key] = value
+    return out
+
+
+def parse_trigger_body(raw: bytes) -> tuple[str | None, str]:
+    """``(interval, reprocess)`` from a trigger body; raise _BadRequest for anything else."""
+    if not raw.strip():
+        return None, "none"
+    try:
+        data = json.loads(raw, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise _BadRequest(f"body is nested too deeply; send a flat object, e.g. {_EXAMPLE}"
+                          ) from None
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise _BadRequest(f"body is not JSON ({_cut(str(exc), 120)}); send e.g. {_EXAMPLE}"
+                          ) from None
+    if not isinstance(data, dict):
+        raise _BadRequest(f"body must be a JSON object, e.g. {_EXAMPLE}")
+    unknown = [k for k in data if k not in BODY_KEYS]
+    if unknown:
+        names = ", ".join(repr(_cut(k)) for k in unknown[:5])
+        raise _BadRequest(f"unknown key(s) {names} in the body; it takes only 'interval' "
+                          f"(START/END) and 'reprocess' (none, failed or all), e.g. {_EXAMPLE}")
+    interval, reprocess = data.get("interval"), data.get("reprocess", "none")
+    if not isinstance(interval, str | None) or not isinstance(reprocess, str):
+        raise _BadRequest(f"'interval' and 'reprocess' must be strings, e.g. {_EXAMPLE}")
+    return interval or None, reprocess
+
+
 def _handler(sched: Scheduler) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 15.0  # a client stalled mid-request is dropped, never holds a thread
+
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: %s", format % args)
 
-        def _send(self, code: int, body: Any) -> None:
+        def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
-        def do_GET(self) -> None:
-            path = self.path.partition("?")[0]
-            if path == "/healthz":
-                self._send(200, {"ok": True})
-            elif path == "/schedules":
-                self._send(200, schedules_json(sched))
+        def send_error(self, code: int, message: str | None = None,
+                       explain: str | None = None) -> None:
+            """The base class's own errors (malformed request line, headers) as JSON."""
+            self.close_connection = True
+            self._no_http09()
+            try:
+                phrase = HTTPStatus(code).phrase
+            except ValueError:
+                phrase = "error"
+            self._send(code, {"error": _cut(message or phrase, 200)})
+
+        def _no_http09(self) -> None:
+            # answer with a status line and headers even to an HTTP/0.9-looking request
+            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+                self.request_version = "HTTP/1.0"
+
+        def handle_one_request(self) -> None:
+            try:
+                self.raw_requestline = self.rfile.readline(65537)
+                if len(self.raw_requestline) > 65536:
+                    self.requestline = self.request_version = self.command = ""
+                    self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                    return
+                if not self.raw_requestline:
+                    self.close_connection = True
+                    return
+                if not self.parse_request():
+                    return
+                self._no_http09()
+                self._route()
+                self.wfile.flush()
+            except TimeoutError:
+                self.close_connection = True
+
+        def _route(self) -> None:
+            parts = urlsplit(self.path)
+            path = parts.path
+            if path in ("/healthz", "/schedules"):
+                if self.command not in ("GET", "HEAD"):
+                    self._send(405, {"error": f"{path} answers GET only"}, {"Allow": "GET"})
+                elif path == "/healthz":
+                    self._send(200, {"ok": True})
+                else:
+                    self._send(200, schedules_json(sched))
+            elif path.startswith("/trigger/"):
+                if self.command != "POST":
+                    self._send(405, {"error": "use POST /trigger/<schedule>"}, {"Allow": "POST"})
+                    return
+                self._trigger(unquote(path[len("/trigger/"):]), parts.query)
             else:
-                self._send(404, {"error": f"no route {self.path}; use POST /trigger/<name>"})
+                self._send(404, {"error": f"no route {_cut(path)}; use POST "
+                                          "/trigger/<schedule>, GET /schedules or GET /healthz"})
 
-        def do_POST(self) -> None:
-            prefix, path = "/trigger/", self.path.partition("?")[0]
-            if not path.startswith(prefix):
-                self._send(404, {"error": f"no route {path}; use POST /trigger/<name>"})
-                return
-            name = path[len(prefix):]
+        def _trigger(self, name: str, query: str) -> None:
             s = sched.schedules.get(name)
+            try:
+                if query:
+                    raise _BadRequest(
+                        f"query parameters are not read (got {_cut(query)!r}); send the "
+                        f"interval and reprocess policy in the JSON body, e.g. {_EXAMPLE}")
+                raw = self._body()
+            except _BadRequest as exc:
+                self.close_connection = True  # an unread body must not become the next request
+                self._send(exc.status, {"error": str(exc)})
+                return
             if s is None or not s.http:
-                self._send(404, {"error": f"no HTTP-triggerable schedule {name!r}",
+                self._send(404, {"error": f"no HTTP-triggerable schedule {_cut(name)!r}",
                                  "schedules": sorted(k for k, v in sched.schedules.items()
                                                      if v.http)})
                 return
             try:
-                body = self._body()
-                text, policy = body.get("interval"), body.get("reprocess", "none")
-                if not isinstance(text, str | None) or not isinstance(policy, str):
-                    raise ValueError("'interval' and 'reprocess' must be strings, e.g. "
-                                     "{\"interval\": \"START/END\", \"reprocess\": \"failed\"}")
+                text, policy = parse_trigger_body(raw)
                 iv = DataInterval.parse(text) if text else None
                 reprocess = Reprocess.parse(policy)
                 out = sched.trigger(name, iv, source="http", reprocess=reprocess)
+            except _BadRequest as exc:
+                self._send(exc.status, {"error": str(exc)})
+                return
             except (ReliabilityError, ValueError) as exc:
-                self._send(400, {"error": str(exc)})
+                self._send(400, {"error": _cut(str(exc), 400)})
+                return
+            except ArithmeticError:  # a date at the edge of the calendar
+                self._send(400, {"error": f"interval {_cut(text or '')!r} is out of range; "
+                                          "use dates between years 2 and 9998"})
+                return
+            except Exception:
+                log.exception("trigger of %s failed", name)
+                self._send(500, {"error": "the trigger failed; see the scheduler's log"})
                 return
             self._send(202 if out.started else 409, out.to_dict())
 
-        def _body(self) -> dict[str, Any]:
+        def _body(self) -> bytes:
+            if "Transfer-Encoding" in self.headers:
+                raise _BadRequest("send the body with a Content-Length header; chunked "
+                                  "bodies are not read", 411)
             length = self.headers.get("Content-Length") or "0"
-            if not length.isdigit() or int(length) > 65536:
-                raise ValueError(f"Content-Length {length!r} must be a byte count up to 65536")
+            if not length.isascii() or not length.isdigit():
+                raise _BadRequest(f"Content-Length {_cut(length)!r} is not a byte count")
             n = int(length)
-            if not n:
-                return {}
-            try:
-                data = json.loads(self.rfile.read(n) or b"{}")
-            except ValueError as exc:
-                raise ValueError(f"body is not JSON ({exc}); send e.g. "
-                                 "{\"interval\": \"START/END\"}") from None
-            if not isinstance(data, dict):
-                raise ValueError("body must be a JSON object, e.g. {\"interval\": \"A/B\"}")
-            return data
+            if n > MAX_BODY:
+                raise _BadRequest(f"body of {n} bytes is over the {MAX_BODY}-byte limit", 413)
+            return self.rfile.read(n) if n else b""
 
     return Handler
 

@@ -48,7 +48,7 @@ def server(tmp_path: Path) -> Iterator[TriggerServer]:
 ])
 def test_bad_trigger_bodies_get_a_400_that_says_why(server: TriggerServer, body: bytes,
                                                     needle: str) -> None:
-    code, answer = post_json(f"{server.url}/trigger/daily?source=test", body)
+    code, answer = post_json(f"{server.url}/trigger/daily", body)
     assert code == 400 and needle in str(answer["error"])
 
 

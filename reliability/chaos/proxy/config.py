@@ -29,16 +29,38 @@ def load_config(path: str | Path) -> list[ProxyInput]:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"cannot read proxy config: {reason}", file=source,
                           fix="pass an existing, readable UTF-8 JSON file") from exc
+    fix = f"write a JSON list of proxies, e.g. {EXAMPLE}"
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                          file=source, fix=f"write a JSON list of proxies, e.g. {EXAMPLE}") from exc
+                          file=source, fix=fix) from exc
+    except RecursionError:
+        raise ConfigError("JSON nested too deeply", file=source, fix=fix) from None
+    except ValueError as exc:  # a duplicate key, NaN/Infinity, an integer of 4300+ digits
+        raise ConfigError(str(exc), file=source, fix=fix) from None
     return validate_proxies(data, source=source)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            shown = key if len(key) <= 40 else key[:40] + "..."
+            raise ValueError(f"duplicate key {shown!r} in one proxy entry")
+        seen[key] = value
+    return seen
 
 
 def validate_proxies(data: object, *, source: str | None = None) -> list[ProxyInput]:
     """Validate a list of proxy definitions, raising ConfigError on the first problem."""
+    if not isinstance(data, list):
+        raise ConfigError("must be a JSON list of proxies", file=source,
+                          fix=f"write a JSON list, e.g. {EXAMPLE}")
     try:
         return parse_proxy_list(data)
     except FieldError as exc:

@@ -3,27 +3,40 @@
 Supports what an API client needs and nothing more: request line + headers,
 ``Content-Length`` or chunked request bodies, keep-alive (HTTP/1.1 default,
 ``Connection: close`` honoured, HTTP/1.0 closes unless asked to keep alive),
-bounded header/body sizes and an idle timeout. Responses always carry
-``Content-Length``.
+bounded header/body sizes, Go's ``net/http`` timeouts (60 s idle between requests,
+15 s to read one request). A malformed request gets Go's plain-text answer
+(``400 Bad Request: ...``) and the connection closes; every request gets a response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from reliability.chaos.proxy.errors import ApiError
+from reliability.chaos.proxy.decode import decode
+from reliability.chaos.proxy.errors import ApiError, bad_request
 
-__all__ = ["MAX_BODY", "MAX_HEADER", "Request", "Response", "serve_connection"]
+__all__ = ["MAX_BODY", "MAX_HEADER", "ProtocolError", "Request", "Response",
+           "go_json", "serve_connection"]
 
 MAX_HEADER = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024
 IDLE_TIMEOUT = 60.0
+READ_TIMEOUT = 15.0
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
+_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+
+
+class ProtocolError(ApiError):
+    """The request itself is malformed; answered in plain text, then the connection closes."""
 
 
 @dataclass(slots=True)
@@ -38,13 +51,17 @@ class Request:
 
     @property
     def path(self) -> str:
-        return urlsplit(self.target).path
+        """The decoded path (``%2F`` becomes ``/``, as in Go's ``URL.Path``)."""
+        return unquote(urlsplit(self.target).path, errors="replace")
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.target).query
 
     @property
     def segments(self) -> list[str]:
-        """Decoded path segments: ``/proxies/a%2Fb/toxics`` -> ``['proxies', 'a/b', 'toxics']``."""
-        path = self.path.strip("/")
-        return [unquote(part) for part in path.split("/")] if path else []
+        """Segments of the decoded path: ``/proxies/a/toxics`` -> ``['proxies', 'a', 'toxics']``."""
+        return self.path.split("/")[1:]
 
     @property
     def keep_alive(self) -> bool:
@@ -54,18 +71,22 @@ class Request:
         return connection != "close"
 
     def json(self) -> Any:
-        """The body decoded as JSON; raise ApiError(400) like Toxiproxy's decoder."""
-        if not self.body.strip():
-            raise ApiError("bad request body: EOF", 400)
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(f"bad request body: {exc}", 400) from exc
+        """The body's first JSON value; raise ApiError(400) like Toxiproxy's decoder."""
+        return decode(self.body)
+
+
+def go_json(payload: Any) -> bytes:
+    """``payload`` as Go's ``json.Marshal`` writes it: compact, UTF-8, ``<>&`` escaped."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text.encode("utf-8", errors="replace")
 
 
 @dataclass(slots=True)
 class Response:
-    """An HTTP response; ``payload`` is JSON-encoded unless it is bytes."""
+    """An HTTP response; ``payload`` is JSON-encoded (Go's way) unless it is bytes."""
 
     status: int = 200
     payload: Any = None
@@ -73,8 +94,20 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
+    def text(cls, status: int, text: str) -> Response:
+        """Go's ``http.Error``: plain text, a newline, ``nosniff``."""
+        return cls(status, (text + "\n").encode("utf-8", errors="replace"),
+                   "text/plain; charset=utf-8", {"X-Content-Type-Options": "nosniff"})
+
+    @classmethod
     def error(cls, exc: ApiError) -> Response:
-        return cls(exc.status, exc.body())
+        """Toxiproxy's ``apiError``: the JSON body written through ``http.Error``."""
+        if isinstance(exc, ProtocolError):
+            phrase = f"{exc.status} {_phrase(exc.status)}"
+            body = f"{phrase}: {exc.message}" if exc.message else phrase
+            return cls(exc.status, body.encode("utf-8", errors="replace"),
+                       "text/plain; charset=utf-8")
+        return cls.text(exc.status, go_json(exc.body()).decode())
 
     def encode(self, keep_alive: bool) -> bytes:
         if isinstance(self.payload, bytes):
@@ -82,17 +115,26 @@ class Response:
         elif self.payload is None:
             body = b""
         else:
-            body = (json.dumps(self.payload) + "\n").encode()
-        reason = HTTPStatus(self.status).phrase
-        lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(body)}"]
-        if body:
-            lines.append(f"Content-Type: {self.content_type}")
+            body = go_json(self.payload)
+        lines = [f"HTTP/1.1 {self.status} {_phrase(self.status)}"]
+        if self.status not in (204, 304):
+            lines.append(f"Content-Length: {len(body)}")
+            if body:
+                lines.append(f"Content-Type: {self.content_type}")
         lines.append(f"Connection: {'keep-alive' if keep_alive else 'close'}")
         lines += [f"{key}: {value}" for key, value in self.headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace") + body
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+Headers = Callable[[], dict[str, str]]
 
 
 async def read_request(
@@ -103,43 +145,64 @@ async def read_request(
     With ``writer``, an ``Expect: 100-continue`` request (curl, large bodies) is
     answered with ``100 Continue`` before the body is read.
     """
+    request = await read_head(reader)
+    if request is not None:
+        await read_body(request, reader, writer)
+    return request
+
+
+async def read_head(reader: asyncio.StreamReader) -> Request | None:
+    """Read a request line and headers; ``None`` on a clean EOF between requests."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
         if not exc.partial.strip():
             return None
-        raise ApiError("malformed request: truncated headers", 400) from None
+        raise ProtocolError("truncated request headers", 400) from None
     except asyncio.LimitOverrunError:
-        raise ApiError("request headers too large", 431) from None
-    request = _parse_head(head)
+        raise ProtocolError("", 431) from None
+    return _parse_head(head)
+
+
+async def read_body(request: Request, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter | None = None) -> None:
+    """Read ``request``'s body into it (after ``100 Continue`` if it expects one)."""
     if writer is not None and request.headers.get("expect", "").lower() == "100-continue":
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.body = await _read_body(reader, request.headers)
-    return request
 
 
 def _parse_head(head: bytes) -> Request:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise ApiError("malformed request line", 400)
+        raise ProtocolError("malformed request line", 400)
+    method, target, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise ProtocolError("invalid method", 400)
+    if not target.startswith(("/", "http://", "https://")) or (
+            _BAD_ESCAPE.search(target.partition("?")[0])):
+        raise ProtocolError("malformed request URI", 400)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
             continue
         name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            raise ApiError("malformed header line", 400)
-        headers[name.strip().lower()] = value.strip()
-    return Request(parts[0].upper(), parts[1], parts[2], headers)
+        if not sep or not _TOKEN.fullmatch(name):
+            raise ProtocolError("malformed header line", 400)
+        headers[name.lower()] = value.strip()
+    return Request(method, target, version, headers)
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    encoding = headers.get("transfer-encoding")
+    if encoding is not None:
+        if encoding.lower() != "chunked":
+            raise ProtocolError("unsupported transfer encoding", 501)
         return await _read_chunked(reader)
     raw = headers.get("content-length", "0")
-    if not raw.isdigit():
-        raise ApiError("invalid Content-Length", 400)
+    if not raw.isascii() or not raw.isdigit():
+        raise ProtocolError("bad Content-Length", 400)
     length = int(raw)
     if length > MAX_BODY:
         raise ApiError("request body too large", 413)
@@ -149,11 +212,10 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     body = bytearray()
     while True:
-        size_line = (await reader.readuntil(b"\r\n")).split(b";")[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError:
-            raise ApiError("malformed chunk size", 400) from None
+        size_line = (await reader.readuntil(b"\r\n"))[:-2].split(b";")[0].strip()
+        if not _CHUNK_SIZE.fullmatch(size_line):
+            raise bad_request("invalid byte in chunk length")
+        size = int(size_line, 16)
         if size == 0:
             while (await reader.readuntil(b"\r\n")) != b"\r\n":
                 pass  # trailers
@@ -161,27 +223,44 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         if len(body) + size > MAX_BODY:
             raise ApiError("request body too large", 413)
         body += await reader.readexactly(size)
-        await reader.readexactly(2)
+        if await reader.readexactly(2) != b"\r\n":
+            raise bad_request("malformed chunked encoding")
 
 
 async def serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler,
+    headers: Headers | None = None,
 ) -> None:
-    """Serve requests on one connection until close, error or idle timeout."""
+    """Serve requests on one connection until close, error or timeout.
+
+    ``headers()`` adds headers to every response, including the answers to malformed
+    requests. A request that cannot be read is answered, then the connection closes.
+    """
     keep_alive = True
     while keep_alive:
         try:
             async with asyncio.timeout(IDLE_TIMEOUT):
-                request = await read_request(reader, writer)
+                request = await read_head(reader)
+            if request is None:
+                return
+            async with asyncio.timeout(READ_TIMEOUT):
+                await read_body(request, reader, writer)
         except ApiError as exc:
-            writer.write(Response.error(exc).encode(keep_alive=False))
-            await writer.drain()
+            await _respond(writer, Response.error(exc), headers, keep_alive=False)
             return
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (TimeoutError, asyncio.IncompleteReadError):
             return
-        if request is None:
+        except asyncio.LimitOverrunError:  # a chunk-size line longer than the buffer
+            await _respond(writer, Response.error(bad_request("chunk length line too long")),
+                           headers, keep_alive=False)
             return
         keep_alive = request.keep_alive
-        response = await handler(request)
-        writer.write(response.encode(keep_alive))
-        await writer.drain()
+        await _respond(writer, await handler(request), headers, keep_alive)
+
+
+async def _respond(writer: asyncio.StreamWriter, response: Response, headers: Headers | None,
+                   keep_alive: bool) -> None:
+    if headers is not None:
+        response.headers = {**headers(), **response.headers}
+    writer.write(response.encode(keep_alive))
+    await writer.drain()

@@ -17,6 +17,7 @@ import logging
 import random
 import socket
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from reliability.chaos.proxy.errors import ApiError, toxic_exists, toxic_not_found
@@ -24,7 +25,8 @@ from reliability.chaos.proxy.link import Link
 from reliability.chaos.proxy.stream import CLOSE, RESET
 from reliability.chaos.proxy.toxics import STREAMS, ToxicSpec
 
-__all__ = ["Connection", "Proxy", "format_address", "open_listener", "split_address"]
+__all__ = ["Connection", "Proxy", "format_address", "open_listener", "resolve_listen",
+           "split_address"]
 
 log = logging.getLogger("reliability.chaos.proxy")
 
@@ -35,7 +37,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 def split_address(address: str) -> tuple[str, int]:
     """Split ``host:port`` / ``[v6]:port`` / ``:port``; raise ApiError(400) if malformed."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isascii() or not port.isdigit() or int(port) > 65535:
         raise ApiError(f"invalid address {address!r}: expected host:port", 400)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -47,17 +49,26 @@ def format_address(family: int, sockaddr: Any) -> str:
     return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
 
 
+def _prefer_ipv4(infos: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Go's choice among a host name's addresses for "tcp": the first IPv4 one."""
+    return next((info for info in infos if info[0] == socket.AF_INET), infos[0])
+
+
 def open_listener(listen: str) -> socket.socket:
-    """Bind a non-blocking listening socket; raise ApiError(500) like Toxiproxy on failure."""
+    """Bind a non-blocking listening socket; raise ApiError(500) like Toxiproxy on failure.
+
+    A host name binds its first IPv4 address (``localhost`` -> 127.0.0.1), as Go does.
+    """
     host, port = split_address(listen)
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        family, kind, proto, _, addr = infos[0]
+        family, kind, proto, _, addr = _prefer_ipv4(infos)
         sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise ApiError(f"listen tcp {listen}: {exc.strerror or exc}", 500) from exc
+    except (OSError, ValueError) as exc:  # ValueError: NUL or an unencodable host name
+        reason = getattr(exc, "strerror", None) or "no such host"
+        raise ApiError(f"listen tcp: lookup {host}: {reason}", 500) from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
@@ -66,19 +77,41 @@ def open_listener(listen: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         reason = (exc.strerror or str(exc)).lower()
-        raise ApiError(f"listen tcp {listen}: bind: {reason}", 500) from exc
+        where = format_address(family, addr)
+        raise ApiError(f"listen tcp {where}: bind: {reason}", 500) from exc
     return sock
 
 
+async def resolve_listen(listen: str) -> str:
+    """``listen`` as Go's ``net.ResolveTCPAddr`` prints it: ``localhost:80`` -> ``127.0.0.1:80``.
+
+    Toxiproxy compares this with a proxy's bound address to decide whether a populate or an
+    update changes the proxy. Raises ApiError(500) for a name that does not resolve.
+    """
+    host, port = split_address(listen)
+    if not host:
+        return f":{port}"
+    try:
+        family, addr = _prefer_ipv4(await _resolve(host, port))
+    except OSError as exc:
+        raise ApiError(f"lookup {host}: {exc.strerror or 'no such host'}", 500) from exc
+    return format_address(family, addr)
+
+
 async def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
+    """``(family, sockaddr)`` of ``host`` (an IP literal as it is); OSError if unknown."""
     host = host or "127.0.0.1"
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM)
+        except ValueError as exc:  # NUL or an unencodable host name
+            raise OSError(0, "no such host") from exc
         return [(info[0], info[4]) for info in infos]
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    return [(family, (host, port))]
+    return [(family, (str(ip), port))]
 
 
 async def open_upstream(address: str) -> socket.socket:
@@ -208,8 +241,13 @@ class Proxy:
                 self._listener = None
         log.info("proxy %s stopped", self.name)
 
+    async def differs(self, listen: str, upstream: str) -> bool:
+        """Toxiproxy's ``Differs``: another (resolved) listen address or upstream."""
+        return await resolve_listen(listen) != self.listen or upstream != self.upstream
+
     async def update(self, listen: str, upstream: str, enabled: bool) -> None:
-        if listen != self.listen or upstream != self.upstream:
+        """Toxiproxy's ``Update``: restart on a changed address, then apply ``enabled``."""
+        if await self.differs(listen, upstream):
             await self.stop()
             self.listen, self.upstream = listen, upstream
         if enabled:
@@ -290,24 +328,24 @@ class Proxy:
     def add_toxic(self, spec: ToxicSpec) -> None:
         if any(existing.name == spec.name for existing in self.all_toxics()):
             raise toxic_exists()
-        self.toxics[spec.stream].append(spec)
+        self.toxics[spec.direction].append(spec)
         for connection in self._connections:
-            connection.links[spec.stream].add_toxic(spec)
+            connection.links[spec.direction].add_toxic(spec)
 
     def update_toxic(self, name: str, body: object) -> ToxicSpec:
         old = self.get_toxic(name)
         new = old.updated(body)
-        chain = self.toxics[old.stream]
+        chain = self.toxics[old.direction]
         chain[chain.index(old)] = new
         for connection in self._connections:
-            connection.links[old.stream].update_toxic(new)
+            connection.links[old.direction].update_toxic(new)
         return new
 
     def remove_toxic(self, name: str) -> None:
         spec = self.get_toxic(name)
-        self.toxics[spec.stream].remove(spec)
+        self.toxics[spec.direction].remove(spec)
         for connection in self._connections:
-            connection.links[spec.stream].remove_toxic(name)
+            connection.links[spec.direction].remove_toxic(name)
 
     def reset_toxics(self) -> None:
         for spec in self.all_toxics():

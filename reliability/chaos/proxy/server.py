@@ -19,22 +19,32 @@ GET    /version                             200   ``{"version": "..."}``
 GET    /metrics                             200   Prometheus text
 =========================================== ===== ====================================
 
-Errors are ``{"error": "...", "status": N}``. As in Toxiproxy, requests whose
-User-Agent starts with ``Mozilla/`` get 403 so a web page cannot drive the API.
+Errors are ``{"error": "...", "status": N}`` (written, as Toxiproxy does, through
+Go's ``http.Error``: ``text/plain``, a trailing newline). As in Toxiproxy, requests whose
+User-Agent starts with ``Mozilla/`` get 403 so a web page cannot drive the API; an
+unknown path gets ``404 page not found``, a known path with another method an empty 405,
+a path that is not clean (``//x``, ``/a/../b``) a 301 to its clean form, as gorilla/mux
+answers. Every response carries an ``X-Toxiproxy-Request-Id`` header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import itertools
 import logging
+import os
+import posixpath
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from email.utils import formatdate
 from typing import Any, Self
 
 from reliability.chaos.proxy.config import validate_proxies
 from reliability.chaos.proxy.errors import ApiError, ProxyServerError
 from reliability.chaos.proxy.http import MAX_HEADER, Request, Response, serve_connection
-from reliability.chaos.proxy.registry import ProxyInput, ProxyRegistry
+from reliability.chaos.proxy.registry import PopulateError, ProxyInput, ProxyRegistry
 from reliability.chaos.proxy.toxics import parse_toxic
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "VERSION", "AsyncProxyServer", "Router"]
@@ -48,63 +58,113 @@ VERSION = "2.12.0-embedded"
 
 Route = Callable[[Request, list[str]], Awaitable[Response]]
 
+_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+def request_id() -> str:
+    """A 20-character id shaped like Toxiproxy's (an xid: time, random, counter)."""
+    raw = (int(time.time()).to_bytes(4, "big") + os.urandom(5)
+           + (next(_counter) % (1 << 24)).to_bytes(3, "big"))
+    return base64.b32hexencode(raw).decode().rstrip("=").lower()
+
+
+def response_headers() -> dict[str, str]:
+    """What Go's server and Toxiproxy's middleware put on every response."""
+    return {"Date": formatdate(usegmt=True), "X-Toxiproxy-Request-Id": request_id()}
+
+
+def clean_path(path: str) -> str:
+    """gorilla/mux's cleanPath: ``path.Clean`` keeping a trailing slash."""
+    if not path.startswith("/"):
+        path = "/" + path
+    cleaned = posixpath.normpath(path)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
 
 class Router:
-    """Maps requests to handlers on a :class:`ProxyRegistry`."""
+    """Maps requests to handlers on a :class:`ProxyRegistry`, as Toxiproxy's mux router."""
 
     def __init__(self, registry: ProxyRegistry) -> None:
         self.registry = registry
         r = self
-        self._routes: list[tuple[tuple[str, ...], dict[str, Route]]] = [
+        self._routes: list[tuple[tuple[str, ...], dict[str, Route] | Route]] = [
+            (("reset",), {"POST": r.reset}),
             (("proxies",), {"GET": r.proxy_index, "POST": r.proxy_create}),
             (("populate",), {"POST": r.populate}),
-            (("reset",), {"POST": r.reset}),
-            (("version",), {"GET": r.version}),
-            (("metrics",), {"GET": r.metrics}),
             (("proxies", "*"), {"GET": r.proxy_show, "POST": r.proxy_update,
                                 "PATCH": r.proxy_update, "DELETE": r.proxy_delete}),
             (("proxies", "*", "toxics"), {"GET": r.toxic_index, "POST": r.toxic_create}),
             (("proxies", "*", "toxics", "*"), {"GET": r.toxic_show, "POST": r.toxic_update,
                                                "PATCH": r.toxic_update,
                                                "DELETE": r.toxic_delete}),
+            (("version",), {"GET": r.version}),
+            (("metrics",), r.metrics),  # any method, as Toxiproxy's metrics handler
         ]
 
     async def __call__(self, request: Request) -> Response:
-        if request.headers.get("user-agent", "").startswith("Mozilla/"):
-            return Response(403, b"User agent not allowed\n", "text/plain; charset=utf-8")
+        path = request.path
+        cleaned = clean_path(path)
+        if cleaned != path:
+            query = f"?{request.query}" if request.query else ""
+            return Response(301, headers={"Location": cleaned + query})
         try:
-            return await self._dispatch(request)
+            route = self._match(request.method, path.split("/")[1:])
+        except ApiError as exc:
+            return Response(exc.status) if exc.status == 405 else Response.text(
+                exc.status, exc.message)
+        if request.headers.get("user-agent", "").startswith("Mozilla/"):
+            return Response.text(403, "User agent not allowed")
+        handler, args = route
+        try:
+            return await handler(request, args)
         except ApiError as exc:
             return Response.error(exc)
-        except Exception as exc:
+        except Exception:
             log.exception("proxy API: %s %s failed", request.method, request.target)
-            return Response.error(ApiError(str(exc) or type(exc).__name__, 500))
+            return Response.error(ApiError("internal server error; see the server log", 500))
 
-    async def _dispatch(self, request: Request) -> Response:
-        segments = request.segments
+    def _match(self, method: str, segments: list[str]) -> tuple[Route, list[str]]:
+        """The route for ``method`` and ``segments``; 405 for a known path, else 404."""
+        path_matched = False
         for pattern, methods in self._routes:
-            if len(pattern) == len(segments) and all(
-                p in ("*", s) for p, s in zip(pattern, segments, strict=True)
+            if len(pattern) != len(segments) or not all(
+                (s != "") if p == "*" else (p == s) for p, s in zip(pattern, segments, strict=True)
             ):
-                handler = methods.get(request.method)
-                if handler is None:
-                    raise ApiError("method not allowed", 405)
-                args = [s for p, s in zip(pattern, segments, strict=True) if p == "*"]
-                return await handler(request, args)
+                continue
+            args = [s for p, s in zip(pattern, segments, strict=True) if p == "*"]
+            handler = methods if callable(methods) else methods.get(method)
+            if handler is not None:
+                return handler, args
+            path_matched = True
+        if path_matched:
+            raise ApiError("", 405)
         raise ApiError("404 page not found", 404)
 
     # -- proxies --------------------------------------------------------------------------
 
     async def proxy_index(self, request: Request, args: list[str]) -> Response:
-        return Response(200, {p.name: p.to_json() for p in self.registry.all()})
+        proxies = sorted(self.registry.all(), key=lambda p: p.name)  # Go sorts map keys
+        return Response(200, {p.name: p.to_json() for p in proxies})
 
     async def proxy_create(self, request: Request, args: list[str]) -> Response:
         proxy = await self.registry.create(request.json())
         return Response(201, proxy.to_json())
 
     async def populate(self, request: Request, args: list[str]) -> Response:
-        proxies = await self.registry.populate(request.json())
-        return Response(201, {"proxies": [p.to_json() for p in proxies]})
+        """201 ``{"proxies": [...]}``; on an error its status with the error and the proxies
+        done before it: ``{"error", "status", "proxies"}`` (``null`` for none, as Go)."""
+        try:
+            proxies = await self.registry.populate(request.json())
+        except PopulateError as exc:
+            done = [p.to_json() for p in exc.proxies] or None
+            return Response(exc.status, {**exc.body(), "proxies": done})
+        except ApiError as exc:
+            return Response(exc.status, {**exc.body(), "proxies": None})
+        return Response(201, {"proxies": [p.to_json() for p in proxies] or None})
 
     async def proxy_show(self, request: Request, args: list[str]) -> Response:
         return Response(200, self.registry.get(args[0]).to_json())
@@ -122,10 +182,11 @@ class Router:
         return Response(204)
 
     async def version(self, request: Request, args: list[str]) -> Response:
-        return Response(200, {"version": VERSION}, "application/json;charset=utf-8")
+        body = f'{{"version": "{VERSION}"}}\n'  # Toxiproxy's exact bytes
+        return Response(200, body.encode(), "application/json;charset=utf-8")
 
     async def metrics(self, request: Request, args: list[str]) -> Response:
-        return Response(200, render_metrics(self.registry).encode(),
+        return Response(200, render_metrics(self.registry).encode(errors="replace"),
                         "text/plain; version=0.0.4; charset=utf-8")
 
     # -- toxics ---------------------------------------------------------------------------
@@ -246,7 +307,7 @@ class AsyncProxyServer:
         if task is not None:
             self._clients.add(task)
         try:
-            await serve_connection(reader, writer, self._router)
+            await serve_connection(reader, writer, self._router, response_headers)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:

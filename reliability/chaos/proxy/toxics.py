@@ -18,23 +18,23 @@ slicer     average_size, size_variation, delay µs splits chunks into small piec
 limit_data bytes                                  closes after ``bytes`` passed through
 noop       -                                      passes data through
 ========== ====================================== ==================================
+
+Attributes are int64 of any sign, as in Toxiproxy: a negative time or rate acts as 0
+(``timeout`` < 0 never closes, ``reset_peer`` < 0 resets at once, ``rate`` <= 0 is
+unlimited), a negative ``jitter`` or ``size_variation`` as none. A slicer with
+``average_size`` <= 0 passes data through.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from reliability.chaos.proxy.errors import (
-    bad_request,
-    invalid_stream,
-    invalid_toxic_type,
-    toxic_exists,
-)
+from reliability.chaos.proxy.decode import Fields, type_error
+from reliability.chaos.proxy.errors import invalid_stream, invalid_toxic_type, toxic_exists
 from reliability.chaos.proxy.stream import CLOSE, DATA, EOF, RESET, Item
 
 __all__ = ["STREAMS", "TOXIC_TYPES", "StageIO", "ToxicSpec", "ToxicType", "parse_toxic"]
@@ -82,21 +82,33 @@ class ToxicType:
     defaults: Mapping[str, int]
     pipe: Pipe
     cleanup: Callable[[StageIO], None] | None = None
+    struct: str = "NoopToxic"
+    """Toxiproxy's Go type, named in type errors."""
+    int_type: str = "int64"
+    """Go type of the attributes (``int`` for the slicer)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ToxicSpec:
-    """A toxic as stored by a proxy and shown by the API."""
+    """A toxic as stored by a proxy and shown by the API.
+
+    ``stream`` keeps the client's spelling (Toxiproxy echoes ``"UPSTREAM"`` back and
+    names the toxic ``latency_UPSTREAM``); :attr:`direction` is its lower-case form.
+    """
 
     name: str
     type: str
     stream: str = "downstream"
-    toxicity: float = 1.0
+    toxicity: float = 1
     attributes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def kind(self) -> ToxicType:
         return TOXIC_TYPES[self.type]
+
+    @property
+    def direction(self) -> str:
+        return self.stream.lower()
 
     def attr(self, key: str) -> int:
         return self.attributes.get(key, 0)
@@ -111,77 +123,66 @@ class ToxicSpec:
         }
 
     def updated(self, body: object) -> ToxicSpec:
-        """Apply an update body (``attributes`` and/or ``toxicity``); raise ApiError."""
+        """Apply an update body (``attributes`` and/or ``toxicity``); raise ApiError.
+
+        As in Toxiproxy, other fields are ignored and ``null`` changes nothing; unlike it,
+        a rejected update changes nothing at all.
+        """
+        if body is None:
+            return self
         if not isinstance(body, dict):
-            raise bad_request("expected a JSON object")
+            raise type_error(body, "", "struct { Attributes interface {}; Toxicity float32 }")
+        fields = Fields(body, "")
+        raw = fields.object("attributes", f"toxics.{self.kind.struct}")
+        toxicity = fields.toxicity("toxicity")
         attrs = dict(self.attributes)
-        attrs.update(_parse_attributes(self.type, body.get("attributes", {})))
-        raw = body.get("toxicity")
-        toxicity = self.toxicity if raw is None else _parse_toxicity(raw)
-        return replace(self, attributes=attrs, toxicity=toxicity)
+        attrs.update(_parse_attributes(self.type, raw))
+        return replace(self, attributes=attrs,
+                       toxicity=self.toxicity if toxicity is None else toxicity)
 
 
 def parse_toxic(body: object, exists: Callable[[str], bool] = lambda _name: False
                 ) -> ToxicSpec:
     """Validate a create-toxic body into a spec, raising ApiError like Toxiproxy.
 
-    The checks run in Toxiproxy's order: body, stream, type (a missing type is an
-    invalid one), a duplicate ``name`` (409, via ``exists``), then the attributes.
+    The checks run in Toxiproxy's order: field types, stream, type (a missing type is an
+    invalid one), a duplicate ``name`` (409, via ``exists``), then the attribute values.
     """
+    if body is None:
+        body = {}
     if not isinstance(body, dict):
-        raise bad_request("expected a JSON object")
-    toxic_type = _string_field(body, "type", "")
-    stream = _string_field(body, "stream", "downstream").lower()
-    if stream not in STREAMS:
+        raise type_error(body, "", "toxics.ToxicWrapper")
+    fields = Fields(body, "ToxicWrapper")
+    name = fields.string("name") or ""
+    toxic_type = fields.string("type") or ""
+    stream = fields.string("stream")
+    toxicity = fields.toxicity("toxicity")
+    raw_attributes = fields.object("attributes", "toxics.NoopToxic")
+    stream = "downstream" if stream is None else stream
+    if stream.lower() not in STREAMS:
         raise invalid_stream()
-    name = _string_field(body, "name", "") or f"{toxic_type}_{stream}"
+    name = name or f"{toxic_type}_{stream}"
     if toxic_type not in TOXIC_TYPES:
         raise invalid_toxic_type()
     if exists(name):
         raise toxic_exists()
     attrs = dict(TOXIC_TYPES[toxic_type].defaults)
-    attrs.update(_parse_attributes(toxic_type, body.get("attributes", {})))
-    toxicity = _parse_toxicity(body.get("toxicity", 1.0))
-    return ToxicSpec(name, toxic_type, stream, toxicity, attrs)
+    attrs.update(_parse_attributes(toxic_type, raw_attributes))
+    return ToxicSpec(name, toxic_type, stream, 1 if toxicity is None else toxicity, attrs)
 
 
-def _string_field(body: Mapping[str, Any], key: str, default: str) -> str:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise bad_request(f"{key} must be a string")
-    return value
-
-
-def _parse_toxicity(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise bad_request("toxicity must be a number")
-    return float(value)
-
-
-def _parse_attributes(toxic_type: str, raw: object) -> dict[str, int]:
-    if raw is None:
+def _parse_attributes(toxic_type: str, raw: Mapping[str, Any] | None) -> dict[str, int]:
+    """Known attributes as int64 (any sign, as Toxiproxy); unknown ones ignored, null kept."""
+    if not raw:
         return {}
-    if not isinstance(raw, dict):
-        raise bad_request("attributes must be a JSON object")
-    known = TOXIC_TYPES[toxic_type].defaults
+    kind = TOXIC_TYPES[toxic_type]
+    fields = Fields(raw, f"{kind.struct}.attributes")
     parsed: dict[str, int] = {}
-    for key, value in raw.items():
-        if key not in known:
-            continue  # Toxiproxy ignores unknown attributes
-        parsed[key] = _non_negative_int(key, value)
+    for key in kind.defaults:
+        value = fields.int64(key, kind.int_type)
+        if value is not None:
+            parsed[key] = value
     return parsed
-
-
-def _non_negative_int(key: str, value: object) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"attributes.{key} must be an integer")
-    if value < 0:
-        raise bad_request(f"attributes.{key} must be >= 0")
-    return value
 
 
 # -- behaviours ---------------------------------------------------------------------------
@@ -208,7 +209,7 @@ async def _latency(stage: StageIO) -> None:
         if item.kind == DATA:
             delay = stage.spec.attr("latency")
             jitter = stage.spec.attr("jitter")
-            if jitter:
+            if jitter > 0:  # Toxiproxy ignores a negative jitter
                 delay += stage.rng.randint(-jitter, jitter)
             await _sleep_until(item.arrived + delay / 1000)
         stage.emit(item)
@@ -241,7 +242,7 @@ async def _slow_close(stage: StageIO) -> None:
 async def _timeout(stage: StageIO) -> None:
     ms = stage.spec.attr("timeout")
     try:
-        async with asyncio.timeout(ms / 1000 if ms else None):
+        async with asyncio.timeout(ms / 1000 if ms > 0 else None):  # <= 0: never
             while True:
                 item = await stage.take()
                 if item.kind != DATA:
@@ -270,7 +271,7 @@ async def _slicer(stage: StageIO) -> None:
         if item.kind != DATA or average <= 0:
             stage.emit(item)
             continue
-        variation = min(stage.spec.attr("size_variation"), average - 1)
+        variation = max(0, min(stage.spec.attr("size_variation"), average - 1))
         delay = stage.spec.attr("delay") / 1_000_000
         while (held := stage.holding) is not None and held.size > average + variation:
             stage.emit_head(average + stage.rng.randint(-variation, variation))
@@ -302,11 +303,12 @@ async def _limit_data(stage: StageIO) -> None:
 
 TOXIC_TYPES: dict[str, ToxicType] = {
     "noop": ToxicType({}, _noop),
-    "latency": ToxicType({"latency": 0, "jitter": 0}, _latency),
-    "bandwidth": ToxicType({"rate": 0}, _bandwidth),
-    "slow_close": ToxicType({"delay": 0}, _slow_close),
-    "timeout": ToxicType({"timeout": 0}, _timeout, _timeout_cleanup),
-    "reset_peer": ToxicType({"timeout": 0}, _reset_peer),
-    "slicer": ToxicType({"average_size": 0, "size_variation": 0, "delay": 0}, _slicer),
-    "limit_data": ToxicType({"bytes": 0}, _limit_data),
+    "latency": ToxicType({"latency": 0, "jitter": 0}, _latency, struct="LatencyToxic"),
+    "bandwidth": ToxicType({"rate": 0}, _bandwidth, struct="BandwidthToxic"),
+    "slow_close": ToxicType({"delay": 0}, _slow_close, struct="SlowCloseToxic"),
+    "timeout": ToxicType({"timeout": 0}, _timeout, _timeout_cleanup, struct="TimeoutToxic"),
+    "reset_peer": ToxicType({"timeout": 0}, _reset_peer, struct="ResetToxic"),
+    "slicer": ToxicType({"average_size": 0, "size_variation": 0, "delay": 0}, _slicer,
+                        struct="SlicerToxic", int_type="int"),
+    "limit_data": ToxicType({"bytes": 0}, _limit_data, struct="LimitDataToxic"),
 }
