@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reliability.contracts.dtypes import pandas_accepts, parse_dtype
 from reliability.contracts.findings import Finding, structural_findings
-from reliability.contracts.spec import DTYPES, ColumnSpec, FrameSpec
+from reliability.contracts.spec import ColumnSpec, FrameSpec
 
 __all__ = ["PandasValidator"]
 
@@ -42,7 +43,10 @@ class _ColumnRules:
     def __init__(self, name: str, col: ColumnSpec) -> None:
         self.name = name
         self.spec = col
-        self.dtypes = DTYPES[col.dtype][0]
+        want = parse_dtype(col.dtype)
+        assert want is not None  # the spec validated it
+        self.want = want
+        self._verdicts: dict[Any, tuple[bool, str | None]] = {}
         self.rules: list[tuple[str, Mask]] = []
         rng = col.value_range()
         if not col.nullable:
@@ -77,10 +81,13 @@ class _ColumnRules:
         if col.unique:
             self.rules.append(("field_uniqueness", self._dupes))
 
-    def accepts(self, got: str) -> bool:
-        if got in self.dtypes:
-            return True  # datetimes: any resolution, naive or tz-aware
-        return self.spec.dtype == "datetime" and got.startswith("datetime64[")
+    def accepts(self, dtype: Any) -> tuple[bool, str | None]:
+        """(the column's dtype satisfies the declared one, value kind an object column
+        must hold)."""
+        verdict = self._verdicts.get(dtype)
+        if verdict is None:
+            verdict = self._verdicts[dtype] = pandas_accepts(self.want, dtype)
+        return verdict
 
     @staticmethod
     def _nulls(s: pd.Series) -> Arr:
@@ -131,16 +138,22 @@ class PandasValidator:
         for col in self.columns:
             if col.name not in names:
                 continue
-            got = str(dtypes[col.name])
-            if not col.accepts(got):
-                findings.append(Finding(col.name, f"dtype('{col.spec.dtype}')", 1, [got]))
+            dtype = dtypes[col.name]
+            ok, holds = col.accepts(dtype)
+            if not ok:
+                got = _describe(df[col.name])
+                findings.append(Finding(col.name, f"dtype('{col.spec.dtype}')", 1, [got],
+                                        actual=got))
                 continue
             s = df[col.name]
-            if got == "object":  # an object column must hold only the declared kind
-                wrong = _wrong_objects(s, col.spec.dtype)
+            if holds is not None:  # an object column must hold only the declared kind
+                wrong = _wrong_objects(s, holds)
                 if wrong is not None:
+                    cases = _sample(s, wrong)
+                    kinds = sorted({type(v).__name__ for v in cases})
                     findings.append(Finding(col.name, f"dtype('{col.spec.dtype}')",
-                                            int(wrong.sum()), _sample(s, wrong)))
+                                            int(wrong.sum()), cases,
+                                            actual=f"object holding {', '.join(kinds)}"))
                     continue
             for check, fn in col.rules:
                 bad = fn(s)
@@ -172,6 +185,14 @@ def _wrong_objects(s: pd.Series, dtype: str) -> Arr | None:
         def fits(v: Any) -> bool:
             return isinstance(v, dt.date) and not isinstance(v, dt.datetime)
     return _bool(s.notna() & ~s.map(fits, na_action="ignore").fillna(True).astype(bool))
+
+
+def _describe(s: pd.Series) -> str:
+    """The column's dtype; for an object column, also the types of values it holds."""
+    if str(s.dtype) != "object":
+        return str(s.dtype)
+    kinds = sorted({type(v).__name__ for v in s.dropna().head(1000)})
+    return f"object holding {', '.join(kinds)}" if kinds else "object"
 
 
 def _sample(s: pd.Series, bad: np.ndarray) -> list[Any]:

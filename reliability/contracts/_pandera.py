@@ -10,8 +10,9 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from reliability.contracts.dtypes import DTYPE_NAMES, pandas_accepts, parse_dtype, polars_dtype
 from reliability.contracts.findings import Finding
-from reliability.contracts.spec import DTYPES, ColumnSpec, FrameSpec, canonical_dtype
+from reliability.contracts.spec import ColumnSpec, FrameSpec, canonical_dtype
 from reliability.errors import ConfigError
 
 __all__ = ["build_schema", "lazy_report", "spec_from_pandera"]
@@ -55,17 +56,17 @@ def build_schema(spec: FrameSpec, backend: str, *, frame: Any = None) -> Any:
     pa = importlib.import_module(f"pandera.{'polars' if backend == 'polars' else 'pandas'}")
 
     def dtype(column: str, name: str) -> Any:
+        want = parse_dtype(name)
+        assert want is not None  # the spec validated it
         if backend == "polars":
-            import polars as pl
-
-            return getattr(pl, sorted(DTYPES[name][1])[0]) if name != "datetime" else None
-        if name in {"str", "date", "datetime"}:
-            return None  # checked by value (object, str and tz-aware variants)
+            return polars_dtype(want)
+        if want.kind in {"str", "date", "decimal"}:
+            return None  # checked by value (object and str variants)
         if frame is not None and column in getattr(frame, "columns", ()):
-            actual = str(frame[column].dtype)
-            if actual in DTYPES[name][0]:
+            actual = frame[column].dtype
+            if pandas_accepts(want, actual)[0]:
                 return actual
-        return name
+        return want.name
 
     columns = {
         name: pa.Column(dtype(name, col.dtype), checks=_checks(pa, col),
@@ -121,7 +122,7 @@ def spec_from_pandera(schema: Any) -> FrameSpec:
         where = f"pandera schema {name!r} column {cname!r}"
         if dtype is None:
             raise ConfigError(f"{where}: dtype {col.dtype} has no contract equivalent",
-                              fix=f"use one of {', '.join(sorted(DTYPES))}")
+                              fix=f"use one of {', '.join(DTYPE_NAMES)}")
         entry: dict[str, Any] = {"dtype": dtype, "nullable": bool(col.nullable),
                                  "unique": bool(col.unique), "required": bool(col.required)}
         for check in col.checks:

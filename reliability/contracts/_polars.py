@@ -12,8 +12,9 @@ from typing import Any
 
 import polars as pl
 
+from reliability.contracts.dtypes import parse_dtype, polars_accepts
 from reliability.contracts.findings import Finding, structural_findings
-from reliability.contracts.spec import DTYPES, ColumnSpec, FrameSpec
+from reliability.contracts.spec import ColumnSpec, FrameSpec
 
 __all__ = ["PolarsValidator", "polars_dtype_name"]
 
@@ -86,8 +87,10 @@ class PolarsValidator:
             if name not in schema:
                 continue
             got = polars_dtype_name(schema[name])
-            if got not in DTYPES[col.dtype][1]:
-                findings.append(Finding(name, f"dtype('{col.dtype}')", 1, [str(schema[name])]))
+            want = parse_dtype(col.dtype)
+            if want is None or not polars_accepts(want, schema[name]):
+                findings.append(Finding(name, f"dtype('{col.dtype}')", 1, [str(schema[name])],
+                                        actual=str(schema[name])))
                 continue
             plan.extend((name, check, mask) for check, mask in _column_rules(name, col, got))
         if self.spec.unique and all(c in schema for c in self.spec.unique):

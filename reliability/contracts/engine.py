@@ -46,12 +46,22 @@ class Report:
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self, limit: int = 8) -> str:
-        lines = [f"  - {f['column'] or '<frame>'}: {f['check']} failed for "
-                 f"{f['failure_count']} row(s), e.g. {f['failure_cases'][:3]}"
-                 for f in self.failures[:limit]]
+        lines = [_line(f) for f in self.failures[:limit]]
         if len(self.failures) > limit:
             lines.append(f"  ... and {len(self.failures) - limit} more failing check(s)")
         return "\n".join(lines)
+
+
+def _line(f: dict[str, Any]) -> str:
+    column = f["column"] or "<frame>"
+    cases = f["failure_cases"]
+    if "actual" in f:
+        declared = str(f["check"])[len("dtype("):-1].strip("'")
+        return f"  - {column}: dtype mismatch: declared {declared}, got {f['actual']}" + (
+            f" ({f['failure_count']} value(s), e.g. {cases[:3]})" if f["failure_count"] > 1
+            or cases != [f["actual"]] else "")
+    return (f"  - {column}: {f['check']} failed for {f['failure_count']} row(s), "
+            f"e.g. {cases[:3]}")
 
 
 class Contract:
@@ -159,10 +169,14 @@ class Contract:
 
     def _with_pandera(self, spec: FrameSpec, lib: str, value: Any,
                       own: list[Finding]) -> list[Finding]:
+        """pandera's report completed by our own findings. A column of the wrong dtype is
+        reported once, as our dtype finding (declared and actual type): pandera's value
+        checks on it would only echo errors such as comparing strings with numbers."""
         from reliability.contracts._pandera import lazy_report
 
         frame = value.collect() if type(value).__name__ == "LazyFrame" else value
-        detailed = lazy_report(spec, lib, frame)
+        mistyped = {f.column for f in own if _family(f.check) == "dtype"}
+        detailed = [f for f in lazy_report(spec, lib, frame) if f.column not in mistyped]
         covered = {(f.column, _family(f.check)) for f in detailed}
         return detailed + [f for f in own if (f.column, _family(f.check)) not in covered]
 

@@ -21,11 +21,15 @@ class Finding:
     check: str
     failure_count: int
     failure_cases: list[Any] = field(default_factory=list)
+    actual: str | None = None  # a dtype check: the type the column actually has
 
     def as_dict(self, contract: str) -> dict[str, Any]:
-        return {"contract": contract, "column": self.column, "check": self.check,
-                "failure_count": int(self.failure_count),
-                "failure_cases": [jsonable(v) for v in self.failure_cases]}
+        out = {"contract": contract, "column": self.column, "check": self.check,
+               "failure_count": int(self.failure_count),
+               "failure_cases": [jsonable(v) for v in self.failure_cases]}
+        if self.actual is not None:
+            out["actual"] = self.actual
+        return out
 
 
 def jsonable(value: Any) -> Any:

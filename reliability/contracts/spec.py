@@ -26,9 +26,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from reliability._spec import Spec
+from reliability.contracts.dtypes import DTYPE_NAMES, parse_dtype
 
 __all__ = [
-    "DTYPES",
     "ColumnSpec",
     "ContractSpec",
     "DriftSpec",
@@ -45,44 +45,10 @@ __all__ = [
     "dtype_family",
 ]
 
-#: library-neutral dtypes -> (pandas dtype names accepted, polars dtype names accepted);
-#: pandas' nullable extension dtypes (Int64, Float64, boolean...) count as their numpy kin
-DTYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "int8": (frozenset({"int8", "Int8"}), frozenset({"Int8"})),
-    "int16": (frozenset({"int16", "Int16"}), frozenset({"Int16"})),
-    "int32": (frozenset({"int32", "Int32"}), frozenset({"Int32"})),
-    "int64": (frozenset({"int64", "Int64"}), frozenset({"Int64"})),
-    "uint8": (frozenset({"uint8", "UInt8"}), frozenset({"UInt8"})),
-    "uint16": (frozenset({"uint16", "UInt16"}), frozenset({"UInt16"})),
-    "uint32": (frozenset({"uint32", "UInt32"}), frozenset({"UInt32"})),
-    "uint64": (frozenset({"uint64", "UInt64"}), frozenset({"UInt64"})),
-    "float32": (frozenset({"float32", "Float32"}), frozenset({"Float32"})),
-    "float64": (frozenset({"float64", "Float64"}), frozenset({"Float64"})),
-    "bool": (frozenset({"bool", "boolean"}), frozenset({"Boolean"})),
-    "str": (frozenset({"str", "string", "object"}), frozenset({"String"})),
-    "datetime": (frozenset({"datetime64[ns]", "datetime64[us]", "datetime64[ms]"}),
-                 frozenset({"Datetime"})),
-    "date": (frozenset({"object"}), frozenset({"Date"})),
-    "category": (frozenset({"category"}), frozenset({"Categorical", "Enum"})),
-}
-_ALIASES = {"int": "int64", "integer": "int64", "float": "float64", "double": "float64",
-            "boolean": "bool", "string": "str", "object": "str", "utf8": "str",
-            "datetime64[ns]": "datetime", "datetime64": "datetime", "categorical": "category",
-            "string[python]": "str", "string[pyarrow]": "str"}
-
-
 def canonical_dtype(name: str) -> str | None:
-    """Map a dtype spelling (ours, pandas' or polars') to our neutral name, or None."""
-    low = str(name).strip()
-    if low in DTYPES:
-        return low
-    if low.lower() in DTYPES:
-        return low.lower()
-    if low.lower() in _ALIASES:
-        return _ALIASES[low.lower()]
-    if low.startswith(("Datetime", "datetime64")):
-        return "datetime"
-    return None
+    """The canonical spelling of a declared dtype (ours, pandas' or polars'), or None."""
+    found = parse_dtype(name)
+    return None if found is None else found.name
 
 
 Scalar = bool | int | float | str
@@ -141,16 +107,14 @@ class Range(Spec):
 _RANGE_KEYS = ("greater_than", "greater_than_or_equal_to", "less_than",
                "less_than_or_equal_to", "in_range")
 _FAMILY_TEXT = {"number": "numbers", "text": "strings", "bool": "true/false",
-                "time": "no values (set checks do not apply to dates and datetimes)"}
+                "time": "no values (set checks do not apply to dates and datetimes)",
+                "object": "values"}
 
 
 def dtype_family(dtype: str) -> str:
-    """'number', 'text', 'bool' or 'time' for one of our neutral dtypes."""
-    if dtype.startswith(("int", "uint", "float")):
-        return "number"
-    if dtype in ("str", "category"):
-        return "text"
-    return "bool" if dtype == "bool" else "time"
+    """'number', 'text', 'bool', 'time' or 'object' for a declared dtype."""
+    found = parse_dtype(dtype)
+    return "object" if found is None else found.family
 
 
 def _value_family(value: Any) -> str:
@@ -205,7 +169,7 @@ class ColumnSpec(Spec):
         found = canonical_dtype(value)
         if found is None:
             raise ValueError(
-                f"unknown dtype {value!r}; use one of {', '.join(sorted(DTYPES))}")
+                f"unknown dtype {value!r}; use one of {', '.join(DTYPE_NAMES)}")
         return found
 
     @field_validator("str_matches")
@@ -235,7 +199,8 @@ class ColumnSpec(Spec):
             value = getattr(self, key)
             values = value if isinstance(value, list) else [] if value is None else [value]
             wrong = [v for v in values
-                     if _value_family(v) != family and self.dtype != "category"]
+                     if _value_family(v) != family and family != "object"
+                     and self.dtype != "category"]
             if wrong:
                 raise ValueError(f"{key} value(s) {wrong} cannot occur in a {self.dtype} "
                                  f"column; give {_FAMILY_TEXT[family]}")

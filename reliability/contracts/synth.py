@@ -5,14 +5,17 @@ spec directly).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 import string
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from reliability.contracts.dtypes import DType, parse_dtype
 from reliability.contracts.spec import ColumnSpec, FrameSpec
 
 __all__ = ["column_values", "frames"]
@@ -20,6 +23,18 @@ __all__ = ["column_values", "frames"]
 _INT_LIMIT = 2**31
 _FLOAT_LIMIT = 1e9
 _BASE_ROWS = 8
+_EPOCH = dt.datetime(1970, 1, 1)
+_SPAN = dt.timedelta(days=10_000)
+
+
+def _declared(col: ColumnSpec) -> DType:
+    want = parse_dtype(col.dtype)
+    assert want is not None  # the spec validated it
+    return want
+
+
+def _kind(col: ColumnSpec) -> str:
+    return _declared(col).kind
 
 
 def _ints(col: ColumnSpec) -> st.SearchStrategy[Any]:
@@ -50,23 +65,8 @@ def column_values(col: ColumnSpec) -> st.SearchStrategy[Any]:
         base: st.SearchStrategy[Any] = st.sampled_from(list(col.isin))
     elif col.equal_to is not None:
         base = st.just(col.equal_to)
-    elif col.dtype.startswith(("int", "uint")):
-        base = _ints(col)
-    elif col.dtype.startswith("float"):
-        base = _floats(col)
-    elif col.dtype == "bool":
-        base = st.booleans()
-    elif col.dtype == "datetime":
-        base = st.datetimes()
-    elif col.dtype == "date":
-        base = st.dates()
-    elif col.str_matches is not None:
-        base = st.from_regex(f"^(?:{col.str_matches})", fullmatch=False).filter(
-            lambda s: "\x00" not in s)
     else:
-        lo = int(col.str_length.min_value or 0) if col.str_length else 0
-        hi = int(col.str_length.max_value or 12) if col.str_length else 12
-        base = st.text(alphabet=string.ascii_letters + string.digits, min_size=lo, max_size=hi)
+        base = _typed_values(col)
     if col.notin:
         banned = set(col.notin)
         base = base.filter(lambda v: v not in banned)
@@ -75,6 +75,32 @@ def column_values(col: ColumnSpec) -> st.SearchStrategy[Any]:
     elif col.nullable and col.dtype == "str":
         base = st.one_of(st.none(), base)
     return base
+
+
+def _typed_values(col: ColumnSpec) -> st.SearchStrategy[Any]:
+    kind = _kind(col)
+    if kind == "int":
+        return _ints(col)
+    if kind == "float":
+        return _floats(col)
+    if kind == "decimal":
+        want = parse_dtype(col.dtype)
+        assert want is not None and want.precision is not None and want.scale is not None
+        top = Decimal(10) ** (want.precision - want.scale) - Decimal(1).scaleb(-want.scale)
+        return st.decimals(min_value=-top, max_value=top, places=want.scale,
+                           allow_nan=False, allow_infinity=False)
+    simple: dict[str, st.SearchStrategy[Any]] = {
+        "bool": st.booleans(), "boolean": st.booleans(), "date": st.dates(),
+        "datetime": st.datetimes(min_value=_EPOCH, max_value=_EPOCH.replace(year=2200)),
+        "timedelta": st.timedeltas(min_value=-_SPAN, max_value=_SPAN)}
+    if kind in simple:
+        return simple[kind]
+    if col.str_matches is not None:
+        return st.from_regex(f"^(?:{col.str_matches})", fullmatch=False).filter(
+            lambda s: "\x00" not in s)
+    lo = int(col.str_length.min_value or 0) if col.str_length else 0
+    hi = int(col.str_length.max_value or 12) if col.str_length else 12
+    return st.text(alphabet=string.ascii_letters + string.digits, min_size=lo, max_size=hi)
 
 
 @st.composite
@@ -113,6 +139,12 @@ def _distinct(col: ColumnSpec, n: int) -> st.SearchStrategy[list[Any]]:
         a = rng.lo if rng.lo is not None else 0.0
         b = rng.hi if rng.hi is not None else a + n
         return st.just([a + (b - a) * (i + 1) / (n + 1) for i in range(n)])
+    kind = _kind(col)
+    if kind in ("datetime", "date", "timedelta"):
+        start: Any = {"datetime": _EPOCH, "date": _EPOCH.date(),
+                      "timedelta": dt.timedelta(0)}[kind]
+        return st.integers(0, 1000).map(
+            lambda off: [start + dt.timedelta(days=off + i) for i in range(n)])
     return st.text(string.ascii_letters, min_size=1, max_size=6).map(
         lambda p: [f"{p}{i}" for i in range(n)])
 
@@ -121,16 +153,22 @@ def _build(spec: FrameSpec, data: dict[str, list[Any]], library: str) -> Any:
     if library == "polars":
         import polars as pl
 
-        from reliability.contracts.spec import DTYPES
+        from reliability.contracts.dtypes import polars_dtype
 
-        schema = {n: getattr(pl, sorted(DTYPES[c.dtype][1])[0]) for n, c in spec.columns.items()}
+        schema = {n: polars_dtype(_declared(c)) for n, c in spec.columns.items()}
         return pl.DataFrame(data, schema=schema)
     import pandas as pd
 
-    names = {"datetime": "datetime64[ns]", "date": "object", "str": "str"}
-    return pd.DataFrame({n: pd.Series(v, dtype=names.get(spec.columns[n].dtype,
-                                                          spec.columns[n].dtype))
+    return pd.DataFrame({n: pd.Series(v, dtype=_pandas_dtype(spec.columns[n]))
                          for n, v in data.items()})
+
+
+def _pandas_dtype(col: ColumnSpec) -> str:
+    want = parse_dtype(col.dtype)
+    assert want is not None
+    if want.kind in ("datetime", "timedelta") and want.unit is None:
+        return f"{want.kind}64[ns]"
+    return {"date": "object", "decimal": "object"}.get(want.kind, want.name)
 
 
 def frames(spec: FrameSpec, library: str = "pandas", max_rows: int = 20

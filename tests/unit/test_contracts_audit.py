@@ -58,12 +58,14 @@ def test_object_column_of_non_dates_fails_a_date_contract() -> None:
     assert c.validate(pd.DataFrame({"d": pd.Series([dt.date(2020, 1, 1)], dtype=object)})).ok
 
 
-def test_tz_aware_and_other_resolution_datetimes_are_datetimes() -> None:
+def test_datetime_without_a_unit_is_any_naive_resolution_never_a_time_zone() -> None:
     c = _contract({"t": {"dtype": "datetime"}})
     stamps = pd.to_datetime(["2020-01-01", "2020-01-02"])
-    assert c.validate(pd.DataFrame({"t": stamps.tz_localize("UTC")})).ok
+    assert not c.validate(pd.DataFrame({"t": stamps.tz_localize("UTC")})).ok
     assert c.validate(pd.DataFrame({"t": stamps.astype("datetime64[s]")})).ok
     assert not c.validate(pd.DataFrame({"t": ["2020-01-01", "x"]})).ok
+    aware = _contract({"t": {"dtype": "datetime64[us, UTC]"}})
+    assert aware.validate(pd.DataFrame({"t": stamps.tz_localize("UTC")})).ok
 
 
 # -- ignore_na: false was accepted and silently ignored --------------------------------
@@ -263,7 +265,7 @@ def test_pandas_nullable_extension_dtypes_and_nullable_patterns() -> None:
         "pipeline": "p", "step": "s", "direction": "output",
         "schema": {"columns": {"x": {"dtype": "int64", "nullable": True, "ge": 0},
                                "f": {"dtype": "float64", "nullable": True, "le": 1.5},
-                               "b": {"dtype": "bool", "nullable": True},
+                               "b": {"dtype": "boolean", "nullable": True},
                                "t": {"dtype": "str", "nullable": True, "str_matches": "a+"}},
                    "strict": True, "min_rows": 1}})
     contract = Contract(spec)
