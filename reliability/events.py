@@ -11,15 +11,26 @@ breaks a run or the other subscribers.
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Event", "EventBus", "EventKind", "Subscriber"]
+__all__ = [
+    "PAYLOADS",
+    "STEP_EMITTABLE",
+    "Event",
+    "EventBus",
+    "EventKind",
+    "Payload",
+    "Subscriber",
+    "check_step_event",
+]
 
 log = logging.getLogger("reliability.events")
 
@@ -41,6 +52,8 @@ class EventKind(enum.StrEnum):
     CONTRACT_VIOLATED = "contract_violated"
     FAULT_INJECTED = "fault_injected"
     SLA_BREACHED = "sla_breached"
+    OUTPUT_LOST = "output_lost"            # a committed object vanished or rotted; step reruns
+    CUSTOM = "custom"                      # a step's own event: details {"name", "data"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,11 @@ class Event:
         if not isinstance(self.details, MappingProxyType):
             object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
 
+    @property
+    def payload(self) -> Payload:
+        """``details`` as the kind's typed payload (see :data:`PAYLOADS`)."""
+        return PAYLOADS[self.kind].of(self.details)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.value, "pipeline": self.pipeline, "run_id": self.run_id,
@@ -74,6 +92,199 @@ class Event:
 
 def _rebuild_event(data: dict[str, Any]) -> Event:
     return Event(kind=EventKind(data.pop("kind")), **data)
+
+
+# -- payloads: one type per kind --------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """Typed view of an event's ``details``. Keys a payload does not declare are kept in
+    ``extra`` (hooks may add context), never dropped."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, details: Mapping[str, Any]) -> Payload:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in details.items() if k in names}
+        rest = {k: v for k, v in details.items() if k not in names}
+        return cls(extra=rest, **known)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Payload):
+    resumed: bool = False
+    steps: Sequence[str] = ()
+    interval: str | None = None
+    trigger: str = "manual"
+    trigger_source: str | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSucceeded(Payload):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed(Payload):
+    failed: Sequence[str] = ()
+    skipped: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancelled(Payload):
+    signal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted(Payload):
+    worker_pid: int | None = None
+    worker: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSucceeded(Payload):
+    output_hash: str | None = None
+    size: int | None = None
+    worker_pid: int | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped(Payload):
+    reason: str = ""
+    output_hash: str | None = None
+    upstream: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed(Payload):
+    error_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetrying(Payload):
+    delay: float = 0.0
+    error_type: str | None = None
+    next_attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimedOut(Payload):
+    worker_pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepCancelled(Payload):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost(Payload):
+    worker_pid: int | None = None
+    reason: str | None = None
+    attempts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContractChecked(Payload):
+    contract: str | None = None
+    direction: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContractViolated(Payload):
+    failures: Sequence[Mapping[str, Any]] = ()
+    quarantined: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultInjected(Payload):
+    fault: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreached(Payload):
+    sla: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLost(Payload):
+    output_hash: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Custom(Payload):
+    name: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+PAYLOADS: Mapping[EventKind, type[Payload]] = MappingProxyType({
+    EventKind.RUN_STARTED: RunStarted, EventKind.RUN_SUCCEEDED: RunSucceeded,
+    EventKind.RUN_FAILED: RunFailed, EventKind.RUN_CANCELLED: RunCancelled,
+    EventKind.STEP_STARTED: StepStarted, EventKind.STEP_SUCCEEDED: StepSucceeded,
+    EventKind.STEP_SKIPPED: StepSkipped, EventKind.STEP_FAILED: StepFailed,
+    EventKind.STEP_RETRYING: StepRetrying, EventKind.STEP_TIMED_OUT: StepTimedOut,
+    EventKind.STEP_CANCELLED: StepCancelled, EventKind.WORKER_LOST: WorkerLost,
+    EventKind.CONTRACT_CHECKED: ContractChecked,
+    EventKind.CONTRACT_VIOLATED: ContractViolated,
+    EventKind.FAULT_INJECTED: FaultInjected, EventKind.SLA_BREACHED: SlaBreached,
+    EventKind.OUTPUT_LOST: OutputLost, EventKind.CUSTOM: Custom,
+})
+"""The payload type of every event kind."""
+
+STEP_EMITTABLE = frozenset({EventKind.CONTRACT_CHECKED, EventKind.FAULT_INJECTED})
+"""Built-in kinds a step-side hook may emit; every other built-in kind is the runner's."""
+
+_USER_KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
+def check_step_event(kind: str, details: Mapping[str, Any]) -> tuple[EventKind, dict[str, Any]]:
+    """Validate an event a step emits (``ctx.emit``); return its kind and details.
+
+    Hooks emit :data:`STEP_EMITTABLE` kinds. Any other lower-case name (``progress``,
+    ``rows.loaded``) is the user's own kind and travels as :attr:`EventKind.CUSTOM` with
+    ``{"name": kind, "data": details}``; ``emit("custom", name=..., data=...)`` is the same.
+    The runner's own kinds and malformed names or details are refused here, at the call,
+    so a bad emit fails the line that made it, never the run.
+    """
+    from reliability.errors import DefinitionError
+
+    if not isinstance(kind, str):
+        raise DefinitionError(f"event kind {kind!r} must be a string. Fix: "
+                              "ctx.emit('progress', done=3)")
+    if kind in STEP_EMITTABLE:  # hooks' details that do not pickle travel as their repr
+        return EventKind(kind), dict(details)
+    try:
+        json.dumps(dict(details), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(
+            f"event {kind!r}: details must be JSON values ({exc}). Fix: pass numbers, "
+            "strings, booleans, lists or dicts") from None
+    if kind == EventKind.CUSTOM.value:
+        name = details.get("name")
+        if not isinstance(name, str) or not _USER_KIND.fullmatch(name):
+            raise DefinitionError(
+                "ctx.emit('custom', ...) needs name= a lower-case event name. Fix: "
+                "ctx.emit('custom', name='progress', data={'done': 3})")
+        data = details.get("data", {})
+        if not isinstance(data, Mapping) or set(details) - {"name", "data"}:
+            raise DefinitionError("ctx.emit('custom', ...) takes name= and data= (a dict) "
+                                  "only. Fix: ctx.emit('custom', name='progress', "
+                                  "data={'done': 3}) or ctx.emit('progress', done=3)")
+        return EventKind.CUSTOM, {"name": name, "data": dict(data)}
+    if kind in EventKind.__members__.values() or kind in {k.value for k in EventKind}:
+        raise DefinitionError(
+            f"event kind {kind!r} is published by the runner, not by steps. Fix: use a "
+            "name of your own, e.g. ctx.emit('progress', done=3)")
+    if not _USER_KIND.fullmatch(kind):
+        raise DefinitionError(
+            f"event kind {kind!r} must be lower-case letters, digits and _ . - (1-64, "
+            "starting with a letter). Fix: e.g. ctx.emit('rows_loaded', rows=100)")
+    return EventKind.CUSTOM, {"name": kind, "data": dict(details)}
 
 
 Subscriber = Callable[[Event], None]

@@ -166,13 +166,20 @@ class StepContext:
                 f"step={self.step!r}, attempt={self.attempt}, interval={self.interval!r})")
 
     def emit(self, kind: str, **details: Any) -> None:
-        """Publish an event (an :class:`~reliability.events.EventKind` value) from the step.
+        """Publish an event from the step: a kind of your own (``ctx.emit("progress",
+        done=3)``; it travels as ``EventKind.CUSTOM`` with ``{"name", "data"}``), or one
+        a hook may emit (``contract_checked``, ``fault_injected``). Details are JSON values.
 
-        It reaches the runner's bus when the attempt ends, stamped with the time of this call.
+        It reaches the runner's bus (and the ledger) when the attempt ends, stamped with
+        the time of this call. A bad kind or detail raises
+        :class:`~reliability.errors.DefinitionError` here, at the call.
         """
         import time
 
-        self._emitted.append((kind, details, time.time()))
+        from reliability.events import check_step_event
+
+        event_kind, checked = check_step_event(kind, details)
+        self._emitted.append((event_kind.value, checked, time.time()))
 
 
 class StepHook:

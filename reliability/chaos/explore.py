@@ -23,7 +23,8 @@ from reliability.chaos.controller import inject
 from reliability.chaos.faults import ExceptionFault, FaultBase, KillWorker, Latency
 from reliability.errors import ConfigError, RunError
 from reliability.pipeline import Pipeline
-from reliability.runner import Ledger, Runner, RunResult
+from reliability.runner import Ledger, RunResult
+from reliability.runs import Trigger
 
 __all__ = ["ExploreResult", "check_invariants", "explore", "schedule_strategy"]
 
@@ -101,13 +102,17 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
 
     _check_choices("--steps", steps or (), sorted(pipeline.steps))
     _check_choices("--kinds", kinds, list(KINDS))
-    runner = Runner(pipeline, home=home, workers=workers, seed=seed)
+    from reliability.assembly import RunOptions, assemble
+
+    asm = assemble(pipeline, RunOptions(home=home, workers=workers, seed=seed))
+    runner = asm.runner
     t0 = time.monotonic()
     deadline = t0 + budget
     runs = 0
     last: dict[str, Any] = {}
     try:
-        baseline = runner.run(params, resume=False, trigger="explore-baseline")
+        baseline = asm.run(params, resume=False, trigger=Trigger.EXPLORE,
+                           source=f"explore-{seed}-baseline")
         if not baseline.ok:
             raise RunError(f"the fault-free baseline run failed: {baseline.failed}. "
                            "Fix: make the pipeline pass before exploring faults",
@@ -120,7 +125,8 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
             runs += 1
             named = _named(schedule)
             with inject(runner, *named, seed=seed, experiment=f"explore-{seed}"):
-                result = runner.run(params, resume=False, trigger="explore")
+                result = asm.run(params, resume=False, trigger=Trigger.EXPLORE,
+                                 source=f"explore-{seed}")
             problem = check_invariants(result, baseline, runner.ledger)
             if problem:
                 last["problem"] = problem
@@ -145,8 +151,7 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
             return ExploreResult(runs, time.monotonic() - t0,
                                  budget_exhausted=time.monotonic() > deadline)
     finally:
-        runner.close()
-        runner.ledger.close()
+        asm.close()
     named = _named(minimal)
     violation = last.get(repr(named)) or last.get("problem")
     return ExploreResult(runs, time.monotonic() - t0, violation, named,

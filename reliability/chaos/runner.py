@@ -33,6 +33,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from reliability.assembly import RunOptions
 from reliability.chaos.controller import AbortRule, Controller
 from reliability.chaos.experiment import (
     ExperimentSpec,
@@ -48,8 +49,9 @@ from reliability.chaos.journal import FORMAT, Journal, resilience_score
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi, reap_leases
 from reliability.errors import ChaosError, ConfigError
 from reliability.events import EventBus, EventKind
-from reliability.pipeline import Pipeline, StepHook, load_pipeline
+from reliability.pipeline import Pipeline, load_pipeline
 from reliability.runner import Ledger, Runner, RunResult
+from reliability.runs import Trigger
 
 __all__ = ["check_steady_state", "lease_store", "run_experiment"]
 
@@ -256,13 +258,6 @@ def _rollback(spec: RollbackSpec, api_url: str | None) -> dict[str, Any]:
 
 
 # -- running --------------------------------------------------------------------------
-def _contract_hooks(project: Any, pipeline: Pipeline) -> list[StepHook]:
-    """The contracts hook for the project's contracts (none if there are no contracts)."""
-    from reliability.chaos.contract_faults import contract_hooks
-
-    return contract_hooks(getattr(project, "contracts_dir", None), pipeline)
-
-
 def _mutations(faults: list[FaultBase], project: Any, pipeline: Pipeline,
                file: str | None = None) -> dict[str, Any]:
     if not any(getattr(f, "mutation", None) for f in faults):
@@ -293,12 +288,13 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
                    *, seed: int | None = None, home: str | Path | None = None,
                    env: str | None = None, pipeline: Pipeline | None = None,
                    journal_path: str | Path | None = None,
-                   report_path: str | Path | None = None, bus: EventBus | None = None
-                   ) -> Journal:
+                   report_path: str | Path | None = None, bus: EventBus | None = None,
+                   options: RunOptions | None = None) -> Journal:
     """Run one experiment end to end and return its :class:`Journal` (also saved as JSON).
 
     ``bus`` carries the runs' lifecycle events to your subscribers (SLA monitor, metrics,
-    display), as for any other run.
+    display), as for any other run; ``options`` are the run assembly's options for the
+    baseline and chaos runs (home, workers, seed and bus are the experiment's).
     """
     from reliability.project import find_project
 
@@ -321,7 +317,7 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
     with _Interrupts() as interrupts:
         try:
             _execute(spec, project, pipeline, seed, home, leases, exp_id, data, interrupts,
-                     bus)
+                     bus, options)
         except _Interrupted:
             pass  # rolled back in _execute; the journal says why it stopped
         finally:
@@ -368,7 +364,7 @@ def _verdict(data: dict[str, Any]) -> str:
 
 def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
              leases: LeaseStore, exp_id: str, data: dict[str, Any], interrupts: _Interrupts,
-             bus: EventBus | None = None) -> None:
+             bus: EventBus | None = None, options: RunOptions | None = None) -> None:
     target = _Target(spec, exp_id, leases, seed)
     ctl: Controller | None = None
     with ExitStack() as stack:
@@ -379,7 +375,7 @@ def _execute(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, 
                 ctl = _external(spec, seed, exp_id, target, leases, data)
             else:
                 ctl = _local(spec, project, pipeline, seed, home, target, leases, exp_id, data,
-                             interrupts, bus)
+                             interrupts, bus, options)
         except (ConfigError, ChaosError) as exc:
             data["error"] = str(exc)
             raise
@@ -454,16 +450,25 @@ def _external(spec: ExperimentSpec, seed: int, exp_id: str, target: _Target,
 
 def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, home: Path,
            target: _Target, leases: LeaseStore, exp_id: str, data: dict[str, Any],
-           interrupts: _Interrupts, bus: EventBus | None = None) -> Controller | None:
+           interrupts: _Interrupts, bus: EventBus | None = None,
+           options: RunOptions | None = None) -> Controller | None:
+    import dataclasses
+
+    from reliability.assembly import assemble
+
     params = {**spec.params, **target.params}
-    runner = Runner(pipeline, home=home, workers=spec.target.workers, seed=seed,
-                    hooks=_contract_hooks(project, pipeline), bus=bus)
+    opts = dataclasses.replace(options or RunOptions(), home=home,
+                               workers=spec.target.workers, seed=seed,
+                               bus=bus if bus is not None else (options.bus if options else None),
+                               environment=data.get("environment"))
+    asm = assemble(pipeline, opts, project=project)
+    runner = asm.runner
     try:
         mutations = _mutations(list(spec.method), project, pipeline,
                                data["experiment"]["file"])  # a bad name fails before the runs
         interrupts.phase = "baseline"
-        base = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}-baseline",
-                          resume=False, trigger="chaos-baseline")
+        base = asm.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}-baseline",
+                       resume=False, trigger=Trigger.CHAOS_BASELINE, source=exp_id)
         data["baseline"] = _run_summary(base)
         if _cancelled_by_signal(base, runner.ledger, None, interrupts):
             return None
@@ -486,8 +491,8 @@ def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, ho
         try:
             with _chaos_installed(runner, ctl, hook):
                 ctl.start_method()
-                result = runner.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}",
-                                    resume=False, trigger="chaos")
+                result = asm.run(params, run_id=f"{pipeline.name}-chaos-{exp_id}",
+                                 resume=False, trigger=Trigger.CHAOS, source=exp_id)
         except BaseException:  # interrupted or broken before the run ended: undo its faults
             data["rollbacks"].extend(ctl.stop())
             raise
@@ -500,8 +505,7 @@ def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, ho
         _record_run(data, runner.ledger, result, ctl)
         return ctl
     finally:
-        runner.close()
-        runner.ledger.close()
+        asm.close()
 
 
 def _run_summary(r: RunResult) -> dict[str, Any]:

@@ -63,8 +63,11 @@ def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, 
             bar.advance(task)
 
         with _sigterm_as_interrupt(args.parallel > 1):
-            report = run_backfill(store, plan, execute, parallel=args.parallel,
-                                  params=params, on_item=on_item)
+            try:
+                report = run_backfill(store, plan, execute, parallel=args.parallel,
+                                      params=params, on_item=on_item)
+            finally:
+                execute.close()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing run"
     con.print(f"backfill {plan.backfill_id}: {counts}"
               + (" - cancelled; rerun the same command to continue" if report.cancelled

@@ -65,29 +65,29 @@ class _Demo:
         self.con = Console()
 
     def run(self) -> int:
+        from reliability.assembly import RunOptions, sla_monitor
         from reliability.chaos.runner import run_experiment
-        from reliability.display import RunDisplay
         from reliability.events import EventBus
-        from reliability.runbooks import RunbookRenderer
-        from reliability.sla import SLAMonitor, load_slas, serve_metrics
+        from reliability.pipeline import load_pipeline
+        from reliability.runs import ledger_path
+        from reliability.sla import serve_metrics
 
-        slas = load_slas(self.project.sla_file) if self.project.sla_file else None
         bus = EventBus()
-        display = RunDisplay(bus)
         self.home.mkdir(parents=True, exist_ok=True)
-        renderer = RunbookRenderer([self.project.runbooks_dir],
-                                   base_url=slas.runbook_base_url if slas else None)
-        monitor = SLAMonitor(slas, bus, ledger=self.home / "ledger.db", runbooks=renderer,
-                             runbook_dir=self.home / "runbooks")
+        pipeline = load_pipeline(self.project.pipeline_ref)
+        monitor, _ = sla_monitor(self.project, pipeline, bus, ledger_path(self.home),
+                                 runbook_dir=self.home / "runbooks")
+        slas = next(iter(monitor.slas.values()), None)
         reports = self.home / "reports"
+        options = RunOptions(bus=bus, monitor=monitor, display=True)
         with monitor, serve_metrics(monitor.metrics.registry, port=self.metrics_port) as srv:
             self.con.print(f"[bold]metrics[/] {srv.url} (Prometheus can scrape it while "
                            "the demo runs)")
             journal = run_experiment(self.experiment, self.project, seed=self.seed,
-                                     home=self.home, bus=bus,
+                                     home=self.home, bus=bus, pipeline=pipeline,
                                      report_path=reports / "chaos-report.html",
-                                     journal_path=reports / "chaos-journal.json")
-            display.close()
+                                     journal_path=reports / "chaos-journal.json",
+                                     options=options)
             monitor.flush()
             samples = _metric_lines(monitor.metrics.registry)
         monitoring = self._monitoring_files(slas)
@@ -130,20 +130,21 @@ class _Demo:
         from rich.markup import escape
 
         from reliability.cli.chaos import print_journal
+        from reliability.runs import ledger_path
 
         print_journal(self.con, journal)
         d = journal.data
         run = d.get("run") or {}
         self.con.print(f"chaos run:   {run.get('run_id')} ({run.get('status')}) - "
                        f"reliability runs show {run.get('run_id')}")
-        self.con.print(f"ledger:      {self.home / 'ledger.db'}")
+        self.con.print(f"ledger:      {ledger_path(self.home)}")
         self.con.print(f"artifacts:   {self.home / 'store' / 'objects'}")
         self.con.print(f"report:      {reports / 'chaos-report.html'}")
         if run.get("run_id"):
             from reliability.runner import Ledger
             from reliability.runner.report import write_run_report
 
-            with Ledger(self.home / "ledger.db") as led:
+            with Ledger(ledger_path(self.home)) as led:
                 page = write_run_report(led, str(run["run_id"]), reports / "chaos-run.html")
             self.con.print(f"run page:    {page}")
         self.con.print(f"journal:     {reports / 'chaos-journal.json'}")

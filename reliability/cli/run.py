@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run the project's pipeline (or --pipeline MOD:ATTR)")
     _common(run)
+    _executor_args(run)
     run.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                      help="set a pipeline parameter (repeatable; VALUE parsed as JSON if it can)")
     run.add_argument("--interval", metavar="START/END", help="data interval, ISO 8601")
@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 
     res = sub.add_parser("resume", help="finish an interrupted run from the ledger")
     _common(res)
+    _executor_args(res)
     res.add_argument("run_id", metavar="RUN")
     res.add_argument("--no-contracts", action="store_true", help="skip data contracts")
     res.add_argument("--no-sla", action="store_true", help="skip the SLA monitor")
@@ -62,6 +63,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no per-event lines")
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("local", "dask"),
+                   help="where attempts run: local supervised workers (default) or Dask")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (default with --executor dask: a "
+                        "LocalCluster)")
+    p.add_argument("--environment", metavar="NAME",
+                   help="environment the run is recorded under (default: RELIABILITY_ENV "
+                        "or dev)")
+
+
 def parse_params(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -76,47 +88,44 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_runner(args: argparse.Namespace) -> tuple[Any, list[Callable[[], None]]]:
-    """The runner the CLI uses: project pipeline, contracts, SLA monitor and display."""
-    from reliability.integrations import RunSetup
+def _options(args: argparse.Namespace) -> Any:
+    from reliability.assembly import RunOptions
 
-    setup = RunSetup.from_args(args)
-    return setup.runner, setup.closers
+    return RunOptions(home=args.home, workers=args.workers,
+                      contracts=not getattr(args, "no_contracts", False),
+                      sla=not getattr(args, "no_sla", False), display=True,
+                      quiet=getattr(args, "quiet", False),
+                      metrics_port=getattr(args, "metrics_port", None),
+                      executor=getattr(args, "executor", None) or "local",
+                      scheduler=getattr(args, "scheduler", None),
+                      environment=getattr(args, "environment", None))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reliability.integrations import RunSetup
+    from reliability.assembly import assemble
     from reliability.pipeline import DataInterval
 
     params = parse_params(args.param)
     interval = DataInterval.parse(args.interval) if args.interval else None
-    setup = RunSetup.from_args(args)
-    with setup:
-        result = setup.runner.run(params, interval=interval,
-                                  resume=not args.new)
-        return setup.report(result)
+    with assemble(args.pipeline, _options(args)) as asm:
+        return asm.report(asm.run(params, interval=interval, resume=not args.new))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from reliability.integrations import RunSetup
+    from reliability.assembly import assemble
 
-    setup = RunSetup.from_args(args)
-    with setup:
-        return setup.report(setup.runner.resume(args.run_id))
+    with assemble(args.pipeline, _options(args)) as asm:
+        return asm.report(asm.resume(args.run_id))
 
 
 def _ledger(args: argparse.Namespace) -> Any:
+    """The ledger for reading (works on a read-only home)."""
     from reliability.project import find_project
     from reliability.runner.ledger import Ledger
+    from reliability.runs import ledger_path
 
     home = Path(args.home) if args.home else find_project().home
-    db = home / "ledger.db"
-    if not db.exists():
-        from reliability.errors import LedgerError
-
-        raise LedgerError(f"no run ledger at {db}. Fix: run a pipeline first "
-                          "(`reliability run`), or pass --home")
-    return Ledger(db)
+    return Ledger(ledger_path(home), readonly=True)
 
 
 def _ts(t: float | None) -> str:
@@ -134,6 +143,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from reliability.runs import Trigger
+
     with _ledger(args) as led:
         runs = led.list_runs(limit=args.limit, status=args.status)
     if args.json:
@@ -148,7 +159,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     table.add_column("duration", no_wrap=True)
     # Columns nobody uses are left out, so the table fits a narrow terminal.
     with_interval = any(r.interval_start for r in runs)
-    with_trigger = any(r.trigger for r in runs)
+    with_trigger = any(r.trigger is not Trigger.MANUAL for r in runs)
     if with_interval:
         table.add_column("interval", overflow="fold")
     if with_trigger:
@@ -159,7 +170,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         if with_interval:
             row.append(f"{r.interval_start} → {r.interval_end}" if r.interval_start else "-")
         if with_trigger:
-            row.append(escape(r.trigger or "-"))
+            row.append(escape(r.trigger.value + (f":{r.trigger_source}"
+                                                 if r.trigger_source else "")))
         table.add_row(*row)
     Console().print(table)
     return 0

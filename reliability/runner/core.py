@@ -1,7 +1,9 @@
 """The local run loop: dispatch ready steps to supervised workers, retry, time out, commit.
 
-One thread, one ``multiprocessing.connection.wait`` over worker pipes, worker sentinels and a
-signal wake-up pipe. Everything it does is recorded in the ledger and published on the bus.
+One thread waits on the executor (for the local one: one ``multiprocessing.connection.wait``
+over worker pipes, worker sentinels and a wake-up pipe). The loop owns retries, backoff,
+deadlines, commits and the ledger; the executor only runs attempts. Everything it does is
+recorded in the ledger and published on the bus.
 """
 
 from __future__ import annotations
@@ -20,17 +22,23 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from reliability.errors import DefinitionError, LedgerError, RunCancelled, RunError, StepFailed
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook
-from reliability.runner.ledger import FINAL_RUN_STATES, Ledger, RunRecord
-from reliability.runner.pool import Worker, WorkerPool
+from reliability.runner.executor import Executor, Outcome, make_executor
+from reliability.runner.ledger import Ledger, RunRecord
 from reliability.runner.store import ArtifactStore, Store
 from reliability.runner.worker import Result, Task
+from reliability.runs import (
+    AttemptStatus,
+    RunStatus,
+    StepStatus,
+    Trigger,
+    ledger_path,
+)
 
 __all__ = ["RunResult", "Runner", "default_home", "new_run_id"]
 
@@ -45,7 +53,7 @@ class RunResult:
 
     run_id: str
     pipeline: str
-    status: str
+    status: RunStatus
     outputs: dict[str, str]
     failed: dict[str, str] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
@@ -56,10 +64,10 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == RunStatus.SUCCEEDED
 
     def raise_for_status(self) -> RunResult:
-        if self.status == "cancelled":
+        if self.status == RunStatus.CANCELLED:
             raise RunCancelled(f"run {self.run_id} was cancelled; resume it with "
                                f"`reliability resume {self.run_id}`", run_id=self.run_id)
         if self.failed:
@@ -69,10 +77,16 @@ class RunResult:
         return self
 
 
-def _run_key(pipeline: str, params: Any, interval: DataInterval | None) -> str:
-    blob = json.dumps({"p": pipeline, "params": params,
-                       "interval": interval.key() if interval else None}, sort_keys=True,
-                      default=str)
+def _run_key(pipeline: str, params: Any, interval: DataInterval | None,
+             trigger: Trigger = Trigger.MANUAL) -> str:
+    """What makes two runs "the same run": pipeline, parameters and data interval. Chaos and
+    exploration runs have keys of their own, so they never resume, block or stand in for a
+    production run."""
+    doc: dict[str, Any] = {"p": pipeline, "params": params,
+                           "interval": interval.key() if interval else None}
+    if not trigger.production:
+        doc["trigger"] = trigger.value
+    blob = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -105,7 +119,9 @@ class Runner:
                  hooks: Sequence[StepHook] = (), code_version: str | None = None,
                  ledger: Ledger | None = None, seed: int | None = None,
                  store: Store | None = None,
-                 before_run: Iterable[Callable[[Runner, str], None]] = ()) -> None:
+                 before_run: Iterable[Callable[[Runner, str], None]] = (),
+                 executor: str | Executor | None = None, scheduler: str | None = None,
+                 environment: str | None = None) -> None:
         if workers is not None and (isinstance(workers, bool) or workers < 1):
             raise DefinitionError(f"workers={workers!r} must be at least 1. "
                                   "Fix: pass --workers 1 or more, or leave it out")
@@ -113,13 +129,16 @@ class Runner:
         self.order = pipeline.validate()
         self.home = Path(home) if home is not None else default_home()
         self.store: Store = store if store is not None else ArtifactStore(self.home / "store")
-        self.ledger = ledger if ledger is not None else Ledger(self.home / "ledger.db")
+        self.ledger = ledger if ledger is not None else Ledger(ledger_path(self.home))
         self.bus = bus if bus is not None else EventBus()
         self.hooks = list(hooks)
         self.workers = workers or min(len(self.order), max(2, os.cpu_count() or 2))
         self.code_version = code_version or _code_version(pipeline)
         self.rng = random.Random(seed)
         self.before_run = list(before_run)
+        self.executor = executor
+        self.scheduler = scheduler
+        self.environment = environment
         self._unsubscribe_ledger = self.bus.subscribe(self._record_event)
         self._cancel_signal: int | None = None
         self._loop: _Loop | None = None
@@ -132,11 +151,15 @@ class Runner:
 
     # -- public API -------------------------------------------------------------------
     def run(self, params: Mapping[str, Any] | Any = None, *, interval: DataInterval | None = None,
-            run_id: str | None = None, resume: bool = True, trigger: str | None = None
-            ) -> RunResult:
-        """Run the pipeline; resume the unfinished run with the same key if ``resume``."""
+            run_id: str | None = None, resume: bool = True,
+            trigger: Trigger | str | None = None, source: str | None = None) -> RunResult:
+        """Run the pipeline; resume the unfinished run with the same key if ``resume``.
+
+        ``trigger`` says why the run exists (:class:`~reliability.runs.Trigger`; manual
+        by default) and ``source`` which schedule, experiment or trigger started it.
+        """
         with self._entering():
-            return self._run(params, interval, run_id, resume, trigger)
+            return self._run(params, interval, run_id, resume, Trigger.parse(trigger), source)
 
     @contextlib.contextmanager
     def _entering(self) -> Iterator[None]:
@@ -153,25 +176,29 @@ class Runner:
                     self._cancel_pending = False
 
     def _run(self, params: Any, interval: DataInterval | None, run_id: str | None,
-             resume: bool, trigger: str | None) -> RunResult:
+             resume: bool, trigger: Trigger, source: str | None) -> RunResult:
         if run_id is not None:
             _check_run_id(run_id)
         p = self.pipeline.make_params(params)
         pdict = _params_dict(p)
         if interval is not None:
             interval = interval.to_utc()
-        key = _run_key(self.pipeline.name, pdict, interval)
-        if resume:
-            prev = (self._existing(run_id) if run_id is not None
-                    else self.ledger.latest_for_key(key))
-            if prev is not None and (run_id is not None or prev.status not in FINAL_RUN_STATES):
+        key = _run_key(self.pipeline.name, pdict, interval, trigger)
+        if resume and run_id is not None:
+            prev = self._existing(run_id)
+            if prev is not None:
                 return self._resume(prev.run_id)
-        run_id = run_id if run_id is not None else new_run_id(self.pipeline.name)
-        self.ledger.create_run(
-            run_id, self.pipeline.name, key, pdict, self.order, code_version=self.code_version,
+        # find-or-create in one ledger transaction: two runners started at the same moment
+        # agree on one run (the second is refused while the first runs it)
+        rec, created = self.ledger.open_run(
+            run_id if run_id is not None else new_run_id(self.pipeline.name),
+            self.pipeline.name, key, pdict, self.order, code_version=self.code_version,
             interval=(interval.start.isoformat(), interval.end.isoformat()) if interval else None,
-            trigger=trigger)
-        return self._execute(self.ledger.get_run(run_id), p, resumed=False)
+            trigger=trigger, trigger_source=source, environment=self.environment,
+            reuse_open=resume)
+        if not created:
+            return self._resume(rec.run_id)
+        return self._execute(rec, p, resumed=False)
 
     def cancel(self) -> None:
         """Stop the current run as SIGINT would (safe to call from another thread).
@@ -203,7 +230,7 @@ class Runner:
         if rec.pipeline != self.pipeline.name:
             raise LedgerError(f"run {run_id} belongs to pipeline {rec.pipeline!r}, not "
                               f"{self.pipeline.name!r}. Fix: load the right pipeline")
-        if rec.status == "succeeded" and all(
+        if rec.status == RunStatus.SUCCEEDED and all(
                 self.store.intact(s["output_hash"]) for s in self.ledger.steps(run_id)
                 if s["output_hash"]):
             return self._result_from_ledger(rec, resumed=True)
@@ -237,7 +264,7 @@ class Runner:
             return loop.run()
         except Exception as exc:  # a bug or a broken disk: never leave the run 'running'
             with contextlib.suppress(Exception):
-                self.ledger.finish_run(rec.run_id, "failed",
+                self.ledger.finish_run(rec.run_id, RunStatus.FAILED,
                                        f"runner error: {type(exc).__name__}: {exc}")
             raise
         finally:
@@ -251,8 +278,10 @@ class Runner:
         return RunResult(
             run_id=rec.run_id, pipeline=rec.pipeline, status=rec.status,
             outputs={s["step"]: s["output_hash"] for s in steps if s["output_hash"]},
-            failed={s["step"]: s["error"] or "" for s in steps if s["status"] == "failed"},
-            skipped=tuple(s["step"] for s in steps if s["status"] == "upstream_failed"),
+            failed={s["step"]: s["error"] or "" for s in steps
+                    if s["status"] == StepStatus.FAILED},
+            skipped=tuple(s["step"] for s in steps
+                          if s["status"] == StepStatus.UPSTREAM_FAILED),
             resumed=resumed, ledger=self.ledger.path, store=self.store.root,
             duration=rec.duration or 0.0)
 
@@ -267,7 +296,10 @@ class Runner:
                                      details)
 
 
-_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
+# step starts and successes are rows of their own (attempts, commits); OUTPUT_LOST is
+# written by the ledger itself in the transaction that releases the commit
+_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED,
+                                   EventKind.OUTPUT_LOST}
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
@@ -301,6 +333,14 @@ def _code_version(pipeline: Pipeline) -> str:
     return sha.hexdigest()[:12]
 
 
+@dataclass(slots=True)
+class _Running:
+    task: Task
+    started: float
+    deadline: float | None
+    worker: str | None
+
+
 class _Loop:
     """State of one execution of a run (fresh or resumed)."""
 
@@ -322,17 +362,17 @@ class _Loop:
         self.children: dict[str, list[str]] = {s: [] for s in self.pipe.steps}
         self.ready: deque[str] = deque()
         self.retries: list[tuple[float, str]] = []
+        self.running: dict[int, _Running] = {}  # id(task) -> attempt in flight
         self.cancelled = False
         self.loop_done = False
         self.late_signal: int | None = None  # arrived after the last step ended
-        self.wake_fd: int | None = None
+        self.executor: Executor | None = None
 
     def request_cancel(self, signum: int) -> None:
         self.cancelled = True
         self.r._cancel_signal = signum
-        if self.wake_fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(self.wake_fd, b"x")
+        if self.executor is not None:
+            self.executor.wake()
 
     def _emit(self, kind: EventKind, step: str | None = None, **kw: Any) -> None:
         self.r.bus.publish(Event(kind=kind, pipeline=self.pipe.name, run_id=self.run_id,
@@ -355,17 +395,17 @@ class _Loop:
                 self.children[dep].append(spec.name)
         for name in self.r.order:
             row = prior.get(name)
-            if (row and row["status"] == "succeeded" and row["output_hash"]
+            if (row and row["status"] == StepStatus.SUCCEEDED and row["output_hash"]
                     and self.r.store.intact(row["output_hash"])):  # re-hashed, not trusted
                 self.outputs[name] = (row["output_hash"], row["output_codec"])
                 self._emit(EventKind.STEP_SKIPPED, name,
                            details={"reason": "already committed",
                                     "output_hash": row["output_hash"]})
-            elif row and row["status"] != "pending":
-                if row["status"] == "succeeded" and row["output_hash"]:
+            elif row and row["status"] != StepStatus.PENDING:
+                if row["status"] == StepStatus.SUCCEEDED and row["output_hash"]:
                     led.release_commit(self.run_id, name, "the committed object is missing "
                                        "or its bytes changed; the step runs again")
-                led.set_step(self.run_id, name, "pending")
+                led.set_step(self.run_id, name, StepStatus.PENDING)
         for name in self.r.order:
             if name in self.outputs:
                 continue
@@ -382,21 +422,22 @@ class _Loop:
         self._emit(EventKind.RUN_STARTED, details={
             "resumed": self.resumed, "steps": list(self.r.order),
             "interval": self.interval.key() if self.interval else None,
-            "trigger": self.rec.trigger})
-        pool = WorkerPool(self.pipe, self.r.hooks, self.r.workers)
-        rfd, wfd = os.pipe()
-        os.set_blocking(wfd, False)
-        self.wake_fd = wfd
+            "trigger": self.rec.trigger.value, "trigger_source": self.rec.trigger_source,
+            "environment": self.rec.environment})
+        executor = make_executor(self.r.executor, workers=self.r.workers,
+                                 scheduler=self.r.scheduler)
+        executor.start(self.pipe, self.r.hooks)
+        self.executor = executor
+        if self.cancelled:
+            executor.wake()
         old = _install_signals(self)
         try:  # until the ledger says how the run ended, a second Ctrl-C only cancels
             try:
-                self._loop(pool, rfd)
+                self._loop(executor)
                 self.loop_done = True  # signals from here on are the caller's
             finally:
-                pool.shutdown(graceful=not self.cancelled)
-                self.wake_fd = None
-                os.close(rfd)
-                os.close(wfd)
+                self.executor = None
+                executor.shutdown(graceful=not self.cancelled)
             return self._finish(time.monotonic() - t0)
         finally:
             _restore_signals(old)
@@ -405,43 +446,32 @@ class _Loop:
                 # cancel, a second Ctrl-C is the same request: it stays with the runner.)
                 signal.raise_signal(self.late_signal)
 
-    def _loop(self, pool: WorkerPool, rfd: int) -> None:
+    def _loop(self, ex: Executor) -> None:
         while True:
             if self.cancelled:
-                self._cancel_all(pool)
+                self._cancel_all(ex)
                 return
-            self._dispatch(pool)
-            busy = pool.busy()
-            if not busy and not self.ready and not self.retries:
+            self._dispatch(ex)
+            if not self.running and not self.ready and not self.retries:
                 return
-            timeout = self._next_wake(busy)
-            for obj in wait([*pool.waitables(), rfd], timeout):
-                if obj == rfd:
-                    os.read(rfd, 512)
-                    continue
-                w = pool.owner(obj)
-                if w is not None:
-                    self._on_worker_ready(pool, w)
-            self._check_deadlines(pool)
+            for outcome in ex.wait(self._next_wake()):
+                self._on_outcome(outcome)
+            self._check_deadlines(ex)
             self._due_retries()
 
-    def _next_wake(self, busy: list[Worker]) -> float | None:
-        times = [w.deadline for w in busy if w.deadline is not None]
+    def _next_wake(self) -> float | None:
+        times = [r.deadline for r in self.running.values() if r.deadline is not None]
         if self.retries:
             times.append(self.retries[0][0])
         if not times:
             return None
         return max(0.0, min(times) - time.monotonic())
 
-    def _dispatch(self, pool: WorkerPool) -> None:
-        while self.ready:
-            w = pool.idle()
-            if w is None:
-                return
-            step = self.ready.popleft()
-            self._start(pool, w, step)
+    def _dispatch(self, ex: Executor) -> None:
+        while self.ready and ex.slots() > 0:
+            self._start(ex, self.ready.popleft())
 
-    def _start(self, pool: WorkerPool, w: Worker, step: str) -> None:
+    def _start(self, ex: Executor, step: str) -> None:
         spec = self.pipe.steps[step]
         attempt = self.attempt_no.get(step, 0) + 1
         self.attempt_no[step] = attempt
@@ -454,57 +484,52 @@ class _Loop:
             run_id=self.run_id, step=step, attempt=attempt, inputs=inputs,
             params=self.params, interval=self.interval, staging_file=staging_file,
             quarantine_file=quarantine_file, scratch_dir=scratch_dir)
-        self.r.ledger.start_attempt(self.run_id, step, attempt, w.pid,
-                                    {p: self.outputs[s][0] for p, s in spec.inputs.items()})
-        try:
-            w.conn.send(task)
-        except OSError:  # died between tasks: record it, run the step on a fresh worker
-            pool.remove(w)
-            self.tries[step] -= 1  # the step never ran: not a try of its budget
-            error = f"worker pid {w.pid} died before it received the task"
-            self.r.ledger.end_attempt(self.run_id, step, attempt, "worker_lost",
-                                      "WorkerLost", error)
-            self._emit(EventKind.WORKER_LOST, step, attempt=attempt, error=error,
-                       details={"worker_pid": w.pid})
-            self.ready.appendleft(step)
-            return
-        w.current = task
-        w.started = time.monotonic()
-        w.deadline = w.started + spec.timeout if spec.timeout else None
+        hashes = {p: self.outputs[s][0] for p, s in spec.inputs.items()}
+
+        def placed(worker: str | None) -> None:  # in the ledger before the attempt starts
+            self.r.ledger.start_attempt(self.run_id, step, attempt, _pid(worker), hashes)
+
+        worker = ex.submit(task, placed)
+        pid = _pid(worker)
+        now = time.monotonic()
+        self.running[id(task)] = _Running(task, now, now + spec.timeout if spec.timeout
+                                          else None, worker)
         self._emit(EventKind.STEP_STARTED, step, attempt=attempt,
-                   details={"worker_pid": w.pid, "timeout": spec.timeout})
+                   details={"worker_pid": pid, "worker": worker, "timeout": spec.timeout})
 
-    def _on_worker_ready(self, pool: WorkerPool, w: Worker) -> None:
-        task = w.current
-        res: Result | None = None
-        if w.conn.poll():
-            try:
-                res = w.conn.recv()
-            except (EOFError, OSError):
-                res = None
-        if res is None:
-            if w.proc.is_alive() and task is None:
+    def _on_outcome(self, out: Outcome) -> None:
+        run = self.running.pop(id(out.task), None)
+        if run is None:  # killed by us (timeout, cancel): already recorded
+            return
+        task = out.task
+        duration = time.monotonic() - run.started
+        if out.result is None:
+            if out.lost and "before it received the task" in out.lost:
+                self.tries[task.step] -= 1  # the step never ran: not a try of its budget
+                self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
+                self.r.ledger.end_attempt(self.run_id, task.step, task.attempt,
+                                          AttemptStatus.WORKER_LOST, "WorkerLost", out.lost)
+                self._emit(EventKind.WORKER_LOST, task.step, attempt=task.attempt,
+                           error=out.lost, details={"worker_pid": _pid(out.worker),
+                                                    "worker": out.worker})
+                self.ready.appendleft(task.step)
                 return
-            pool.remove(w)
-            if task is not None:
-                code = w.proc.exitcode
-                self._attempt_lost(task, "worker_lost",
-                                   f"worker pid {w.proc.pid} died (exit code {code})",
-                                   EventKind.WORKER_LOST, w)
+            self._attempt_lost(run, AttemptStatus.WORKER_LOST,
+                               out.lost or f"worker {out.worker} died", EventKind.WORKER_LOST)
             return
-        w.current = None
-        w.deadline = None
-        if task is None:
-            return
+        res = out.result
         for kind, details, at in res.events:
-            self._emit(EventKind(kind), task.step, attempt=task.attempt, details=details,
-                       time=at)
+            try:
+                ev_kind, payload = EventKind(kind), details
+            except ValueError:  # not from our step wrapper: keep it, as the user's own
+                ev_kind, payload = EventKind.CUSTOM, {"name": str(kind), "data": details}
+            self._emit(ev_kind, task.step, attempt=task.attempt, details=payload, time=at)
         if res.ok:
-            self._commit(task, res, time.monotonic() - w.started, w.pid)
+            self._commit(task, res, duration, run.worker)
         else:
-            self._attempt_failed(task, res, time.monotonic() - w.started)
+            self._attempt_failed(task, res, duration)
 
-    def _commit(self, task: Task, res: Result, duration: float, pid: int) -> None:
+    def _commit(self, task: Task, res: Result, duration: float, worker: str | None) -> None:
         assert res.digest is not None and res.codec is not None
         self.r.store.commit(task.staging_file, res.digest)  # moves the staged file
         if res.scratch_used:
@@ -514,7 +539,7 @@ class _Loop:
         self.outputs[task.step] = (res.digest, res.codec)
         self._emit(EventKind.STEP_SUCCEEDED, task.step, attempt=task.attempt,
                    duration=duration, details={"output_hash": res.digest, "size": res.size,
-                                               "worker_pid": pid})
+                                               "worker_pid": _pid(worker)})
         for child in self.children[task.step]:
             if child in self.waiting:
                 self.waiting[child] -= 1
@@ -522,29 +547,32 @@ class _Loop:
                     self.ready.append(child)
 
     def _attempt_failed(self, task: Task, res: Result, duration: float) -> None:
-        status = "contract_violated" if res.failures or res.quarantined else "failed"
+        violated = bool(res.failures or res.quarantined)
+        status = AttemptStatus.CONTRACT_VIOLATED if violated else AttemptStatus.FAILED
         self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
         self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, status,
                                   res.error_type, res.error, res.traceback)
-        if status == "contract_violated":
+        if violated:
             self._emit(EventKind.CONTRACT_VIOLATED, task.step, attempt=task.attempt,
                        error=res.error, details={"failures": res.failures,
                                                  "quarantined": res.quarantined})
-        self._retry_or_fail(task, res.retryable, f"{res.error_type}: {res.error}", duration,
+        self._retry_or_fail(task, res.retryable and not violated,
+                            f"{res.error_type}: {res.error}", duration,
                             res.error_type or "Error")
 
-    def _attempt_lost(self, task: Task, status: str, error: str, kind: EventKind,
-                      w: Worker) -> None:
-        duration = time.monotonic() - w.started
+    def _attempt_lost(self, run: _Running, status: AttemptStatus, error: str,
+                      kind: EventKind) -> None:
+        task = run.task
+        duration = time.monotonic() - run.started
         self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
+        lost = status == AttemptStatus.WORKER_LOST
         self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, status,
-                                  "WorkerLost" if status == "worker_lost" else "Timeout", error)
+                                  "WorkerLost" if lost else "Timeout", error)
         self._emit(kind, task.step, attempt=task.attempt, duration=duration, error=error,
-                   details={"worker_pid": w.proc.pid})
+                   details={"worker_pid": _pid(run.worker), "worker": run.worker})
         retry = self.pipe.steps[task.step].retry
-        ok = retry.on_worker_lost if status == "worker_lost" else retry.on_timeout
-        self._retry_or_fail(task, ok, error, duration,
-                            "WorkerLost" if status == "worker_lost" else "Timeout")
+        ok = retry.on_worker_lost if lost else retry.on_timeout
+        self._retry_or_fail(task, ok, error, duration, "WorkerLost" if lost else "Timeout")
 
     def _retry_or_fail(self, task: Task, retryable: bool, error: str, duration: float,
                        error_type: str) -> None:
@@ -561,66 +589,68 @@ class _Loop:
                                                    "next_attempt": task.attempt + 1})
             return
         self.failed[task.step] = error
-        self.r.ledger.set_step(self.run_id, task.step, "failed", error)
+        self.r.ledger.set_step(self.run_id, task.step, StepStatus.FAILED, error)
         self._emit(EventKind.STEP_FAILED, task.step, attempt=task.attempt, error=error,
                    duration=duration, details={"error_type": error_type})
         for down in sorted(self.pipe.downstream(task.step)):
             if down in self.waiting:
                 del self.waiting[down]
                 self.skipped.append(down)
-                self.r.ledger.set_step(self.run_id, down, "upstream_failed",
+                self.r.ledger.set_step(self.run_id, down, StepStatus.UPSTREAM_FAILED,
                                        f"upstream step {task.step!r} failed")
                 self._emit(EventKind.STEP_SKIPPED, down,
                            details={"reason": "upstream failed", "upstream": task.step})
 
-    def _check_deadlines(self, pool: WorkerPool) -> None:
+    def _check_deadlines(self, ex: Executor) -> None:
         now = time.monotonic()
-        for w in pool.busy():
-            if w.deadline is not None and now >= w.deadline and w.current is not None:
-                task = w.current
-                timeout = self.pipe.steps[task.step].timeout
-                pool.remove(w)  # SIGKILL: a hung step cannot ignore it
-                self._attempt_lost(task, "timed_out",
+        for key, run in list(self.running.items()):
+            if run.deadline is not None and now >= run.deadline:
+                del self.running[key]
+                ex.kill(run.task)  # SIGKILL (or the executor's equivalent): it cannot ignore it
+                timeout = self.pipe.steps[run.task.step].timeout
+                self._attempt_lost(run, AttemptStatus.TIMED_OUT,
                                    f"step ran past its timeout of {timeout}s and was killed",
-                                   EventKind.STEP_TIMED_OUT, w)
+                                   EventKind.STEP_TIMED_OUT)
 
     def _due_retries(self) -> None:
         now = time.monotonic()
         while self.retries and self.retries[0][0] <= now:
             self.ready.append(heapq.heappop(self.retries)[1])
 
-    def _cancel_all(self, pool: WorkerPool) -> None:
-        for w in pool.busy():
-            task = w.current
-            assert task is not None
-            pool.remove(w)
-            self.r.ledger.end_attempt(self.run_id, task.step, task.attempt, "cancelled",
-                                      "Cancelled", "run cancelled by signal")
+    def _cancel_all(self, ex: Executor) -> None:
+        for key, run in list(self.running.items()):
+            del self.running[key]
+            ex.kill(run.task)
+            task = run.task
+            self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
+            self.r.ledger.end_attempt(self.run_id, task.step, task.attempt,
+                                      AttemptStatus.CANCELLED, "Cancelled",
+                                      "run cancelled by signal")
             self._step_cancelled(task.step, task.attempt)
         while self.retries:  # waiting out a backoff: cancelled too, not left 'running'
             step = heapq.heappop(self.retries)[1]
             self._step_cancelled(step, self.attempt_no[step])
 
     def _step_cancelled(self, step: str, attempt: int) -> None:
-        self.r.ledger.set_step(self.run_id, step, "cancelled")
+        self.r.ledger.set_step(self.run_id, step, StepStatus.CANCELLED)
         self._emit(EventKind.STEP_CANCELLED, step, attempt=attempt)
 
     def _finish(self, duration: float) -> RunResult:
         led = self.r.ledger
         done = {*self.outputs, *self.failed, *self.skipped}
         if self.cancelled and any(s not in done for s in self.r.order):
-            status = "cancelled"
+            status = RunStatus.CANCELLED
             sig = signal.Signals(self.r._cancel_signal or signal.SIGINT).name
             led.finish_run(self.run_id, status, f"cancelled by {sig}")
             self._emit(EventKind.RUN_CANCELLED, duration=duration, details={"signal": sig})
         elif self.failed:
-            status = "failed"
+            status = RunStatus.FAILED
             step, err = next(iter(self.failed.items()))
             led.finish_run(self.run_id, status, f"step {step!r} failed: {err}")
             self._emit(EventKind.RUN_FAILED, duration=duration, error=err,
                        details={"failed": list(self.failed), "skipped": self.skipped})
         else:
-            status = "succeeded"
+            status = RunStatus.SUCCEEDED
             led.finish_run(self.run_id, status)
             self._emit(EventKind.RUN_SUCCEEDED, duration=duration)
         self.r.store.clear_staging(self.run_id)
@@ -629,6 +659,11 @@ class _Loop:
             outputs={s: h for s, (h, _) in self.outputs.items()}, failed=dict(self.failed),
             skipped=tuple(self.skipped), resumed=self.resumed, ledger=led.path,
             store=self.r.store.root, duration=duration)
+
+
+def _pid(worker: str | None) -> int | None:
+    """A local worker's id is its pid; other executors' ids (addresses) have none."""
+    return int(worker) if worker is not None and worker.isdigit() else None
 
 
 def _install_signals(loop: _Loop) -> dict[int, Any]:

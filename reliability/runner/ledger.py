@@ -7,6 +7,7 @@ steps. One writer (the runner process); readers (CLI, dashboards) can read concu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -20,11 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from reliability._proc import holds, start_token
-from reliability.errors import LedgerError
+from reliability.errors import LedgerError, ReliabilityError, StorageError
+from reliability.runs import (
+    FINAL_RUN_STATES,
+    RunStatus,
+    Trigger,
+    default_environment,
+)
 
-__all__ = ["AlertRecord", "Ledger", "RunRecord"]
+__all__ = ["FINAL_RUN_STATES", "AlertRecord", "Ledger", "LedgerView", "RunRecord"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -37,6 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     interval_start TEXT,
     interval_end TEXT,
     trigger TEXT,
+    trigger_source TEXT,
+    environment TEXT,
     runner_pid INTEGER,
     host TEXT,
     runner_start TEXT,
@@ -107,6 +116,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     UNIQUE (fingerprint, starts_at)
 );
 """
+_OPEN_KEY_INDEX = """CREATE UNIQUE INDEX IF NOT EXISTS runs_open_key ON runs(run_key)
+    WHERE status IN ('pending', 'running')"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +125,14 @@ class RunRecord:
     run_id: str
     pipeline: str
     run_key: str
-    status: str
+    status: RunStatus
     params: dict[str, Any]
     code_version: str | None
     interval_start: str | None
     interval_end: str | None
-    trigger: str | None
+    trigger: Trigger
+    trigger_source: str | None
+    environment: str | None
     runner_pid: int | None
     host: str | None
     runner_start: str | None
@@ -133,6 +146,11 @@ class RunRecord:
         if self.started_at is None or self.ended_at is None:
             return None
         return self.ended_at - self.started_at
+
+    @property
+    def production(self) -> bool:
+        """Counts toward SLOs, budgets, alerts and "last good run" (not chaos/explore)."""
+        return self.trigger.production
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +172,9 @@ class AlertRecord:
     runbook: str | None         # rendered HTML
 
 
-FINAL_RUN_STATES = frozenset({"succeeded", "failed"})
 # Triggers of experiment runs (chaos and explore, and their baselines): they share the ledger
 # but never count as production history. "explore-baseline" is the older spelling.
-EXPERIMENT_TRIGGERS = ("chaos-baseline", "chaos", "explore", "explore-baseline")
+EXPERIMENT_TRIGGERS = (*(t.value for t in Trigger if not t.production), "explore-baseline")
 
 
 class Ledger:
@@ -166,41 +183,91 @@ class Ledger:
     The connection is shared by the run loop and threads that publish events (SLA timers,
     chaos controllers); a lock serializes writes, so a statement from another thread never
     lands inside (and is never rolled back with) the run loop's open transaction.
+
+    ``readonly=True`` opens an existing ledger for reading only: it works on a read-only
+    home (``runs list`` and ``runs show`` on a mounted backup). Every SQLite error is
+    translated: a full disk or an unwritable file is a :class:`StorageError` naming the fix,
+    a damaged file a :class:`LedgerError`; nothing from ``sqlite3`` reaches a caller.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    CHECKPOINT_EVERY = 1.0  # seconds between passive WAL checkpoints while a run writes
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(
-                f"{self.path.parent}: cannot create the runner home ({exc.strerror or exc}). "
-                "Fix: point --home (or RELIABILITY_HOME) at a writable directory") from None
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._last_checkpoint = time.monotonic()
         if self.path.is_dir():
             raise LedgerError(f"{self.path}: is a directory, not a run ledger. Fix: move it "
                               "aside, or point --home at another directory")
-        self._lock = threading.RLock()
+        if readonly:
+            self.db = _open_readonly(self.path)
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the runner home ({exc.strerror or exc})",
+                path=str(self.path.parent),
+                fix="point --home (or RELIABILITY_HOME) at a writable directory") from None
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "open") from None
+        try:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
-            self._migrate()
+            if self._schema_version() != SCHEMA_VERSION:
+                self.db.executescript(_SCHEMA)
+                self._migrate()
         except LedgerError:
             self.db.close()
             raise
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"{self.path}: cannot open the run ledger ({exc}). Fix: point --home at a "
-                "writable directory, or move the damaged file aside") from None
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise self._translate(exc, "open") from None
+
+    def _translate(self, exc: sqlite3.Error, doing: str) -> ReliabilityError:
+        """The one mapping from SQLite's errors to ours."""
+        msg = str(exc)
+        low = msg.lower()
+        if "disk is full" in low or "database or disk is full" in low:
+            return StorageError(
+                f"the disk is full ({doing} the run ledger)", path=str(self.path),
+                fix=f"free space on {self.path.parent}; an interrupted run is resumable with "
+                    "`reliability resume RUN`")
+        if "readonly" in low or "read-only" in low or "unable to open" in low or (
+                isinstance(exc, sqlite3.OperationalError) and "permission" in low):
+            return StorageError(
+                f"the run ledger cannot be written ({msg})", path=str(self.path),
+                fix=f"make {self.path.parent} writable for this user, or point --home (or "
+                    "RELIABILITY_HOME) at a writable directory; read-only commands (runs "
+                    "list, runs show) work as they are")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return LedgerError(
+                f"{self.path}: the run ledger refused a write that would break its integrity "
+                f"({msg}). Fix: nothing to repair; check that no other process writes this "
+                "run under the same id")
+        if "locked" in low or "busy" in low:
+            return LedgerError(
+                f"{self.path}: the run ledger stayed locked by another process ({msg}). "
+                "Fix: retry; if it persists, look for a stuck reliability process")
+        return LedgerError(
+            f"{self.path}: cannot {doing} the run ledger ({type(exc).__name__}: {msg}). "
+            "Fix: point --home at a writable directory, or move the damaged file aside")
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._translate(exc, doing) from None
 
     def _migrate(self) -> None:
         """Bring a ledger written by an older version up to :data:`SCHEMA_VERSION`."""
-        if self._schema_version() == SCHEMA_VERSION:
-            return  # the common case takes no write lock
         with self.tx() as db:
             version = self._schema_version() or SCHEMA_VERSION  # None: a new ledger
             if version > SCHEMA_VERSION:
@@ -211,11 +278,34 @@ class Ledger:
             columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
             if "runner_start" not in columns:  # schema 1
                 db.execute("ALTER TABLE runs ADD COLUMN runner_start TEXT")
+            if "environment" not in columns:  # schema 2: triggers were strings
+                db.execute("ALTER TABLE runs ADD COLUMN trigger_source TEXT")
+                db.execute("ALTER TABLE runs ADD COLUMN environment TEXT")
+                for run_id, trig in db.execute(
+                        "SELECT run_id, trigger FROM runs").fetchall():
+                    kind = Trigger.parse(trig) if trig else Trigger.MANUAL
+                    source = trig.split(":", 1)[1] if trig and ":" in trig else None
+                    db.execute("UPDATE runs SET trigger=?, trigger_source=? WHERE run_id=?",
+                               (kind.value, source, run_id))
+                # two open runs of one key (the race this index now prevents): keep the
+                # newest open, mark the older ones cancelled so they stay resumable by id
+                db.execute(
+                    "UPDATE runs SET status='cancelled', error='superseded by a newer run of "
+                    "the same key' WHERE status IN ('pending','running') AND EXISTS (SELECT 1"
+                    " FROM runs r2 WHERE r2.run_key=runs.run_key AND r2.status IN"
+                    " ('pending','running') AND r2.created_at > runs.created_at)")
+            db.execute(_OPEN_KEY_INDEX)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
 
     def _schema_version(self) -> int | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            row = self.db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
         if row is None:
             return None
         try:
@@ -226,7 +316,11 @@ class Ledger:
                 "damaged file aside, or point --home at another directory") from None
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            if not self.readonly:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -236,7 +330,7 @@ class Ledger:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._guard("write"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -245,28 +339,94 @@ class Ledger:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise
+        self._maybe_checkpoint()
 
     def _write(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
-        with self._lock:
-            return self.db.execute(sql, args)
+        with self._lock, self._guard("write"):
+            cur = self.db.execute(sql, args)
+        self._maybe_checkpoint()
+        return cur
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock, self._guard("read"):
+            return self.db.execute(sql, args).fetchall()
+
+    def _maybe_checkpoint(self, force: bool = False) -> None:
+        """Move committed pages from the WAL into ``ledger.db`` as the run goes (passive:
+        never waits for readers), so history does not live only in the WAL."""
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < self.CHECKPOINT_EVERY:
+            return
+        self._last_checkpoint = now
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- runs -------------------------------------------------------------------------
     def create_run(self, run_id: str, pipeline: str, run_key: str, params: Mapping[str, Any],
                    steps: Sequence[str], *, code_version: str | None = None,
-                   interval: tuple[str, str] | None = None, trigger: str | None = None
-                   ) -> None:
+                   interval: tuple[str, str] | None = None,
+                   trigger: Trigger | str | None = None, trigger_source: str | None = None,
+                   environment: str | None = None) -> None:
+        """Record a new run (pending). Raises :class:`LedgerError` if another open run has
+        the same key: use :meth:`open_run` to get it instead."""
+        rec, created = self.open_run(
+            run_id, pipeline, run_key, params, steps, code_version=code_version,
+            interval=interval, trigger=trigger, trigger_source=trigger_source,
+            environment=environment, reuse_open=False)
+        if not created:
+            raise LedgerError(f"run {rec.run_id} with the same key is still open. Fix: "
+                              f"resume it with `reliability resume {rec.run_id}`")
+
+    def open_run(self, run_id: str, pipeline: str, run_key: str, params: Mapping[str, Any],
+                 steps: Sequence[str], *, code_version: str | None = None,
+                 interval: tuple[str, str] | None = None,
+                 trigger: Trigger | str | None = None, trigger_source: str | None = None,
+                 environment: str | None = None, reuse_open: bool = True,
+                 resumable: bool = True) -> tuple[RunRecord, bool]:
+        """Atomically find or create the run of ``run_key``. Returns ``(run, created)``.
+
+        In one write transaction: with ``reuse_open`` an open run of the key (pending or
+        running) is returned, and, with ``resumable``, also the latest cancelled one; else a
+        new run is inserted. An open run whose runner died is closed as cancelled first
+        when a new run is wanted. A unique index on open run keys makes two concurrent
+        callers agree: exactly one creates the run, the other gets it.
+        """
+        kind = Trigger.parse(trigger)
         now = time.time()
         with self.tx() as db:
+            rows = db.execute(
+                "SELECT * FROM runs WHERE run_key=? AND status IN ('pending','running',"
+                "'cancelled') ORDER BY created_at DESC LIMIT 1", (run_key,)).fetchall()
+            prev = _record(rows[0]) if rows else None
+            if prev is not None and prev.status in (RunStatus.PENDING, RunStatus.RUNNING):
+                if reuse_open:
+                    return prev, False
+                if prev.status is RunStatus.RUNNING and holds(
+                        prev.runner_pid, prev.host, prev.runner_start):
+                    from reliability.errors import RunError
+
+                    raise RunError(f"run {prev.run_id} of the same pipeline, parameters and "
+                                   f"interval is being run by live process {prev.runner_pid}."
+                                   " Fix: wait for it, or stop it", run_id=prev.run_id)
+                db.execute("UPDATE runs SET status='cancelled', error=? WHERE run_id=?",
+                           ("superseded by a new run of the same key", prev.run_id))
+            elif (prev is not None and reuse_open and resumable
+                  and prev.status is RunStatus.CANCELLED):
+                return prev, False
             db.execute(
                 "INSERT INTO runs (run_id, pipeline, run_key, status, params, code_version,"
-                " interval_start, interval_end, trigger, runner_pid, host, runner_start,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, pipeline, run_key, "pending", json.dumps(params, sort_keys=True),
-                 code_version, interval[0] if interval else None,
-                 interval[1] if interval else None, trigger, os.getpid(),
-                 socket.gethostname(), start_token(), now))
+                " interval_start, interval_end, trigger, trigger_source, environment,"
+                " runner_pid, host, runner_start, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, pipeline, run_key, RunStatus.PENDING.value,
+                 json.dumps(params, sort_keys=True), code_version,
+                 interval[0] if interval else None, interval[1] if interval else None,
+                 kind.value, trigger_source, environment or default_environment(),
+                 os.getpid(), socket.gethostname(), start_token(), now))
             db.executemany("INSERT INTO steps (run_id, step, status) VALUES (?,?,'pending')",
                            [(run_id, s) for s in steps])
+            row = db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return _record(row), True
 
     def claim_run(self, run_id: str) -> int | None:
         """Make this process the run's runner, unless a live runner holds it.
@@ -296,16 +456,19 @@ class Ledger:
             " started_at=COALESCE(started_at,?) WHERE run_id=?",
             (os.getpid(), start_token(), time.time(), run_id))
 
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: RunStatus | str, error: str | None = None
+                   ) -> None:
         self._write("UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
-                        (status, time.time(), error, run_id))
+                    (RunStatus(status).value, time.time(), error, run_id))
+        self._maybe_checkpoint(force=True)
 
     def get_run(self, run_id: str) -> RunRecord:
-        row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        rows = self._read("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        row = rows[0] if rows else None
         if row is None:
-            prefix = self.db.execute(
-                "SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at DESC LIMIT 2",
-                (run_id + "%",)).fetchall()
+            prefix = self._read(
+                "SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY created_at DESC"
+                " LIMIT 2", (_like_prefix(run_id),))
             if len(prefix) == 1:
                 row = prefix[0]
             else:
@@ -315,10 +478,9 @@ class Ledger:
         return _record(row)
 
     def latest_for_key(self, run_key: str) -> RunRecord | None:
-        row = self.db.execute(
-            "SELECT * FROM runs WHERE run_key=? ORDER BY created_at DESC LIMIT 1",
-            (run_key,)).fetchone()
-        return _record(row) if row else None
+        rows = self._read(
+            "SELECT * FROM runs WHERE run_key=? ORDER BY created_at DESC LIMIT 1", (run_key,))
+        return _record(rows[0]) if rows else None
 
     def list_runs(self, pipeline: str | None = None, limit: int = 20,
                   status: str | None = None) -> list[RunRecord]:
@@ -332,7 +494,7 @@ class Ledger:
             args.append(status)
         q += " ORDER BY created_at DESC LIMIT ?"
         args.append(limit)
-        return [_record(r) for r in self.db.execute(q, args)]
+        return [_record(r) for r in self._read(q, args)]
 
     def last_good_run(self, pipeline: str, *, production_only: bool = True,
                       before: str | None = None) -> RunRecord | None:
@@ -351,7 +513,7 @@ class Ledger:
 
     # -- steps and attempts -----------------------------------------------------------
     def steps(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid", (run_id,))
+        rows = self._read("SELECT * FROM steps WHERE run_id=? ORDER BY rowid", (run_id,))
         return [dict(r) for r in rows]
 
     def attempts(self, run_id: str, step: str | None = None) -> list[dict[str, Any]]:
@@ -359,11 +521,11 @@ class Ledger:
         if step:
             q += " AND step=?"
             args.append(step)
-        rows = self.db.execute(q + " ORDER BY started_at, step, attempt", args)
+        rows = self._read(q + " ORDER BY started_at, step, attempt", args)
         return [dict(r) for r in rows]
 
     def commits(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM commits WHERE run_id=? ORDER BY rowid", (run_id,))
+        rows = self._read("SELECT * FROM commits WHERE run_id=? ORDER BY rowid", (run_id,))
         return [dict(r) for r in rows]
 
     def start_attempt(self, run_id: str, step: str, attempt: int, worker_pid: int | None,
@@ -393,7 +555,7 @@ class Ledger:
 
         One commit row per step, ever: committing the same bytes again (a resumed run
         re-creating an object that vanished from the store) keeps the first row; other
-        bytes raise :class:`sqlite3.IntegrityError`.
+        bytes raise :class:`LedgerError`.
         """
         now = time.time()
         with self.tx() as db:
@@ -403,8 +565,10 @@ class Ledger:
                 first = db.execute("SELECT output_hash FROM commits WHERE run_id=? AND step=?",
                                    (run_id, step)).fetchone()
                 if first is None or first["output_hash"] != digest:
-                    raise sqlite3.IntegrityError(
-                        f"step {step!r} of run {run_id} already committed other bytes")
+                    raise LedgerError(
+                        f"step {step!r} of run {run_id} already committed other bytes "
+                        f"({first['output_hash'] if first else '?'}, now {digest}); a step "
+                        "commits once. Fix: start a new run (`reliability run --new`)")
             db.execute(
                 "UPDATE steps SET status='succeeded', output_hash=?, output_codec=?,"
                 " output_size=?, ended_at=?, error=NULL WHERE run_id=? AND step=?",
@@ -456,7 +620,7 @@ class Ledger:
             q += " AND kind=?"
             args.append(kind)
         out = []
-        for r in self.db.execute(q + " ORDER BY id", args):
+        for r in self._read(q + " ORDER BY id", args):
             d = dict(r)
             d["details"] = json.loads(d["details"] or "{}")
             out.append(d)
@@ -537,4 +701,161 @@ def _alert(row: sqlite3.Row) -> AlertRecord:
 def _record(row: sqlite3.Row) -> RunRecord:
     d = dict(row)
     d["params"] = json.loads(d["params"])
+    d["status"] = RunStatus(d["status"])
+    d["trigger"] = Trigger.parse(d.get("trigger"))
+    d.setdefault("trigger_source", None)
+    d.setdefault("environment", None)
     return RunRecord(**d)
+
+
+def _iso(t: float | None) -> str | None:
+    import datetime as dt
+
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; also on a read-only directory, where SQLite cannot create the
+    WAL's shared-memory file (then the file is read as immutable: nobody can be writing it
+    through a directory we cannot write either)."""
+    if not path.exists():
+        raise LedgerError(f"no run ledger at {path}. Fix: run a pipeline first "
+                          "(`reliability run`), or pass --home")
+    last: Exception | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, timeout=10,
+                                 check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+            return db
+        except sqlite3.Error as exc:
+            last = exc
+            with contextlib.suppress(Exception):
+                db.close()
+    raise LedgerError(f"{path}: cannot read the run ledger ({last}). Fix: pass the runner's "
+                      "--home, or move the damaged file aside")
+
+
+class LedgerView:
+    """Read-only queries on a ledger for other processes (exporters, runbooks, web pages):
+    a fresh read-only connection per call, so a long-lived reader never holds a snapshot
+    or a lock. Production-only answers leave out chaos and exploration runs."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path} is a directory, not a run ledger. Fix: pass the "
+                              "runner's --home (the directory holding the ledger)")
+        db = _open_readonly(self.path)
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: cannot read the run ledger ({exc}). Fix: pass "
+                              "the runner's --home, or move the damaged file aside") from None
+        finally:
+            db.close()
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def last_good_run(self, pipeline: str, *, before: str | None = None,
+                      production_only: bool = True) -> dict[str, Any] | None:
+        """The latest succeeded run of ``pipeline`` (other than run ``before``)."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT run_id, ended_at, code_version, interval_start, interval_end, trigger"
+                " FROM runs WHERE pipeline=? AND status='succeeded' AND run_id != ?"
+                " AND (? = 0 OR COALESCE(runs.trigger, 'manual') NOT IN"
+                " ('chaos-baseline', 'chaos', 'explore')) ORDER BY ended_at DESC LIMIT 1",
+                (pipeline, before or "", int(production_only))).fetchone()
+        if row is None:
+            return None
+        out = dict(row)  # ended_at as ISO 8601 UTC: it is shown to people
+        out["ended_at"] = _iso(out["ended_at"])
+        return out
+
+    def last_success_time(self, pipeline: str, *, production_only: bool = True
+                          ) -> float | None:
+        with self._db() as db:
+            row = db.execute("SELECT MAX(ended_at) FROM runs WHERE pipeline=? AND "
+                             "status='succeeded' AND (? = 0 OR COALESCE(runs.trigger,"
+                             " 'manual') NOT IN ('chaos-baseline', 'chaos', 'explore'))",
+                             (pipeline, int(production_only))).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def outcome_counts(self, pipeline: str, since: float, step: str | None = None, *,
+                       production_only: bool = True) -> tuple[int, int]:
+        """(succeeded, failed) final outcomes of runs (or of ``step``) since ``since``."""
+        prod = int(production_only)
+        with self._db() as db:
+            if step is None:
+                rows = db.execute(
+                    "SELECT status, COUNT(*) FROM runs WHERE pipeline=? AND created_at>=?"
+                    " AND status IN ('succeeded','failed') AND (? = 0 OR COALESCE("
+                    "runs.trigger, 'manual') NOT IN ('chaos-baseline', 'chaos', 'explore'))"
+                    " GROUP BY status", (pipeline, since, prod))
+            else:
+                rows = db.execute(
+                    "SELECT s.status, COUNT(*) FROM steps s JOIN runs USING (run_id)"
+                    " WHERE runs.pipeline=? AND s.step=? AND runs.created_at>=? AND s.status"
+                    " IN ('succeeded','failed') AND (? = 0 OR COALESCE(runs.trigger, 'manual')"
+                    " NOT IN ('chaos-baseline', 'chaos', 'explore')) GROUP BY s.status",
+                    (pipeline, step, since, prod))
+            counts = dict(rows.fetchall())
+        return int(counts.get("succeeded", 0)), int(counts.get("failed", 0))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no run {run_id!r} in ledger {self.path}. Fix: check the run "
+                              "id (see the runner's output) and --home")
+        return dict(row)
+
+    def record(self, run_id: str) -> RunRecord:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no run {run_id!r} in ledger {self.path}. Fix: check the run "
+                              "id and --home")
+        return _record(row)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        with self._db() as db:
+            out = [dict(r) for r in db.execute(
+                "SELECT * FROM events WHERE run_id=? ORDER BY id", (run_id,))]
+        for r in out:
+            r["details"] = json.loads(r["details"] or "{}")
+        return out
+
+    def changes_since(self, event_id: int, commit_rowid: int, run_id: str | None = None
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """New event rows (with their run's pipeline and trigger) and new commits (with
+        their step's start and attempts), for feeds that follow the ledger."""
+        with self._db() as db:
+            events = [dict(r) for r in db.execute(
+                "SELECT e.*, r.pipeline, r.trigger AS run_trigger FROM events e JOIN runs r"
+                " USING (run_id) WHERE e.id > ? AND (? IS NULL OR e.run_id = ?)"
+                " ORDER BY e.id", (event_id, run_id, run_id))]
+            commits = [dict(r) for r in db.execute(
+                "SELECT c.rowid AS rid, c.run_id, c.step, c.output_hash, c.committed_at,"
+                " s.started_at, s.attempts, r.pipeline, r.trigger AS run_trigger FROM commits c"
+                " JOIN steps s ON s.run_id=c.run_id AND s.step=c.step JOIN runs r ON"
+                " r.run_id=c.run_id WHERE c.rowid > ? AND (? IS NULL OR c.run_id = ?)"
+                " ORDER BY c.rowid", (commit_rowid, run_id, run_id))]
+        return events, commits
+
+
+# chaos-baseline, chaos and explore runs never count as production
+# the production filter in the queries above spells out the non-production triggers:
+assert {t.value for t in Trigger if not t.production} == {"chaos-baseline", "chaos", "explore"}

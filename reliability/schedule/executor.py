@@ -1,8 +1,10 @@
-"""Executing a claimed interval with the local Runner, and finding the pipeline to run.
+"""Executing a claimed interval through the run assembly, and finding the pipeline to run.
 
-Each run gets its own :class:`~reliability.runner.Runner` (and so its own ledger
-connection), so runs of different intervals can proceed in parallel threads. An interrupted
-run (its process died, or it was cancelled) is resumed by id: committed steps are kept.
+Each pipeline gets one :class:`~reliability.assembly.Assembly` (contracts, SLA monitor,
+metrics, runbooks on the shared bus); each run gets its own runner from it (and so its own
+ledger connection), so runs of different intervals proceed in parallel threads. An
+interrupted run (its process died, or it was cancelled) is resumed by id: committed steps
+are kept.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reliability.errors import DefinitionError, LedgerError
+from reliability.runs import Trigger
 from reliability.schedule.scheduler import RunOutcome, RunRequest
 
 if TYPE_CHECKING:
+    from reliability.assembly import Assembly, RunOptions
     from reliability.events import EventBus
     from reliability.pipeline import Pipeline, StepHook
 
@@ -41,23 +45,31 @@ def resolve_pipeline(ref_or_name: str | None, *, start: str | Path | None = None
 
 
 class RunnerExecutor:
-    """Runs :class:`RunRequest` s with the local Runner under ``home``.
+    """Runs :class:`RunRequest` s through the run assembly under ``home``.
 
     ``pipelines`` maps pipeline name -> Pipeline; unknown names are resolved from the
-    request's ``ref`` (or the project) on first use. ``hooks`` builds the step hooks for a
-    run (contracts, chaos); ``bus`` receives the runs' lifecycle events.
+    request's ``ref`` (or the project) on first use. ``hooks`` builds extra worker-side
+    hooks for a pipeline (contracts are the assembly's); ``bus`` receives the runs'
+    lifecycle events; ``options`` are the rest of the assembly's options.
     """
 
     def __init__(self, home: str | Path, *, pipelines: Mapping[str, Pipeline] | None = None,
                  workers: int | None = None, bus: EventBus | None = None,
-                 hooks: Callable[[Pipeline], Sequence[StepHook]] | None = None) -> None:
+                 hooks: Callable[[Pipeline], Sequence[StepHook]] | None = None,
+                 options: RunOptions | None = None) -> None:
+        from reliability.assembly import RunOptions
+        from reliability.events import EventBus
+
         self.home = Path(home)
         self.pipelines: dict[str, Pipeline] = dict(pipelines or {})
-        self.workers = workers
-        self.bus = bus
+        self.bus = bus if bus is not None else EventBus()
         self.hooks = hooks
+        base = options or RunOptions()
+        self.options = base
+        self.workers = workers if workers is not None else base.workers
         self._lock = threading.Lock()
         self._active: set[Any] = set()
+        self.assemblies: dict[str, Assembly] = {}
 
     def pipeline(self, name: str, ref: str | None) -> Pipeline:
         with self._lock:
@@ -70,12 +82,24 @@ class RunnerExecutor:
                 self.pipelines[name] = pipe
             return self.pipelines[name]
 
-    def __call__(self, req: RunRequest) -> RunOutcome:
-        from reliability.runner import Runner
+    def assembly(self, name: str, ref: str | None = None) -> Assembly:
+        """The pipeline's assembly (built on first use, then shared by its runs)."""
+        import dataclasses
 
-        pipe = self.pipeline(req.pipeline, req.ref)
-        runner = Runner(pipe, home=self.home, workers=self.workers, bus=self.bus,
-                        hooks=self.hooks(pipe) if self.hooks else ())
+        from reliability.assembly import assemble
+
+        pipe = self.pipeline(name, ref)
+        with self._lock:
+            asm = self.assemblies.get(name)
+            if asm is None:
+                opts = dataclasses.replace(
+                    self.options, home=self.home, workers=self.workers, bus=self.bus,
+                    hooks=[*self.options.hooks, *(self.hooks(pipe) if self.hooks else ())])
+                asm = self.assemblies[name] = assemble(pipe, opts)
+            return asm
+
+    def __call__(self, req: RunRequest) -> RunOutcome:
+        runner = self.assembly(req.pipeline, req.ref).new_runner()
         with self._lock:
             self._active.add(runner)
         try:
@@ -95,6 +119,13 @@ class RunnerExecutor:
         for runner in active:
             runner.cancel()
 
+    def close(self) -> None:
+        """Stop the assemblies' monitors and metrics servers."""
+        with self._lock:
+            assemblies, self.assemblies = list(self.assemblies.values()), {}
+        for asm in assemblies:
+            asm.close()
+
     @staticmethod
     def _run(runner: Any, req: RunRequest) -> Any:
         if req.resume:
@@ -105,4 +136,13 @@ class RunnerExecutor:
             if rec is not None and rec.run_id == req.run_id:
                 return runner.resume(req.run_id)
         return runner.run(dict(req.params), interval=req.interval, run_id=req.run_id,
-                          resume=False, trigger=f"{req.trigger}:{req.schedule}")
+                          resume=False, trigger=_trigger(req.trigger), source=req.schedule)
+
+
+def _trigger(source: str) -> Trigger:
+    """The scheduler's fire sources as run triggers."""
+    if source in ("backfill",):
+        return Trigger.BACKFILL
+    if source in ("schedule", "catchup", "timer"):
+        return Trigger.SCHEDULE
+    return Trigger.TRIGGER  # http, file, partition, cli

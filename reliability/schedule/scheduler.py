@@ -414,6 +414,9 @@ class Scheduler:
             while self._pending:  # queued runs reach the pool as slots free up
                 futures_wait(list(self._pending), timeout=0.2)
             self.pool.shutdown(wait=True)
+            close = getattr(self.execute, "close", None)
+            if close is not None:  # the runs' monitors and metrics servers
+                close()
             return
         self._close_when_idle()  # else the last queued run closes the pool
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 import json
 import math
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from reliability.errors import LedgerError
 from reliability.runner import Ledger
 from reliability.runner.store import decode, encode
 
@@ -50,7 +50,7 @@ def test_attempt_numbers_are_never_reused(tmp_path: Path) -> None:
         led.create_run("r1", "p", "key", {}, ["s1"])
         led.start_attempt("r1", "s1", 1, 100, {})
         led.end_attempt("r1", "s1", 1, "failed", "Boom", "first")
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(LedgerError):
             led.start_attempt("r1", "s1", 1, 101, {})
         (row,) = led.attempts("r1", "s1")
         assert (row["status"], row["worker_pid"], row["error"]) == ("failed", 100, "first")
@@ -97,7 +97,7 @@ def test_a_failed_commit_does_not_leave_the_transaction_open(tmp_path: Path) -> 
                 db.execute("PRAGMA defer_foreign_keys=ON")  # the violation surfaces at COMMIT
                 db.execute("INSERT INTO steps (run_id, step, status) VALUES ('nope','s','x')")
 
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(LedgerError):
             orphan_step()
         assert not led.db.in_transaction
         led.create_run("r1", "p", "key", {}, ["s1"])  # the ledger still works
