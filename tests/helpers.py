@@ -78,3 +78,22 @@ def post_json(url: str, body: bytes) -> tuple[int, dict[str, object]]:
     except urllib.error.HTTPError as err:
         with err:
             return err.code, json.loads(err.read())
+
+
+def start_prometheus(tmp_path: Path, rules: Path, *, alertmanager_port: int,
+                     target_port: int, port: int) -> subprocess.Popen[bytes]:
+    """Real Prometheus on 127.0.0.1:``port``, scraping ``target_port`` and evaluating
+    ``rules`` every second, alerting to Alertmanager on ``alertmanager_port``."""
+    import yaml
+
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "scrape_configs": [{"job_name": "reliability", "static_configs": [
+            {"targets": [f"127.0.0.1:{target_port}"]}]}]}))
+    return start([binary("prometheus"), f"--config.file={config}",
+                  f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                  f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "prometheus.log")

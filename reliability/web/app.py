@@ -270,7 +270,11 @@ class OnCallApp:
             if alert.runbook is None:
                 raise HTTPError(404, f"alert {alert_id} has no runbook (it was first seen "
                                      "resolved, or names no pipeline)")
-            return Response(200, alert.runbook.encode())
+            extra = f' · alert <a href="/alerts/{alert.id}">{_esc(alert.alertname)}</a>' + (
+                f' · evidence from run <a id="evidence-run" href="/runs/'
+                f'{quote(alert.run_id, safe="")}"><code>{_esc(alert.run_id)}</code></a>'
+                if alert.run_id else "")
+            return Response(200, _with_nav(alert.runbook, extra).encode())
         from reliability.web.alerts import target_of
 
         target = target_of(alert.labels, alert.annotations)

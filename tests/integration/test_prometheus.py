@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import binary, free_port, start, stop
+from helpers import binary, free_port, start, start_prometheus, stop
 from prometheus_client import CollectorRegistry
 
 from reliability import EventBus, Pipeline, Runner
@@ -153,7 +153,7 @@ def alertmanager(tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
 
 def test_prometheus_scrapes_a_running_pipeline_and_alertmanager_gets_the_runbook(
         tmp_path: Path, alertmanager: tuple[int, list[dict[str, Any]]]) -> None:
-    prometheus = binary("prometheus")
+    binary("prometheus")
     am_port, received = alertmanager
     reg = CollectorRegistry()
     bus = EventBus()
@@ -163,16 +163,8 @@ def test_prometheus_scrapes_a_running_pipeline_and_alertmanager_gets_the_runbook
     (tmp_path / "rules.yml").write_text(generate_rules(slas))
     exporter = serve_metrics(reg)
     port = free_port()
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp_path / "rules.yml")],
-        "alerting": {"alertmanagers": [{"static_configs": [
-            {"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": [{"job_name": "reliability", "static_configs": [
-            {"targets": [f"127.0.0.1:{exporter.port}"]}]}]}))
-    proc = start([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                  f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                  f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "prometheus.log")
+    proc = start_prometheus(tmp_path, tmp_path / "rules.yml", alertmanager_port=am_port,
+                            target_port=exporter.port, port=port)
     api = f"http://127.0.0.1:{port}/api/v1"
 
     def query(q: str) -> list[dict[str, Any]]:
