@@ -169,7 +169,7 @@ def assemble(pipeline: Pipeline | str | None = None, options: RunOptions | None 
     opts = options or RunOptions()
     project = project or find_project()
     if pipeline is None:
-        pipe = load_pipeline(project.pipeline_ref)
+        pipe = project.load_pipeline()
     elif isinstance(pipeline, str):
         pipe = load_pipeline(pipeline)
     else:

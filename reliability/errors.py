@@ -65,9 +65,9 @@ class ConfigError(ReliabilityError, ValueError):
         fix: str | None = None,
     ) -> None:
         self.file = file
-        self.path = tuple(path)
-        self.reason = message
-        self.fix = fix
+        self.path = tuple(p if isinstance(p, int) else shorten(str(p), 80) for p in path)
+        self.reason = shorten(message)
+        self.fix = shorten(fix) if fix else fix
         super().__init__(self._render())
 
     @property
@@ -81,6 +81,15 @@ class ConfigError(ReliabilityError, ValueError):
         where = ": ".join(p for p in (self.file, self.key_path) if p)
         text = f"{where}: {self.reason}" if where else self.reason
         return f"{text}. Fix: {self.fix}" if self.fix else text
+
+
+def shorten(text: str, limit: int = 400) -> str:
+    """``text`` cut in the middle to about ``limit`` characters, so a message never echoes
+    a huge value in full."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 4
+    return f"{text[:head]} ...[{len(text) - head - tail} characters cut]... {text[-tail:]}"
 
 
 class DefinitionError(ReliabilityError, ValueError):

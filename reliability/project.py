@@ -18,11 +18,17 @@ Every key has a default, so a repository without the file still works from its r
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reliability._spec import Spec, load_model
+from reliability.errors import ConfigError, DefinitionError
+
+if TYPE_CHECKING:
+    from reliability.pipeline import Pipeline
 
 __all__ = ["PROJECT_FILE", "Project", "ProjectSpec", "ServeSpec", "find_project"]
 
@@ -55,6 +61,15 @@ class ProjectSpec(Spec):
     workers: int | None = Field(default=None, ge=1, le=512)
     serve: ServeSpec = ServeSpec()
 
+    @field_validator("pipeline")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*",
+                            value):
+            raise ValueError(f"{value!r} is not 'module:attribute' of a Pipeline; write e.g. "
+                             "pipelines.reference:pipeline")
+        return value
+
 
 class Project:
     """A loaded project: paths resolved against the project root."""
@@ -67,6 +82,21 @@ class Project:
     @property
     def pipeline_ref(self) -> str:
         return self.spec.pipeline
+
+    def load_pipeline(self, ref: str | None = None) -> Pipeline:
+        """The Pipeline ``ref`` names (``module:attr``), or the project's ``pipeline:``;
+        a project pipeline that cannot be loaded is a ConfigError naming the file and key."""
+        from reliability.pipeline import load_pipeline
+
+        if ref:
+            return load_pipeline(ref)
+        try:
+            return load_pipeline(self.pipeline_ref)
+        except DefinitionError as exc:
+            reason, _, fix = str(exc).partition(". Fix: ")
+            raise ConfigError(reason, file=str(self.file or self.root / PROJECT_FILE),
+                              path=["pipeline"], fix=fix or "write module:attribute of the "
+                              "Pipeline, e.g. pipelines.reference:pipeline") from None
 
     @property
     def home(self) -> Path:
@@ -93,10 +123,13 @@ class Project:
 
 
 def find_project(start: str | Path | None = None) -> Project:
-    """Load ``reliability.yaml`` from ``start`` or its parents; defaults if there is none."""
+    """Load ``reliability.yaml`` from ``start`` or its parents; defaults if there is none.
+
+    A ``reliability.yaml`` that exists but is no readable regular file (a directory, a
+    symbolic link loop, a device such as ``/dev/null``) is a ConfigError, not ignored."""
     here = Path(start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         f = d / PROJECT_FILE
-        if f.is_file():
+        if os.path.lexists(f):
             return Project(d, load_model(f, ProjectSpec), f)
     return Project(here, ProjectSpec(), None)

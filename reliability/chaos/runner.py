@@ -49,7 +49,7 @@ from reliability.chaos.journal import FORMAT, Journal, resilience_score
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi, reap_leases
 from reliability.errors import ChaosError, ConfigError
 from reliability.events import EventBus, EventKind
-from reliability.pipeline import Pipeline, load_pipeline
+from reliability.pipeline import Pipeline
 from reliability.runner import Ledger, Runner, RunResult
 from reliability.runs import Trigger
 
@@ -304,7 +304,7 @@ def run_experiment(source: str | Path | dict[str, Any] | ExperimentSpec, project
         spec, file = load_experiment(source)
     project = project or find_project(Path(file).parent if file else None)
     if pipeline is None:
-        pipeline = load_pipeline(spec.pipeline or project.pipeline_ref)
+        pipeline = project.load_pipeline(spec.pipeline)
     check_experiment(spec, pipeline, file=file, env=env)
     seed = spec.seed if seed is None else seed
     home = Path(home) if home is not None else Path(project.home)

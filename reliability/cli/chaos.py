@@ -125,13 +125,12 @@ def print_journal(con: Any, journal: Any) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from reliability.chaos.experiment import check_experiment, load_experiment
-    from reliability.pipeline import load_pipeline
     from reliability.project import find_project
 
     project = find_project()
     for path in args.experiments:
         spec, file = load_experiment(path)
-        pipeline = load_pipeline(spec.pipeline or project.pipeline_ref)
+        pipeline = project.load_pipeline(spec.pipeline)
         check_experiment(spec, pipeline, file=file, env=args.env)
         if any(getattr(f, "mutation", None) for f in spec.method):
             from reliability.chaos.contract_faults import resolve_mutations

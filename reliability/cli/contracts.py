@@ -50,11 +50,10 @@ def register(sub: Any) -> None:
 def load_project(dir_: str | None, pipeline_ref: str | None
                  ) -> tuple[Pipeline, ContractSet]:
     from reliability.contracts.loader import load_contracts
-    from reliability.pipeline import load_pipeline
     from reliability.project import find_project
 
     project = find_project()
-    pipeline = load_pipeline(pipeline_ref or project.pipeline_ref)
+    pipeline = project.load_pipeline(pipeline_ref)
     return pipeline, load_contracts(dir_ or project.contracts_dir, pipeline)
 
 

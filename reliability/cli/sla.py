@@ -107,9 +107,8 @@ def _load(args: argparse.Namespace) -> Any:
 def _check_against_project(sset: Any, project: Any, *, explicit: bool) -> None:
     """SLAs of the project's pipeline must name its steps; the project's own SLA file must
     name its pipeline, or `reliability run` never monitors it."""
-    from reliability.pipeline import load_pipeline
 
-    pipeline = load_pipeline(project.pipeline_ref)
+    pipeline = project.load_pipeline()
     if sset.pipeline == pipeline.name:
         sset.check_steps(pipeline.steps)
     elif not explicit:

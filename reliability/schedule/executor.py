@@ -35,7 +35,7 @@ def resolve_pipeline(ref_or_name: str | None, *, start: str | Path | None = None
     if ref_or_name and ":" in ref_or_name:
         return load_pipeline(ref_or_name)
     project = find_project(start)
-    pipe = load_pipeline(project.pipeline_ref)
+    pipe = project.load_pipeline()
     if ref_or_name and pipe.name != ref_or_name:
         raise DefinitionError(
             f"pipeline {ref_or_name!r} is neither a module:attr reference nor the project's "

@@ -18,13 +18,14 @@ path and the fix.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reliability._spec import Spec, load_yaml, parse_model
+from reliability._spec import Spec, cut, load_yaml, parse_model
 from reliability.errors import ConfigError, DefinitionError
 from reliability.schedule.catchup import Catchup, CatchupPolicy
 from reliability.schedule.intervals import (
@@ -43,20 +44,32 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
 
+#: The longest duration a schedule accepts (``every``, ``grace``, ``poll``).
+MAX_DURATION = dt.timedelta(days=3660)
+
+
 def parse_duration(value: Any) -> dt.timedelta:
-    """``90``, ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1w"`` -> timedelta."""
+    """``90``, ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1w"`` -> timedelta.
+
+    Negative, not-a-number and infinite values, and anything over ten years
+    (:data:`MAX_DURATION`), are a ValueError."""
     if isinstance(value, dt.timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.timedelta(seconds=float(value))
-    m = _DURATION.match(str(value))
-    if m is None:
-        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 15m, 6h or 1d")
-    try:
-        return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2) or "s"])
-    except OverflowError:
-        raise ValueError(f"{value!r} is too long a duration; write at most a few "
-                         "years, e.g. 52w") from None
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value)) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"{cut(value, 60)} is not a duration; write e.g. 90s, 15m, 6h "
+                             "or 1d")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{cut(value, 60)} is not a duration: give a finite number of "
+                         "seconds >= 0, e.g. 90s or 6h")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{cut(value, 60)} is too long a duration; write at most ten years, "
+                         "e.g. 52w")
+    return dt.timedelta(seconds=seconds)
 
 
 class _Duration(Spec):
@@ -135,6 +148,14 @@ class ScheduleSpec(_Duration):
     @classmethod
     def _duration_fields(cls) -> frozenset[str]:
         return frozenset({"every"})
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, v: dt.timedelta | None) -> dt.timedelta | None:
+        if v is not None and v <= dt.timedelta(0):
+            raise ValueError(f"every={v.total_seconds()}s must be positive; give e.g. "
+                             "every: 1h")
+        return v
 
     @field_validator("timezone")
     @classmethod

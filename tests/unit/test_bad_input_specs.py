@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +11,7 @@ from reliability.chaos.experiment import load_experiment
 from reliability.contracts.spec import InRange
 from reliability.errors import ConfigError, DefinitionError
 from reliability.pipeline import Pipeline
+from reliability.project import Project, ProjectSpec
 from reliability.schedule import load_schedules
 from reliability.schedule.intervals import IntervalTimetable
 from reliability.sla.spec import SLASet
@@ -92,7 +92,7 @@ def test_sla_steps_are_checked_against_the_project_pipeline() -> None:
 
     sset = SLASet.from_mapping({"pipeline": "chain", "steps": {"nosuch": {"max_duration": 5}}},
                                source="x.sla.yaml")
-    project = SimpleNamespace(pipeline_ref="sample_pipelines:chain")
+    project = Project(Path.cwd(), ProjectSpec(pipeline="sample_pipelines:chain"))
     with pytest.raises(ConfigError, match="step 'nosuch' is not a step"):
         _check_against_project(sset, project, explicit=True)
     other = SLASet.from_mapping({"pipeline": "other", "steps": {}}, source="x.sla.yaml")
