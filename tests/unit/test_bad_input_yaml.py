@@ -150,8 +150,9 @@ def test_deeply_nested_proxy_config_is_a_config_error(tmp_path: Path) -> None:
         assert info.value.file == str(f)
     f = tmp_path / "digits.json"
     f.write_text('[{"name": "a", "listen": "127.0.0.1:0", "upstream": ' + "1" * 5000 + "}]")
-    with pytest.raises(ConfigError, match="invalid JSON"):
+    with pytest.raises(ConfigError) as info:
         load_config(f)
+    assert info.value.file == str(f)
 
 
 @pytest.mark.parametrize("kind", ["directory", "loop", "devnull", "dangling"])
