@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
     dash.add_argument("--runbook-base-url", help="base of the alerts' runbook_url")
     dash.add_argument("--datasource-uid", default="prometheus",
                       help="uid of Grafana's Prometheus data source")
+    dash.add_argument("--oncall-url", help="where `reliability serve` is reached, for the "
+                                           "dashboard's links (default: the project's "
+                                           "serve.url, else http://127.0.0.1:8080)")
     dash.set_defaults(func=cmd_dashboard)
 
     am = ssub.add_parser("alertmanager", help="write an Alertmanager config whose receiver "
@@ -179,9 +182,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from reliability.sla.rules import build_rules
 
     sset = _load(args)
-    rs = build_rules(sset, runbook_base_url=_runbook_base(args, sset))
+    base = _runbook_base(args, sset)
+    rs = build_rules(sset, runbook_base_url=base)
     output_dir(args.out, "--out")
-    for path in write_grafana([rs], args.out, datasource_uid=args.datasource_uid):
+    oncall = args.oncall_url or str(_project().spec.serve.base_url)
+    for path in write_grafana([rs], args.out, datasource_uid=args.datasource_uid,
+                              oncall_url=oncall, runbook_base_url=base):
         print(f"wrote {path}")
     return 0
 

@@ -10,6 +10,11 @@
 
 Point Grafana's ``paths.provisioning`` at ``provisioning/`` (and mount ``dashboards/`` where
 the provider's ``path`` says) to load both.
+
+Every panel and alert links to the pages of ``reliability serve``: the dashboard to the alert,
+run and chaos lists; each panel to the list it summarizes; each series to the runbook of its
+pipeline and step, rendered from the evidence of its latest failure (data links); each Grafana
+alert to its runbook and to its panel on this dashboard.
 """
 
 from __future__ import annotations
@@ -17,18 +22,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reliability._lazy import require
-from reliability.sla.rules import AlertRule, RuleSet
+from reliability.sla.rules import DEFAULT_RUNBOOK_BASE, RUNBOOK_ROUTE, AlertRule, RuleSet
 
-__all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "rule_uid",
-           "write_grafana"]
+__all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "panel_ids",
+           "rule_uid", "write_grafana"]
 
 DASHBOARD_UID = "reliability-pipelines"
 DS = "${datasource}"
 P = 'pipeline=~"$pipeline"'
+DEFAULT_ONCALL_URL = DEFAULT_RUNBOOK_BASE.removesuffix(RUNBOOK_ROUTE)
+_PIPE, _STEP = "${__field.labels.pipeline}", "${__field.labels.step}"
 _UID_MAX = 40  # Grafana's limit for alert rule uids
 
 
@@ -53,63 +61,127 @@ def _quantile(q: float, metric: str, by: str) -> str:
             f"(rate({metric}_bucket{{{P}}}[$__rate_interval])))")
 
 
-def _panels() -> list[tuple[str, str, str, list[tuple[str, str]], str]]:
-    """(row, title, unit, [(expr, legend)], kind) -- the dashboard's content as data."""
+@dataclass(frozen=True)
+class _Panel:
+    row: str
+    title: str
+    unit: str
+    queries: list[tuple[str, str]]
+    kind: str = "timeseries"
+    page: str = "runs"          # the list page of `reliability serve` the panel summarizes
+    family: str | None = None   # the runbook family its series link to (None: the run list)
+    alerts: tuple[str, ...] = ()  # kinds of alert rules (AlertRule.kind) shown by it
+
+
+def _panels() -> list[_Panel]:
+    """The dashboard's content as data."""
     run_h, step_h = "reliability_run_duration_seconds", "reliability_step_duration_seconds"
     return [
-        ("SLOs", "Time since last success", "s",
-         [(f"time() - reliability_last_success_timestamp_seconds{{{P}}}", "{{pipeline}}")],
-         "stat"),
-        ("SLOs", "Error budget remaining", "percentunit",
-         [(f"reliability_error_budget_remaining_ratio{{{P}}}", "{{pipeline}} {{step}}")],
-         "stat"),
-        ("SLOs", "SLA breaches (1h)", "short",
-         [(f"sum by (pipeline, step, sla) (increase(reliability_sla_breaches_total{{{P}}}[1h]))",
-           "{{pipeline}} {{step}} {{sla}}")], "stat"),
-        ("Runs", "Runs by status", "short",
-         [(_inc("reliability_runs_total", "pipeline, status"), "{{pipeline}} {{status}}")],
-         "timeseries"),
-        ("Runs", "Run duration p50 / p95", "s",
-         [(_quantile(0.5, run_h, "pipeline"), "p50 {{pipeline}}"),
-          (_quantile(0.95, run_h, "pipeline"), "p95 {{pipeline}}")], "timeseries"),
-        ("Steps", "Step duration p95", "s",
-         [(_quantile(0.95, step_h, "pipeline, step"), "{{pipeline}} {{step}}")], "timeseries"),
-        ("Steps", "Attempts by outcome", "short",
-         [(_inc("reliability_step_attempts_total", "step, status"), "{{step}} {{status}}")],
-         "timeseries"),
-        ("Steps", "Retries", "short",
-         [(_inc("reliability_step_retries_total", "step"), "{{step}}")], "timeseries"),
-        ("Failures", "Contract violations by check", "short",
-         [(_inc("reliability_contract_violations_total", "step, contract, check"),
-           "{{step}} {{contract}} {{check}}")], "timeseries"),
-        ("Failures", "Worker losses", "short",
-         [(_inc("reliability_worker_lost_total", "step"), "{{step}}")], "timeseries"),
-        ("Failures", "Faults injected", "short",
-         [(_inc("reliability_faults_injected_total", "step, fault"), "{{step}} {{fault}}")],
-         "timeseries"),
+        _Panel("SLOs", "Time since last success", "s",
+               [(f"time() - reliability_last_success_timestamp_seconds{{{P}}}",
+                 "{{pipeline}}")], "stat", "runs", "stale_pipeline", ("stale", "never")),
+        _Panel("SLOs", "Error budget remaining", "percentunit",
+               [(f"reliability_error_budget_remaining_ratio{{{P}}}", "{{pipeline}} {{step}}")],
+               "stat", "alerts", "sla_breach", ("burn_page", "burn_ticket")),
+        _Panel("SLOs", "SLA breaches (1h)", "short",
+               [("sum by (pipeline, step, sla) "
+                 f"(increase(reliability_sla_breaches_total{{{P}}}[1h]))",
+                 "{{pipeline}} {{step}} {{sla}}")], "stat", "alerts", "sla_breach",
+               ("breach", "deadline")),
+        _Panel("Runs", "Runs by status", "short",
+               [(_inc("reliability_runs_total", "pipeline, status"), "{{pipeline}} {{status}}")]),
+        _Panel("Runs", "Run duration p50 / p95", "s",
+               [(_quantile(0.5, run_h, "pipeline"), "p50 {{pipeline}}"),
+                (_quantile(0.95, run_h, "pipeline"), "p95 {{pipeline}}")]),
+        _Panel("Steps", "Step duration p95", "s",
+               [(_quantile(0.95, step_h, "pipeline, step"), "{{pipeline}} {{step}}")],
+               family="sla_breach"),
+        _Panel("Steps", "Attempts by outcome", "short",
+               [(_inc("reliability_step_attempts_total", "pipeline, step, status"),
+                 "{{step}} {{status}}")], family="step_failed", alerts=("step_failed",)),
+        _Panel("Steps", "Retries", "short",
+               [(_inc("reliability_step_retries_total", "pipeline, step"), "{{step}}")],
+               family="step_failed"),
+        _Panel("Failures", "Contract violations by check", "short",
+               [(_inc("reliability_contract_violations_total", "pipeline, step, contract, check"),
+                 "{{step}} {{contract}} {{check}}")], page="alerts",
+               family="contract_violation", alerts=("violation",)),
+        _Panel("Failures", "Worker losses", "short",
+               [(_inc("reliability_worker_lost_total", "pipeline, step"), "{{step}}")],
+               page="alerts", family="worker_lost", alerts=("worker_lost",)),
+        _Panel("Failures", "Faults injected", "short",
+               [(_inc("reliability_faults_injected_total", "pipeline, step, fault"),
+                 "{{step}} {{fault}}")], page="chaos"),
     ]
 
 
-def build_dashboard(title: str = "Pipeline reliability") -> dict[str, Any]:
-    """The dashboard as Grafana JSON (a dict), built with the foundation SDK."""
+_PAGES = {"alerts": "On-call alerts", "runs": "Runs", "chaos": "Chaos reports"}
+
+
+def _link(dashboard: Any, title: str, url: str) -> Any:
+    return dashboard.DashboardLink(title).type("link").url(url).target_blank(True)
+
+
+def _series_link(dashboard: Any, panel: _Panel, oncall: str, runbooks: str) -> Any:
+    """Each series' runbook: the evidence of its pipeline's (and step's) latest failure."""
+    if panel.family is None:
+        return _link(dashboard, "Runs of this pipeline", f"{oncall}/runs?pipeline={_PIPE}")
+    step = f"?step={_STEP}" if any("{{step}}" in legend for _, legend in panel.queries) \
+        else ""
+    return _link(dashboard, f"Runbook ({panel.family.replace('_', ' ')}) with evidence",
+                 f"{runbooks}/{_PIPE}/{panel.family}.html{step}")
+
+
+def _panel_of(rule: AlertRule) -> int | None:
+    """The id of the panel showing what ``rule`` alerts on."""
+    ids = panel_ids()
+    return next((ids[p.title] for p in _panels() if rule.kind in p.alerts), None)
+
+
+def panel_ids() -> dict[str, int]:
+    """The id of each panel of :func:`build_dashboard` by title (rows are numbered too)."""
+    ids: dict[str, int] = {}
+    row, n = None, 0
+    for panel in _panels():
+        if panel.row != row:
+            row, n = panel.row, n + 1
+        n += 1
+        ids[panel.title] = n
+    return ids
+
+
+def build_dashboard(title: str = "Pipeline reliability", *,
+                    oncall_url: str = DEFAULT_ONCALL_URL,
+                    runbook_base_url: str | None = None) -> dict[str, Any]:
+    """The dashboard as Grafana JSON (a dict), built with the foundation SDK.
+
+    ``oncall_url`` is where ``reliability serve`` is reached; ``runbook_base_url`` (default
+    ``<oncall_url>/runbooks``) where the runbooks are.
+    """
     dashboard, prometheus, stat, timeseries, models = _sdk()
+    oncall = oncall_url.rstrip("/")
+    runbooks = (runbook_base_url or oncall + RUNBOOK_ROUTE).rstrip("/")
     ds = models.DataSourceRef(type_val="prometheus", uid=DS)
     board = (
         dashboard.Dashboard(title).uid(DASHBOARD_UID).tags(["reliability", "sla"])
         .refresh("30s").time("now-24h", "now").timezone("utc")
+        .links([_link(dashboard, text, f"{oncall}/{page}") for page, text in _PAGES.items()])
         .with_variable(dashboard.DatasourceVariable("datasource").label("Data source")
                        .type("prometheus"))
         .with_variable(dashboard.QueryVariable("pipeline").label("Pipeline")
                        .datasource(ds).query("label_values(reliability_runs_total, pipeline)")
                        .multi(True).include_all(True).all_value(".*")))
-    row = None
-    for row_title, title_, unit, queries, kind in _panels():
-        if row_title != row:
-            board = board.with_row(dashboard.Row(row_title))
-            row = row_title
-        panel = (stat.Panel() if kind == "stat" else timeseries.Panel()) \
-            .title(title_).unit(unit).datasource(ds).height(8).span(8 if kind == "stat" else 12)
-        for expr, legend in queries:
+    row, ids = None, panel_ids()
+    for p in _panels():
+        if p.row != row:
+            board = board.with_row(dashboard.Row(p.row).id(ids[p.title] - 1))
+            row = p.row
+        panel = (stat.Panel() if p.kind == "stat" else timeseries.Panel()) \
+            .id(ids[p.title]).title(p.title).unit(p.unit).datasource(ds).height(8) \
+            .span(8 if p.kind == "stat" else 12) \
+            .links([_link(dashboard, _PAGES[p.page], f"{oncall}/{p.page}")]) \
+            .data_links([_series_link(dashboard, p, oncall, runbooks)])
+        for expr, legend in p.queries:
             panel = panel.with_target(_q(prometheus, expr, legend))
         board = board.with_panel(panel)
     plain: dict[str, Any] = _to_plain(board.build())
@@ -157,7 +229,16 @@ def _grafana_rule(rule: AlertRule, folder_uid: str, datasource_uid: str) -> Any:
             .uid(uid).folder_uid(folder_uid).condition("C")
             .queries([query, reduce, threshold]).for_val(rule.for_ or "0s")
             .no_data_state("OK").exec_err_state("Error")
-            .labels(dict(rule.labels)).annotations(rule.annotations).build())
+            .labels(dict(rule.labels)).annotations(_annotations(rule)).build())
+
+
+def _annotations(rule: AlertRule) -> dict[str, str]:
+    """The rule's annotations, plus the dashboard panel Grafana links the alert to."""
+    out = dict(rule.annotations)
+    panel = _panel_of(rule)
+    if panel is not None:
+        out.update({"__dashboardUid__": DASHBOARD_UID, "__panelId__": str(panel)})
+    return out
 
 
 def grafana_alert_rules(rulesets: Iterable[RuleSet], *, folder_uid: str = "reliability",
@@ -176,14 +257,19 @@ def grafana_alert_rules(rulesets: Iterable[RuleSet], *, folder_uid: str = "relia
 
 def write_grafana(rulesets: Iterable[RuleSet], out_dir: str | Path, *,
                   datasource_uid: str = "prometheus",
-                  dashboards_path: str = "/var/lib/grafana/dashboards/reliability"
+                  dashboards_path: str = "/var/lib/grafana/dashboards/reliability",
+                  oncall_url: str = DEFAULT_ONCALL_URL, runbook_base_url: str | None = None
                   ) -> list[Path]:
-    """Write the dashboard JSON and the provisioning YAML files; return their paths."""
+    """Write the dashboard JSON and the provisioning YAML files; return their paths.
+
+    ``oncall_url`` and ``runbook_base_url``: where the dashboard's links point (see
+    :func:`build_dashboard`)."""
     import yaml
 
     out = Path(out_dir)
+    board = build_dashboard(oncall_url=oncall_url, runbook_base_url=runbook_base_url)
     files = {
-        out / "dashboards" / "reliability.json": json.dumps(build_dashboard(), indent=2),
+        out / "dashboards" / "reliability.json": json.dumps(board, indent=2),
         out / "provisioning" / "dashboards" / "reliability.yaml": yaml.safe_dump({
             "apiVersion": 1, "providers": [{
                 "name": "reliability", "orgId": 1, "folder": "Pipeline reliability",
