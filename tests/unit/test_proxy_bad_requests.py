@@ -6,10 +6,12 @@ no response at all, or a toxic that later dropped connections on the data path.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,3 +160,22 @@ def test_a_stalled_request_does_not_block_others(server: ProxyServer) -> None:
         started = time.monotonic()
         _still_serves(server)
         assert time.monotonic() - started < 2
+
+
+def test_cli_config_with_deep_nesting_or_duplicate_keys_exits_2_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from reliability.cli.proxy import serve
+
+    cases = {"deep.json": "[" * 50_000 + "]" * 50_000,
+             "dup.json": '[{"name": "a", "upstream": "127.0.0.1:1", "name": "b"}]',
+             "nan.json": '[{"name": "a", "upstream": "127.0.0.1:1", "x": NaN}]',
+             "null.json": "null"}
+    for file_name, text in cases.items():
+        path = tmp_path / file_name
+        path.write_text(text)
+        args = argparse.Namespace(host="127.0.0.1", port=0, config=str(path))
+        assert serve(args) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and "Fix:" in err, err
+        assert "Traceback" not in err and "RecursionError" not in err
