@@ -139,6 +139,7 @@ class Runner:
         self.executor = executor
         self.scheduler = scheduler
         self.environment = environment
+        self._runs: set[str] = set()  # run ids this runner executed: it records their events
         self._unsubscribe_ledger = self.bus.subscribe(self._record_event)
         self._cancel_signal: int | None = None
         self._loop: _Loop | None = None
@@ -250,6 +251,7 @@ class Runner:
                                "never two runners on one run. Fix: wait for it or stop it",
                                run_id=rec.run_id)
             _ACTIVE.add(active)
+        self._runs.add(rec.run_id)
         try:
             interval = (DataInterval.parse(f"{rec.interval_start}/{rec.interval_end}")
                         if rec.interval_start and rec.interval_end else None)
@@ -286,7 +288,9 @@ class Runner:
             duration=rec.duration or 0.0)
 
     def _record_event(self, ev: Event) -> None:
-        if ev.kind in _AUDITED:
+        # several runners may share one bus (parallel runs of a schedule): each records
+        # the events of the runs it executes, so each event is written once
+        if ev.kind in _AUDITED and ev.run_id in self._runs:
             details = dict(ev.details)
             if ev.error:
                 details["error"] = ev.error
