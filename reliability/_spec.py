@@ -57,7 +57,7 @@ def read_text(path: str | Path, *, what: str = "file",
         raise ConfigError(f"{what} not found (cannot read it)", file=str(p),
                           fix="check the path, or create the file") from None
     except OSError as exc:  # a symlink loop, a name too long, no permission on a folder
-        raise ConfigError(f"cannot read {what} ({exc.strerror or exc.__class__.__name__})",
+        raise ConfigError(f"cannot read the {what} ({exc.strerror or exc.__class__.__name__})",
                           file=str(p), fix=fix) from None
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
@@ -66,7 +66,7 @@ def read_text(path: str | Path, *, what: str = "file",
         with open(p, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} ({exc.strerror or exc.__class__.__name__})",
+        raise ConfigError(f"cannot read the {what} ({exc.strerror or exc.__class__.__name__})",
                           file=str(p), fix=fix) from None
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(f"{what} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB",
@@ -74,8 +74,8 @@ def read_text(path: str | Path, *, what: str = "file",
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} is not UTF-8 text (byte {exc.start})", file=str(p),
-                          fix=fix) from None
+        raise ConfigError(f"cannot read the {what}: not UTF-8 text (byte {exc.start})",
+                          file=str(p), fix=fix) from None
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -7,6 +7,7 @@ template rendered with autoescape, so names and error text cannot inject markup.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -47,27 +48,41 @@ def layout(attempts: Iterable[Mapping[str, Any]], marks: Iterable[Mapping[str, A
     timeline's origin), optionally ``error_type``/``error``. ``marks``: ``t`` (seconds),
     ``step`` (or None) and ``title``. ``steps`` fixes the row order (default: first seen).
     """
-    attempts = list(attempts)
-    marks = list(marks)
-    order = list(dict.fromkeys([*steps, *(a["step"] for a in attempts)]))
-    span = max([float(a["end"]) for a in attempts] + [float(m.get("t") or 0.0) for m in marks]
-               + [0.001])
+    attempts = [a for a in attempts if isinstance(a, Mapping)]
+    marks = [m for m in marks if isinstance(m, Mapping)]
+    order = list(dict.fromkeys([*map(str, steps), *(str(a.get("step")) for a in attempts)]))
+    span = max([_seconds(a.get("end")) for a in attempts]
+               + [_seconds(m.get("t")) for m in marks] + [0.001])
     left, width, row_h = 130, 1000, 24
     scale = (width - left - 20) / span
     rows, y_of = [], {}
     for i, step in enumerate(order):
         y = 10 + i * row_h
         y_of[step] = y
-        bars = [{"x": round(left + float(a["start"]) * scale, 1),
-                 "w": max(2.0, round((float(a["end"]) - float(a["start"])) * scale, 1)),
-                 "color": COLORS.get(a["status"], "#9e9e9e"),
-                 "title": f"{step} attempt {a['attempt']}: {a['status']}"
-                          + (f" ({a.get('error_type')}: {a['error']})" if a.get("error")
-                             else "")}
-                for a in attempts if a["step"] == step]
+        bars = []
+        for a in attempts:
+            if str(a.get("step")) != step:
+                continue
+            start, end = _seconds(a.get("start")), _seconds(a.get("end"))
+            status = str(a.get("status", "unknown"))
+            error = f" ({a.get('error_type')}: {a['error']})" if a.get("error") else ""
+            bars.append({"x": round(left + start * scale, 1),
+                         "w": max(2.0, round((end - start) * scale, 1)),
+                         "color": COLORS.get(status, "#9e9e9e"),
+                         "title": f"{step} attempt {a.get('attempt')}: {status}{error}"})
         rows.append({"step": step, "y": y, "bars": bars})
-    markers = [{"x": round(left + float(m.get("t") or 0.0) * scale, 1),
-                "y": y_of.get(m.get("step") or "", 10) + 2, "title": m.get("title", "")}
+    markers = [{"x": round(left + _seconds(m.get("t")) * scale, 1),
+                "y": y_of.get(str(m.get("step") or ""), 10) + 2, "title": m.get("title", "")}
                for m in marks]
     return {"rows": rows, "markers": markers, "width": width, "left": left,
             "height": 10 + max(1, len(order)) * row_h + 30, "span": round(span, 2)}
+
+
+def _seconds(value: Any) -> float:
+    """Seconds from the timeline's origin; anything that is no finite number >= 0 (a
+    hand-edited or truncated record) is drawn at the origin rather than failing the page."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0

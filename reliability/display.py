@@ -35,6 +35,7 @@ class RunDisplay:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(stderr=True)
+        # user text (pipeline, step, run ids, errors) is escaped: never read as markup
         self.quiet = quiet
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
@@ -56,12 +57,14 @@ class RunDisplay:
             self.task = None
 
     def on_event(self, ev: Event) -> None:
+        from rich.markup import escape
+
         if ev.kind is EventKind.RUN_STARTED:
             steps = list(ev.details.get("steps", []))
             self.progress.start()
             verb = "resuming" if ev.details.get("resumed") else "running"
-            self.task = self.progress.add_task(f"{verb} {ev.pipeline}", total=len(steps),
-                                               status=ev.run_id)
+            self.task = self.progress.add_task(escape(f"{verb} {ev.pipeline}"),
+                                               total=len(steps), status=escape(ev.run_id))
             return
         if self.task is None:
             return
@@ -82,7 +85,7 @@ class RunDisplay:
     def _line(ev: Event) -> str:
         from rich.markup import escape
 
-        parts = [_STYLE[ev.kind]] + ([ev.step] if ev.step else [])
+        parts = [_STYLE[ev.kind]] + ([escape(ev.step)] if ev.step else [])
         if ev.attempt:
             parts.append(f"[dim]attempt {ev.attempt}[/]")
         if ev.duration is not None:

@@ -97,3 +97,11 @@ def after_fatal(fatal: int) -> int:
 @flaky.step
 def independent() -> str:
     return "still runs"
+
+
+markup = Pipeline("markup")
+
+
+@markup.step(name="shout")
+def shout() -> int:
+    raise ValueError("closing [/bold] and [link=https://example.com]a link[/link] [red]red")

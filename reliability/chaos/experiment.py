@@ -35,11 +35,10 @@ from pydantic import Field, field_validator, model_validator
 from reliability._spec import Spec, load_yaml, parse_model
 from reliability.chaos.faults import (
     FAULT_TYPES,
+    MAX_SECONDS,
     DataFault,
     Fault,
-    FaultBase,
     Hang,
-    KillWorker,
     NetworkFault,
 )
 from reliability.errors import BlastRadiusError, ConfigError
@@ -81,6 +80,21 @@ class ServiceSpec(Spec):
                              "pipelines.wine_service:WineService)")
         return value
 
+    @field_validator("url")
+    @classmethod
+    def _url_template(cls, value: str) -> str:
+        import string
+
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"url={value!r} is not a URL template ({exc}); write e.g. "
+                             "http://{listen}/data.csv") from None
+        if any(f != "listen" for f in fields):
+            raise ValueError(f"url={value!r} may use only the placeholder {{listen}} (the "
+                             "proxy's host:port); write e.g. http://{listen}/data.csv")
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> ServiceSpec:
         if (self.start is None) == (self.upstream is None):
@@ -96,7 +110,7 @@ class TargetSpec(Spec):
                                   "proxy server for the experiment")
     services: list[ServiceSpec] = Field(default_factory=list)
     workers: int | None = Field(default=None, ge=1, le=64)
-    duration: float = Field(default=10.0, gt=0,
+    duration: float = Field(default=10.0, gt=0, le=MAX_SECONDS,
                             description="external mode: how long the method runs")
 
 
@@ -105,7 +119,7 @@ class SteadyState(Spec):
 
     title: str = "the pipeline delivers the same outputs as a fault-free run"
     run_succeeds: bool = True
-    max_duration: float | None = Field(default=None, gt=0)
+    max_duration: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     outputs_equal_baseline: bool | list[str] = True
     single_commit_per_step: bool = True
     contracts_hold: bool = True
@@ -130,7 +144,7 @@ class RollbackSpec(Spec):
 
 class AbortSpec(Spec):
     max_failed_attempts: int | None = Field(default=None, ge=0)
-    max_duration: float | None = Field(default=None, gt=0)
+    max_duration: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class BlastRadius(Spec):
@@ -214,8 +228,11 @@ def current_environment(env: str | None = None) -> str:
 
 
 def _host(value: str) -> str:
-    parts = urlsplit(value if "://" in value else f"tcp://{value}")
-    return parts.hostname or value
+    try:
+        parts = urlsplit(value if "://" in value else f"tcp://{value}")
+        return parts.hostname or value
+    except ValueError:  # e.g. an unclosed IPv6 bracket: no host we could allow
+        return value
 
 
 def check_experiment(spec: ExperimentSpec, pipeline: Pipeline | None, *,
@@ -323,8 +340,12 @@ def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> Non
                 f"method[{i}] ({f.name}) aims at proxy {f.proxy!r}, outside the blast radius "
                 f"proxies {sorted(proxies)}{where}. Fix: add it to blast_radius.proxies")
     _check_rollbacks(spec, proxies, where)
+    # the proxies listen where the proxy server runs: loopback for the embedded one
+    listen = f"{_host(spec.target.proxy_api) if spec.target.proxy_api else '127.0.0.1'}:1"
     addresses = [("target.proxy_api", spec.target.proxy_api)] + [
         (f"target.services[{i}].upstream", s.upstream)
+        for i, s in enumerate(spec.target.services)] + [
+        (f"target.services[{i}].url", s.url.format(listen=listen))
         for i, s in enumerate(spec.target.services)]
     for key, value in addresses:
         if value and _host(value) not in hosts:
@@ -352,12 +373,3 @@ def _check_rollbacks(spec: ExperimentSpec, proxies: set[str], where: str) -> Non
                 f"radius{where}. Fix: replace it with 'remove_toxics' and 'enable_proxy' "
                 "rollbacks naming each proxy (reset_proxy is allowed with the embedded proxy "
                 "server only)")
-
-
-def schedule(spec: ExperimentSpec) -> list[FaultBase]:
-    """The method's faults, named (for hooks and controllers)."""
-    return list(spec.method)
-
-
-def kills(spec: ExperimentSpec) -> list[KillWorker]:
-    return [f for f in spec.method if isinstance(f, KillWorker)]

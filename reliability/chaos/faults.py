@@ -69,6 +69,11 @@ TOXICS: dict[str, frozenset[str]] = {
 }
 """Network fault kinds and the toxic attributes each accepts (``down`` disables the proxy)."""
 
+#: Longest a fault may wait, sleep, hang or hold a toxic (one week).
+MAX_SECONDS = 7 * 86400.0
+#: Toxic attributes are Toxiproxy's int64 fields.
+MAX_ATTRIBUTE = 2**63 - 1
+
 CORRUPTIONS = ("nulls", "out_of_range", "drop_column", "rename_column", "add_column",
                "dtype_flip", "duplicates", "empty", "late_partition", "duplicate_partition")
 
@@ -97,8 +102,8 @@ class FaultBase(Spec):
                                  ) from None
             if not v.strip().endswith("%") or not 0 <= pct <= 100:
                 raise ValueError(f"after={v!r} must be a percentage between '0%' and '100%'")
-        elif v < 0:
-            raise ValueError(f"after={v} must be >= 0 seconds")
+        elif not 0 <= v <= MAX_SECONDS:
+            raise ValueError(f"after={v} must be between 0 and {MAX_SECONDS:g} seconds")
         return v
 
     @property
@@ -125,14 +130,15 @@ class ExceptionFault(FaultBase):
 class Latency(FaultBase):
     type: Literal["latency"] = "latency"
     step: str
-    seconds: float = Field(gt=0)
-    jitter: float = Field(default=0.0, ge=0)
+    seconds: float = Field(gt=0, le=MAX_SECONDS)
+    jitter: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
 
 
 class Hang(FaultBase):
     type: Literal["hang"] = "hang"
     step: str
-    seconds: float | None = Field(default=None, gt=0, description="None: never returns")
+    seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
+                                  description="None: never returns")
 
 
 class KillWorker(FaultBase):
@@ -148,7 +154,7 @@ class NetworkFault(FaultBase):
     attributes: dict[str, int] = Field(default_factory=dict)
     stream: Literal["upstream", "downstream"] = "downstream"
     toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
-    duration: float | None = Field(default=None, gt=0,
+    duration: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
                                    description="lease in seconds; None: until the "
                                    "attempt (or the method, without a step) ends")
 
@@ -162,6 +168,9 @@ class NetworkFault(FaultBase):
                     f"{sorted(allowed) or 'none'}")
             if self.attributes[key] < 0:
                 raise ValueError(f"toxic attribute {key}={self.attributes[key]} must be >= 0")
+            if self.attributes[key] > MAX_ATTRIBUTE:
+                raise ValueError(f"toxic attribute {key} is larger than {MAX_ATTRIBUTE} (a "
+                                 "Toxiproxy int64); give a realistic value")
         return self
 
 
@@ -189,13 +198,13 @@ class DataFault(FaultBase):
 class DiskQuota(FaultBase):
     type: Literal["disk_quota"] = "disk_quota"
     step: str
-    bytes: int = Field(ge=0)
+    bytes: int = Field(ge=0, le=2**62)
 
 
 class MemoryLimit(FaultBase):
     type: Literal["memory_limit"] = "memory_limit"
     step: str
-    headroom_mb: int = Field(default=64, ge=1)
+    headroom_mb: int = Field(default=64, ge=1, le=2**30)
 
 
 Fault = Annotated[

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from reliability._spec import parse_model, read_text
 from reliability.errors import ConfigError
 
 __all__ = ["FORMAT", "Journal", "resilience_score"]
@@ -35,6 +38,75 @@ def resilience_score(data: dict[str, Any]) -> float:
     if data.get("status") == "failed":
         score = 0.0
     return round(score, 1)
+
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_FIX = "pass the JSON file `reliability chaos run` wrote (or correct the edited value)"
+
+
+class _Shape(BaseModel):
+    """What readers of a journal rely on; anything else in it is kept as it is."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+class _Attempt(_Shape):
+    step: str
+    attempt: int | None = None
+    status: str
+    start: Seconds
+    end: Seconds
+    error: str | None = None
+    error_type: str | None = None
+
+
+class _Probe(_Shape):
+    probe: str
+    ok: bool
+    detail: str = ""
+    skipped: bool = False
+
+
+class _Fault(_Shape):
+    fault: str | None = None
+    type: str | None = None
+    step: str | None = None
+    target: str | None = None
+    t: Seconds = 0.0
+
+
+class _Rollback(_Shape):
+    action: str | None = None
+    proxy: str | None = None
+    toxic: str | None = None
+    ok: bool = False
+
+
+class _Run(_Shape):
+    run_id: str | None = None
+    status: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    failed: dict[str, Any] = Field(default_factory=dict)
+    skipped: list[str] = Field(default_factory=list)
+
+
+class _Experiment(_Shape):
+    title: str = "experiment"
+    description: str | None = ""
+
+
+class _JournalShape(_Shape):
+    format: str
+    status: str = "failed"
+    score: float = Field(default=0.0, ge=0, le=100, allow_inf_nan=False)
+    seed: int | None = None
+    experiment: _Experiment = Field(default_factory=_Experiment)
+    attempts: list[_Attempt] = Field(default_factory=list)
+    faults: list[_Fault] = Field(default_factory=list)
+    steady_state: dict[str, list[_Probe]] = Field(default_factory=dict)
+    rollbacks: list[_Rollback] = Field(default_factory=list)
+    baseline: _Run | None = None
+    run: _Run | None = None
 
 
 @dataclass
@@ -72,21 +144,22 @@ class Journal:
 
     @classmethod
     def load(cls, path: str | Path) -> Journal:
+        """Read a journal; a missing, malformed or hand-edited one that readers cannot use
+        (a missing attempt status, a start that is no number...) is a ConfigError naming
+        the file and the key path."""
+        file = str(path)
+        text = read_text(path, what="journal", fix=_FIX)
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("journal not found", file=str(path),
-                              fix="pass the JSON file `reliability chaos run` wrote") from None
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"not a JSON journal ({exc.msg})", file=str(path),
-                              fix="pass the JSON file `reliability chaos run` wrote") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the journal ({exc.__class__.__name__})",
-                              file=str(path),
-                              fix="pass the JSON file `reliability chaos run` wrote") from None
+            raise ConfigError(f"not a JSON journal ({exc.msg})", file=file, fix=_FIX) from None
+        except (ValueError, RecursionError):  # 4300+ digit numbers, deep nesting
+            raise ConfigError("not a JSON journal (a number too long or nesting too deep)",
+                              file=file, fix=_FIX) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ConfigError(f"not a chaos journal (format is not {FORMAT!r})", file=str(path),
+            raise ConfigError(f"not a chaos journal (format is not {FORMAT!r})", file=file,
                               path=["format"], fix="pass a journal written by this version")
+        parse_model(data, _JournalShape, file=file)
         return cls(data)
 
     def normalized(self) -> dict[str, Any]:

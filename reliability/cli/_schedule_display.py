@@ -18,10 +18,12 @@ from reliability.schedule.state import ScheduleStore
 _STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "noop": "dim"}
 
 
-def _console(stderr: bool = False) -> Any:
+def _console(stderr: bool = False, *, markup: bool = True) -> Any:
+    """Tables of names, pipelines and notes from files print with ``markup=False``; lines
+    that style themselves escape what they show."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=markup)
 
 
 def print_plan(plan: BackfillPlan, timetable: Timetable) -> None:
@@ -35,7 +37,7 @@ def print_plan(plan: BackfillPlan, timetable: Timetable) -> None:
                       timetable.local(item.interval.end).isoformat(),
                       "run" if item.run else "skip",
                       item.note)
-    con = _console()
+    con = _console(markup=False)
     con.print(table)
     con.print(f"{len(plan.to_run)} of {len(plan.items)} intervals would run "
               f"({plan.direction.value}, reprocess={plan.reprocess.value})")
@@ -43,6 +45,7 @@ def print_plan(plan: BackfillPlan, timetable: Timetable) -> None:
 
 def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, home: Path,
                       args: argparse.Namespace, params: dict[str, Any]) -> BackfillReport:
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from reliability.schedule.executor import RunnerExecutor
@@ -50,16 +53,18 @@ def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, 
     con = _console(stderr=True)
     done_before = len(plan.items) - len(plan.to_run)
     note = " (resumed)" if plan.resumed else ""
-    con.print(f"backfill {plan.backfill_id}{note}: {len(plan.to_run)} to run, "
+    con.print(f"backfill {escape(plan.backfill_id)}{note}: {len(plan.to_run)} to run, "
               f"{done_before} already done or skipped")
     execute = RunnerExecutor(home, pipelines={pipe.name: pipe}, workers=args.workers)
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=con) as bar:
-        task = bar.add_task(f"{plan.pipeline}", total=len(plan.items), completed=done_before)
+        task = bar.add_task(escape(plan.pipeline), total=len(plan.items),
+                            completed=done_before)
 
         def on_item(item: BackfillItem, status: str, detail: str) -> None:
             style = _STYLE.get(status, "white")
-            bar.console.print(f"[{style}]{status:<9}[/] {item.interval.key()}  {detail}")
+            bar.console.print(f"[{style}]{escape(status):<9}[/] {item.interval.key()}  "
+                              f"{escape(detail)}")
             bar.advance(task)
 
         with _sigterm_as_interrupt(args.parallel > 1):
@@ -69,7 +74,7 @@ def run_with_progress(store: ScheduleStore, plan: BackfillPlan, pipe: Pipeline, 
             finally:
                 execute.close()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing run"
-    con.print(f"backfill {plan.backfill_id}: {counts}"
+    con.print(f"backfill {escape(plan.backfill_id)}: {escape(counts)}"
               + (" - cancelled; rerun the same command to continue" if report.cancelled
                  else ""), soft_wrap=True)
     return report
@@ -80,7 +85,7 @@ def print_schedules(sched: Any, count: int) -> None:
     (two narrow tables read better in an 80-column terminal than one wide one)."""
     from rich.table import Table
 
-    con = _console()
+    con = _console(markup=False)
     table = Table(title="schedules")
     table.add_column("name", no_wrap=True)
     for col in ("pipeline", "timetable", "catch-up"):

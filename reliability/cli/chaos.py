@@ -102,17 +102,17 @@ def print_journal(con: Any, journal: Any) -> None:
     from rich.table import Table
 
     d = journal.data
-    table = Table(title=f"{d['experiment']['title']} (seed {d['seed']})")
+    table = Table(title=escape(f"{d['experiment']['title']} (seed {d['seed']})"))
     for col in ("phase", "probe", "result", "detail"):
         table.add_column(col)
     for phase in ("before", "during", "after"):
         for p in d["steady_state"][phase]:
-            table.add_row(phase, p["probe"], "held" if p["ok"] else "[red]deviated[/]",
-                          escape(p["detail"]))
+            table.add_row(phase, escape(str(p["probe"])),
+                          "held" if p["ok"] else "[red]deviated[/]", escape(str(p["detail"])))
     con.print(table)
     for f in d["faults"]:
-        con.print(f"  fault {escape(str(f.get('fault')))} ({f.get('type')}) on "
-                  f"{f.get('step') or 'the network'}")
+        con.print(f"  fault {escape(str(f.get('fault')))} ({escape(str(f.get('type')))}) on "
+                  f"{escape(str(f.get('step') or 'the network'))}")
     con.print(f"faults injected: {len(d['faults'])}; rollbacks: {len(d['rollbacks'])} "
               f"({sum(1 for r in d['rollbacks'] if not r['ok'])} failed)")
     if d.get("aborted"):
@@ -120,7 +120,8 @@ def print_journal(con: Any, journal: Any) -> None:
     if d.get("error"):
         con.print(f"[red]error:[/] {escape(str(d['error']))}")
     color = "green" if journal.ok else "red"
-    con.print(f"verdict: [{color}]{journal.status}[/] · resilience score {journal.score}/100")
+    con.print(f"verdict: [{color}]{escape(journal.status)}[/] · resilience score "
+              f"{journal.score}/100")
 
 
 def _validate(args: argparse.Namespace) -> int:

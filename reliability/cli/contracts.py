@@ -58,9 +58,10 @@ def load_project(dir_: str | None, pipeline_ref: str | None
 
 
 def _console() -> Any:
+    """A console that prints text as text: names and messages from files are never markup."""
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False)
 
 
 def _lint(args: argparse.Namespace) -> int:

@@ -122,9 +122,10 @@ def _check_against_project(sset: Any, project: Any, *, explicit: bool) -> None:
 
 
 def _console() -> Any:
+    """A console that prints text as text: names and messages from files are never markup."""
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

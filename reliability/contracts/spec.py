@@ -21,7 +21,7 @@ additions are the step binding, strict defaults (``strict: true``, ``min_rows: 1
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -54,9 +54,13 @@ def canonical_dtype(name: str) -> str | None:
 Scalar = bool | int | float | str
 
 
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+"""A finite number: NaN or an infinite bound would make a check fail (or pass) every row."""
+
+
 class InRange(Spec):
-    min_value: float | None = None
-    max_value: float | None = None
+    min_value: Bound | None = None
+    max_value: Bound | None = None
     include_min: bool = True
     include_max: bool = True
 
@@ -138,12 +142,12 @@ class ColumnSpec(Spec):
     ignore_na: bool = True
     title: str | None = None
     description: str | None = None
-    greater_than: float | None = None
-    greater_than_or_equal_to: float | None = Field(None, alias="ge")
-    less_than: float | None = None
-    less_than_or_equal_to: float | None = Field(None, alias="le")
+    greater_than: Bound | None = None
+    greater_than_or_equal_to: Bound | None = Field(None, alias="ge")
+    less_than: Bound | None = None
+    less_than_or_equal_to: Bound | None = Field(None, alias="le")
     in_range: InRange | None = None
-    isin: list[Scalar] | None = None
+    isin: list[Scalar] | None = Field(None, min_length=1)
     notin: list[Scalar] | None = None
     str_matches: str | None = None
     str_length: InRange | None = None
@@ -258,6 +262,9 @@ class FrameSpec(Spec):
 
     @model_validator(mode="after")
     def _unique_names_columns(self) -> FrameSpec:
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            raise ValueError(f"max_rows={self.max_rows} is below min_rows={self.min_rows}, so "
+                             "every frame fails; raise max_rows or lower min_rows")
         for col in self.unique or []:
             if col not in self.columns:
                 raise ValueError(f"unique names column {col!r}, which is not declared; "
@@ -268,8 +275,8 @@ class FrameSpec(Spec):
 class MetricField(Spec):
     type: Literal["float", "int", "bool", "str"] = "float"
     nullable: bool = False
-    min: float | None = None
-    max: float | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
 
 class MetricsSpec(Spec):
@@ -283,13 +290,16 @@ class GateSpec(Spec):
     """A model quality gate: ``metric`` must be >= ``min`` and/or <= ``max``."""
 
     metric: str
-    min: float | None = None
-    max: float | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateSpec:
         if self.min is None and self.max is None:
             raise ValueError(f"gate on {self.metric!r} needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"gate on {self.metric!r}: min={self.min:g} is above "
+                             f"max={self.max:g}, so no model passes; swap them")
         return self
 
 
@@ -304,7 +314,7 @@ class DriftSpec(Spec):
 
     columns: list[str] = Field(min_length=1)
     method: Literal["psi", "ks"] = "psi"
-    threshold: float = Field(gt=0)
+    threshold: float = Field(gt=0, allow_inf_nan=False)
     bins: int = Field(10, ge=2, le=100)
     split: DriftSplit | None = None
     baseline: str | None = None
@@ -329,7 +339,14 @@ class ModelSpec(Spec):
 class FileSpec(Spec):
     suffix: str | None = None
     min_bytes: int = Field(1, ge=0)
-    max_bytes: int | None = None
+    max_bytes: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> FileSpec:
+        if self.max_bytes is not None and self.max_bytes < self.min_bytes:
+            raise ValueError(f"max_bytes={self.max_bytes} is below min_bytes={self.min_bytes}, "
+                             "so every file fails; raise max_bytes or lower min_bytes")
+        return self
 
 
 class ContractSpec(Spec):

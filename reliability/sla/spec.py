@@ -39,7 +39,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from reliability._spec import Spec, load_model, parse_model
+from reliability._spec import Spec, cut, load_model, parse_model
 from reliability.errors import ConfigError
 
 __all__ = [
@@ -57,6 +57,8 @@ SLAKind = Literal["max_duration", "finish_by", "freshness", "success_rate"]
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+#: The longest duration an SLA accepts (ten years), in seconds.
+MAX_DURATION = 3660 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
@@ -69,14 +71,17 @@ def parse_duration(value: Any) -> float:
         text = value.strip().replace(" ", "")
         parts = _PART.findall(text)
         if not text or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"duration {value!r} is not understood; write seconds or a "
+            raise ValueError(f"duration {cut(value, 60)} is not understood; write seconds or a "
                              "string like '90s', '5m', '1h30m', '2d'")
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     else:
         raise ValueError(f"{value!r} is not a duration; write seconds or e.g. '5m'")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"duration {value!r} must be a finite number of seconds > 0; give "
-                         "a positive duration such as 30 or '5m'")
+        raise ValueError(f"duration {cut(value, 60)} must be a finite number of seconds > 0; "
+                         "give a positive duration such as 30 or '5m'")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration {cut(value, 60)} is longer than ten years; give at most "
+                         "e.g. '520w'")
     return seconds
 
 
