@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "reliability.cli.schedule",
     "reliability.cli.verify",
     "reliability.cli.serve",
+    "reliability.cli.init",
 )
 
 
