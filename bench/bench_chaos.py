@@ -1,5 +1,6 @@
 """Fault-injection overhead per step when chaos is off.
 
+Each call is what a worker pays per attempt: the attempt scope, ``before`` and ``after``.
 Baselines (one run each): a bare StepHook (what the runner pays for any hook), the chaos
 hook with no faults, and the chaos hook with faults aimed at *other* steps. The target is
 "not measurable": at most 1 µs per step over the bare hook.
@@ -32,7 +33,8 @@ def per_call(hook: StepHook) -> float:
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(N):
-            hook.after(ctx, spec, hook.before(ctx, spec, inputs))
+            with hook.attempt(ctx, spec):
+                hook.after(ctx, spec, hook.before(ctx, spec, inputs))
         best = min(best, (time.perf_counter() - t) / N)
     return best
 

@@ -182,6 +182,9 @@ class StepContext:
         self._emitted.append((event_kind.value, checked, time.time()))
 
 
+_NO_SCOPE: AbstractContextManager[None] = nullcontext()  # stateless: shared by all attempts
+
+
 class StepHook:
     """Runs in the worker around each step body; contracts and chaos are hooks.
 
@@ -197,7 +200,7 @@ class StepHook:
     def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
         """The attempt's scope: entered before its inputs are read, exited after its output
         was written or the attempt failed (an exception raised on exit fails the attempt)."""
-        return nullcontext()
+        return _NO_SCOPE
 
     def before(self, ctx: StepContext, spec: StepSpec, inputs: dict[str, Any]
                ) -> dict[str, Any]:

@@ -1,12 +1,15 @@
-"""The runner-side half of chaos: worker kills, network leases, abort conditions, timeline.
+"""The runner-side half of chaos: worker kills, method faults, leases, abort conditions.
 
-A :class:`Controller` subscribes to the runner's event bus. On ``step_started`` it arms a
-timer that SIGKILLs the worker (a real signal to a real process; the runner notices the
-lost worker and retries), and publishes hang notices the hung worker cannot send. It also
-applies delayed step-scoped network faults (``after`` > 0), so a fault whose attempt already
-ended is never applied. When an attempt ends it removes that attempt's network toxics; a
-sweeper thread expires leases and watches abort conditions and cancels the run through
-``Runner.cancel``.
+A :class:`Controller` subscribes to the runner's event bus and applies the faults whose
+:attr:`~reliability.chaos.faults.FaultBase.where` is ``controller``: on ``step_started`` it
+arms a timer that SIGKILLs the worker (a real signal to a real process; the runner notices
+the lost worker and retries), cancelled when the attempt ends; at the start of the method it
+applies the network faults that have no step. It also publishes the faults an attempt
+cannot report itself (a hang). Worker-side faults are applied and undone inside their
+attempt by :class:`~reliability.chaos.hook.ChaosHook`; when an attempt ends the controller
+only removes the toxics a worker leased and could not undo because it died mid-attempt. A
+sweeper thread expires leases (a network fault's ``duration``), watches abort conditions
+and cancels the run through ``Runner.cancel``.
 
 A fault applied on a timer thread that fails (proxy gone, API unreachable) is recorded in
 :attr:`Controller.errors`; an experiment with such errors fails. Applying a fault and
@@ -33,7 +36,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from reliability.chaos.faults import FaultBase, Hang, KillWorker, NetworkFault, fires
+from reliability.chaos.faults import FaultBase, KillWorker, NetworkFault, fires
 from reliability.chaos.hook import ChaosHook, toxic_name
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi
 from reliability.errors import ChaosError
@@ -113,12 +116,13 @@ class Controller:
         Every network fault's proxy must exist on the proxy server (ChaosError otherwise)."""
         self.check_proxies()
         for f in self.faults:
-            if isinstance(f, NetworkFault) and f.step is None and fires(f, self.seed, 1):
+            if isinstance(f, NetworkFault) and f.where == "controller" \
+                    and fires(f, self.seed, 1):
                 delay = float(f.after)
                 if delay > 0:
-                    self._arm("method", delay, self._delayed, None, f)
+                    self._arm("method", delay, self._delayed, f)
                 else:
-                    self._apply_network(f, None)
+                    self._apply_network(f)
 
     def check_proxies(self) -> None:
         """Refuse network faults on proxies the server does not have, before the method."""
@@ -176,8 +180,8 @@ class Controller:
                 self._active.pop(key, None)
                 for t in self._timers.pop(key, []):
                     t.cancel()
-            for lease in self._my_leases():
-                if (lease.step, lease.attempt) == key:
+            for lease in self._my_leases():  # left by a worker that died mid-attempt
+                if (lease.step, lease.attempt) == key and lease.expires is None:
                     self._undo(lease, "attempt ended")
             if ev.kind in _FAILED:
                 self._count_failure()
@@ -210,12 +214,11 @@ class Controller:
                 continue
             if isinstance(f, KillWorker) and pid:
                 self._arm(key, float(f.after), self._kill, key, pid, f)
-            elif isinstance(f, NetworkFault) and float(f.after) > 0:
-                self._arm(key, float(f.after), self._delayed, key, f)
-            elif isinstance(f, Hang):
+            elif f.reported_by_controller:  # its attempt never returns to report it
+                own = f.model_dump(mode="json", exclude={*FaultBase.model_fields, "type"})
                 self._publish(EventKind.FAULT_INJECTED, key, {
-                    "fault": f.name, "type": f.type, "target": f.step, "source": "controller",
-                    "after": float(f.after), "seconds": f.seconds})
+                    "fault": f.name, "type": f.type,  # type: ignore[attr-defined]
+                    "target": f.step, "source": "controller", "after": float(f.after), **own})
 
     def _arm(self, key: tuple[str, int] | str, delay: float, fn: Any, *args: Any) -> None:
         t = threading.Timer(max(0.0, delay), fn, args)
@@ -266,31 +269,31 @@ class Controller:
                 self.timeline.append(ev.to_dict())
 
     # -- network ----------------------------------------------------------------------
-    def _delayed(self, key: tuple[str, int] | None, f: NetworkFault) -> None:
-        """Timer thread: apply ``f`` unless the method stopped or its attempt ended; a
-        failure is recorded in :attr:`errors` (an exception here would reach no one)."""
+    def _delayed(self, f: NetworkFault) -> None:
+        """Timer thread: apply ``f`` unless the method stopped; a failure is recorded in
+        :attr:`errors` (an exception here would reach no one)."""
         try:
-            self._apply_network(f, key)
+            self._apply_network(f)
         except Exception as exc:
             msg = f"network fault {f.name!r} on proxy {f.proxy!r} was not applied: {exc}"
             log.error("chaos: %s", msg)
             with self._lock:
                 self.errors.append(msg)
 
-    def _apply_network(self, f: NetworkFault, key: tuple[str, int] | None) -> None:
+    def _apply_network(self, f: NetworkFault) -> None:
+        """Apply a network fault of the whole method (one without a step)."""
         if self.api is None:
             raise ChaosError(f"network fault {f.name!r} needs a proxy API. Fix: set "
                              "target.proxy_api or let the experiment start the embedded proxy")
         with self._lock:  # held across the API call, so stop() cannot run in between
-            if self._stopped or (key is not None and key not in self._active):
-                return  # the method stopped, or the attempt ended, before the trigger
-            name = toxic_name(self.experiment, f.name, key[1] if key else None)
+            if self._stopped:
+                return  # the method stopped before the trigger
+            name = toxic_name(self.experiment, f.name, None)
             now = time.time()
             lease = Lease(id=f"{self.experiment}:{name}", experiment=self.experiment,
                           owner_pid=os.getpid(), host=_hostname(), api=self.api.url,
                           proxy=f.proxy, kind="disabled" if f.toxic == "down" else "toxic",
                           toxic=None if f.toxic == "down" else name,
-                          step=key[0] if key else None, attempt=key[1] if key else None,
                           embedded=self.embedded_proxy, created=now,
                           expires=now + f.duration if f.duration else None)
             self._remember(lease)
@@ -299,7 +302,7 @@ class Controller:
             else:
                 self.api.add_toxic(f.proxy, name, f.toxic, stream=f.stream,
                                    toxicity=f.toxicity, attributes=f.attributes)
-        self._queue(EventKind.FAULT_INJECTED, key, {
+        self._queue(EventKind.FAULT_INJECTED, None, {
             "fault": f.name, "type": f.type, "target": f.proxy, "source": "controller",
             "toxic": f.toxic, "attributes": dict(f.attributes), "stream": f.stream,
             "duration": f.duration, "after": float(f.after)})

@@ -1,9 +1,16 @@
 """Fault-schedule exploration: Hypothesis searches for a schedule that breaks an invariant.
 
 For each generated schedule (which steps, which faults, when) the pipeline runs under it and
-must either succeed with outputs equal to a fault-free baseline, or fail loudly with no
-wrong or duplicated committed output. A schedule that breaks this is shrunk by Hypothesis to
-a minimal one and written out as a replayable experiment (YAML)::
+must hold these invariants, checked in this order:
+
+* ``single_commit_per_step`` — no step's output was committed twice;
+* ``outputs_equal_baseline`` — every committed output equals the fault-free baseline's;
+* ``run_succeeds`` — the run succeeded: the pipeline's retries absorbed the faults (a failed
+  or cancelled run is a violation; pass ``run_succeeds=False`` to accept runs that fail
+  loudly with no wrong output).
+
+A schedule that breaks one is shrunk by Hypothesis to a minimal one and written out as a
+replayable experiment (YAML) whose steady-state hypothesis checks the same invariants::
 
     result = explore(pipeline, home=tmp, max_examples=25, budget=60)
     if result.violation:
@@ -67,8 +74,9 @@ def schedule_strategy(steps: Sequence[str], kinds: Sequence[str] = KINDS,
                     unique_by=lambda f: (f.type, f.step))
 
 
-def check_invariants(result: RunResult, baseline: RunResult, ledger: Ledger) -> str | None:
-    """None if the run is acceptable, else what broke."""
+def check_invariants(result: RunResult, baseline: RunResult, ledger: Ledger, *,
+                     run_succeeds: bool = True) -> str | None:
+    """None if the run is acceptable, else the broken invariant (its name first)."""
     from reliability.chaos.runner import _commit_probe
 
     commit = _commit_probe(result, ledger)
@@ -76,9 +84,15 @@ def check_invariants(result: RunResult, baseline: RunResult, ledger: Ledger) -> 
         return f"single_commit_per_step: {commit['detail']}"
     wrong = sorted(s for s, h in result.outputs.items() if h != baseline.outputs.get(s))
     if wrong:
-        return f"committed output of {wrong} differs from the fault-free baseline"
-    if not result.ok and not result.failed:
-        return f"run ended {result.status!r} without a failed step to show for it"
+        return (f"outputs_equal_baseline: committed output of {wrong} differs from the "
+                "fault-free baseline")
+    if result.ok:
+        return None
+    failed = "; ".join(f"{step}: {error}" for step, error in sorted(result.failed.items()))
+    if run_succeeds:
+        return f"run_succeeds: the run {result.status}" + (f" ({failed})" if failed else "")
+    if not result.failed:
+        return f"run_succeeds: the run {result.status} without a failed step to show for it"
     return None
 
 
@@ -91,8 +105,12 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
             steps: Sequence[str] | None = None, kinds: Sequence[str] = KINDS,
             max_faults: int = 3, max_examples: int = 25, budget: float = 60.0, seed: int = 0,
             workers: int | None = None, pipeline_ref: str | None = None,
-            progress: Callable[[int, str | None], None] | None = None) -> ExploreResult:
+            progress: Callable[[int, str | None], None] | None = None,
+            run_succeeds: bool = True) -> ExploreResult:
     """Search fault schedules for an invariant violation within ``max_examples``/``budget``.
+
+    ``run_succeeds=False`` accepts a run that fails (loudly: a failed step, no wrong or
+    duplicated output); by default a failed run is a violation.
 
     ``progress(runs, problem)`` is called after each schedule ran (``problem`` is the broken
     invariant, or None) -- while searching and while shrinking.
@@ -127,7 +145,8 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
             with inject(runner, *named, seed=seed, experiment=f"explore-{seed}"):
                 result = asm.run(params, resume=False, trigger=Trigger.EXPLORE,
                                  source=f"explore-{seed}")
-            problem = check_invariants(result, baseline, runner.ledger)
+            problem = check_invariants(result, baseline, runner.ledger,
+                                       run_succeeds=run_succeeds)
             if problem:
                 last["problem"] = problem
                 last[repr(named)] = problem
@@ -156,7 +175,8 @@ def explore(pipeline: Pipeline, *, home: str | Path, params: Any = None,
     violation = last.get(repr(named)) or last.get("problem")
     return ExploreResult(runs, time.monotonic() - t0, violation, named,
                          to_experiment_yaml(named, seed=seed, violation=violation,
-                                            pipeline_ref=pipeline_ref, params=params),
+                                            pipeline_ref=pipeline_ref, params=params,
+                                            run_succeeds=run_succeeds),
                          budget_exhausted=time.monotonic() > deadline)
 
 
@@ -170,8 +190,9 @@ def _check_choices(flag: str, given: Sequence[str], allowed: list[str]) -> None:
 
 
 def to_experiment_yaml(schedule: Sequence[FaultBase], *, seed: int, violation: str | None,
-                       pipeline_ref: str | None, params: Any = None) -> str:
-    """A replayable experiment file for ``schedule``."""
+                       pipeline_ref: str | None, params: Any = None,
+                       run_succeeds: bool = True) -> str:
+    """A replayable experiment file for ``schedule`` checking the explored invariants."""
     import yaml
 
     doc: dict[str, Any] = {
@@ -183,7 +204,8 @@ def to_experiment_yaml(schedule: Sequence[FaultBase], *, seed: int, violation: s
         doc["pipeline"] = pipeline_ref
     if params:
         doc["params"] = dict(params)
-    doc["steady-state-hypothesis"] = {"run_succeeds": False, "outputs_equal_baseline": True,
+    doc["steady-state-hypothesis"] = {"run_succeeds": run_succeeds,
+                                      "outputs_equal_baseline": True,
                                       "single_commit_per_step": True}
     doc["method"] = [{"type": f.type}  # type: ignore[attr-defined]
                      | f.model_dump(mode="json", exclude_defaults=True) for f in schedule]

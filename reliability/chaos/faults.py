@@ -8,14 +8,30 @@ Every fault is aimed at a step (or at the network path a step uses) and says whe
 * ``after`` — seconds after the attempt started, or ``"50%"`` of the step's fault-free
   duration (measured by the baseline run).
 
+Every fault declares where it runs (:attr:`FaultBase.where`), and that one declaration
+decides which half of chaos applies it:
+
+* ``worker`` — the :class:`~reliability.chaos.hook.ChaosHook`, inside the attempt it hits:
+  applied around the step body and undone in a ``finally`` when that attempt ends, before
+  the worker runs anything else, so no fault's effect reaches another step;
+* ``controller`` — the :class:`~reliability.chaos.controller.Controller` in the runner's
+  process: what a worker cannot do to itself (a SIGKILL), and network faults of the whole
+  method (no ``step``). Its timers for an attempt are cancelled when the attempt ends.
+
+A network fault with a ``duration`` is the one exception to "lasts its attempt": it lasts
+that many seconds of wall-clock time, across the attempts that follow (its lease expires in
+the controller), or until the method ends, whichever comes first.
+
 ========================= ============ ==============================================
-type                      runs in      effect
+type                      where        effect
 ========================= ============ ==============================================
 ``exception``             worker       raises ``error`` before (or after) the body
 ``latency``               worker       sleeps ``seconds`` (+/- ``jitter``) before the body
-``hang``                  worker       never returns (the step's timeout must stop it)
+``hang``                  worker       never returns (the step's timeout must stop it);
+                                       the controller reports it
 ``kill_worker``           controller   SIGKILL of the worker process mid-step
-``network``               proxy        a Toxiproxy toxic (or ``down``) on a proxy
+``network``               worker /     a Toxiproxy toxic (or ``down``) on a proxy: for a
+                          controller   step inside its attempt, without one the method
 ``data``                  worker       corrupts an input before the body or the output
 ``disk_quota``            worker       files the attempt writes are capped at ``bytes``
 ``memory_limit``          worker       address space capped at current + ``headroom_mb``
@@ -25,7 +41,7 @@ type                      runs in      effect
 from __future__ import annotations
 
 import random
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,6 +61,7 @@ __all__ = [
     "Latency",
     "MemoryLimit",
     "NetworkFault",
+    "Where",
     "fires",
     "jitter",
     "resolve_after",
@@ -73,6 +90,9 @@ TOXICS: dict[str, frozenset[str]] = {
 MAX_SECONDS = 7 * 86400.0
 #: Toxic attributes are Toxiproxy's int64 fields.
 MAX_ATTRIBUTE = 2**63 - 1
+
+Where = Literal["worker", "controller"]
+"""Which half of chaos applies a fault: the hook inside the attempt, or the controller."""
 
 CORRUPTIONS = ("nulls", "out_of_range", "drop_column", "rename_column", "add_column",
                "dtype_flip", "duplicates", "empty", "late_partition", "duplicate_partition")
@@ -106,9 +126,14 @@ class FaultBase(Spec):
             raise ValueError(f"after={v} must be between 0 and {MAX_SECONDS:g} seconds")
         return v
 
+    runs_in: ClassVar[Where] = "worker"
+    reported_by_controller: ClassVar[bool] = False
+    """True when the attempt it hits cannot report it (it never returns)."""
+
     @property
-    def where(self) -> str:
-        return self.step or "*"
+    def where(self) -> Where:
+        """Where this fault is applied and undone (see the module docstring)."""
+        return self.runs_in
 
 
 class ExceptionFault(FaultBase):
@@ -136,6 +161,7 @@ class Latency(FaultBase):
 
 class Hang(FaultBase):
     type: Literal["hang"] = "hang"
+    reported_by_controller: ClassVar[bool] = True
     step: str
     seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
                                   description="None: never returns")
@@ -143,6 +169,7 @@ class Hang(FaultBase):
 
 class KillWorker(FaultBase):
     type: Literal["kill_worker"] = "kill_worker"
+    runs_in: ClassVar[Where] = "controller"
     step: str
 
 
@@ -155,8 +182,13 @@ class NetworkFault(FaultBase):
     stream: Literal["upstream", "downstream"] = "downstream"
     toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
     duration: float | None = Field(default=None, gt=0, le=MAX_SECONDS,
-                                   description="lease in seconds; None: until the "
-                                   "attempt (or the method, without a step) ends")
+                                   description="seconds of wall-clock time it lasts, across "
+                                   "attempts; None: until its attempt (or the method, "
+                                   "without a step) ends")
+
+    @property
+    def where(self) -> Where:
+        return "worker" if self.step is not None else "controller"
 
     @model_validator(mode="after")
     def _attrs(self) -> NetworkFault:
@@ -230,7 +262,7 @@ def fires(fault: FaultBase, seed: int, attempt: int) -> bool:
         return False
     if fault.probability >= 1.0:
         return True
-    return _rng(seed, fault.name, fault.where, attempt).random() < fault.probability
+    return _rng(seed, fault.name, fault.step or "*", attempt).random() < fault.probability
 
 
 def jitter(fault: FaultBase, seed: int, attempt: int, spread: float) -> float:

@@ -1,24 +1,33 @@
 """The in-worker half of chaos: a :class:`~reliability.pipeline.StepHook` that injects faults.
 
-It runs inside each worker around the step body: exceptions, latency, hangs, data
-corruption of inputs (before the body) or outputs (after it), disk quotas, memory limits,
-and step-scoped network toxics without a delay (applied through the proxy API when the
-attempt starts and leased, so the controller removes them when the attempt ends). Worker
-kills, hang notices and delayed step-scoped network toxics (``after`` > 0) come from the
-:class:`~reliability.chaos.controller.Controller` in the runner's process: it knows when an
-attempt ends, so a delayed toxic never outlives its attempt (a timer in a reused worker
-would fire during the next step). Every fault fired here is reported with
-``ctx.emit("fault_injected", ...)``.
+It applies the faults whose :attr:`~reliability.chaos.faults.FaultBase.where` is ``worker``
+(see :mod:`reliability.chaos.faults`), each inside the attempt it hits:
+:meth:`ChaosHook.attempt` opens an :class:`AttemptFaults` around the whole attempt, the
+faults act before the body (exceptions, latency, hangs, input corruption, disk and memory
+limits, network toxics) or after it (output corruption, exceptions ``when: after``), and
+when the attempt ends — succeeded, failed or raised — its ``finally`` cancels the faults'
+pending timers and undoes what they changed (limits and signal handlers restored, toxics
+removed), before the worker runs anything else. A delayed fault (``after`` > 0) waits on a
+timer that belongs to its attempt, so it can never fire during the next one.
 
-With no faults for a step the hook costs one dict lookup.
+A network toxic is also leased (``HOME/chaos/state.db``): if the worker dies mid-attempt the
+controller removes it when the attempt ends. A network fault with a ``duration`` is not
+undone with its attempt: it lasts that long in wall-clock time (its lease expires in the
+controller), and an attempt it fires on while it is still in effect does not add it twice.
+Every fault applied here is reported with ``ctx.emit("fault_injected", ...)``.
+
+With no faults for a step the hook costs one dict lookup per call.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from reliability.chaos.faults import (
@@ -35,11 +44,14 @@ from reliability.chaos.faults import (
     jitter,
 )
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi
+from reliability.errors import ChaosError
 from reliability.pipeline import StepContext, StepHook, StepSpec
 
-__all__ = ["ChaosHook", "toxic_name"]
+__all__ = ["AttemptFaults", "ChaosHook", "toxic_name"]
 
 Mutator = Callable[[Any], Any]
+Undo = Callable[[], None]
+_INERT: AbstractContextManager[None] = nullcontext()  # stateless: one for every attempt
 
 
 _INJECTED: dict[str, type[BaseException]] = {}
@@ -62,7 +74,7 @@ def toxic_name(experiment: str, fault: str, attempt: int | None) -> str:
 
 
 class ChaosHook(StepHook):
-    """Injects the in-worker faults of a schedule; inert (one lookup) for other steps."""
+    """Injects the worker-side faults of a schedule; inert (one lookup) for other steps."""
 
     name = "chaos"
 
@@ -70,8 +82,8 @@ class ChaosHook(StepHook):
                  experiment: str = "adhoc", proxy_api: str | None = None,
                  leases: LeaseStore | None = None, embedded_proxy: bool = False,
                  mutations: Mapping[str, Mutator] | None = None) -> None:
-        self._by_step: dict[str, list[Any]] = {}
-        self._restore: list[tuple[int, tuple[int, int]]] = []
+        self._by_step: dict[str, list[FaultBase]] = {}
+        self._open: dict[tuple[str, str, int], AttemptFaults] = {}
         self.configure(faults, seed=seed, experiment=experiment, proxy_api=proxy_api,
                        leases=leases, embedded_proxy=embedded_proxy, mutations=mutations)
 
@@ -80,9 +92,9 @@ class ChaosHook(StepHook):
                   leases: LeaseStore | None = None, embedded_proxy: bool = False,
                   mutations: Mapping[str, Mutator] | None = None) -> None:
         """Replace the schedule (takes effect for workers forked afterwards)."""
-        by_step: dict[str, list[Any]] = {}
+        by_step: dict[str, list[FaultBase]] = {}
         for f in faults:
-            if f.step is not None and f.type not in ("kill_worker",):  # type: ignore[attr-defined]
+            if f.where == "worker" and f.step is not None:
                 by_step.setdefault(f.step, []).append(f)
         self._by_step = by_step
         self.seed = seed
@@ -98,124 +110,249 @@ class ChaosHook(StepHook):
         return bool(self._by_step)
 
     # -- hook API ---------------------------------------------------------------------
-    def before(self, ctx: StepContext, spec: StepSpec, inputs: dict[str, Any]
-               ) -> dict[str, Any]:
-        if self._restore:
-            self._restore_limits()
+    def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
         faults = self._by_step.get(spec.name)
         if not faults:
-            return inputs
+            return _INERT
+        return self._scope(ctx, faults)
+
+    @contextmanager
+    def _scope(self, ctx: StepContext, faults: list[FaultBase]) -> Iterator[None]:
+        key = (ctx.run_id, ctx.step, ctx.attempt)
+        run = self._open[key] = AttemptFaults(self, ctx, faults, scoped=True)
+        try:
+            yield
+        finally:
+            del self._open[key]
+            run.close()
+
+    def _faults(self, ctx: StepContext, faults: list[FaultBase]) -> AttemptFaults:
+        run = self._open.get((ctx.run_id, ctx.step, ctx.attempt))
+        # called outside attempt(): only faults that leave nothing to undo may act
+        return run or AttemptFaults(self, ctx, faults, scoped=False)
+
+    def before(self, ctx: StepContext, spec: StepSpec, inputs: dict[str, Any]
+               ) -> dict[str, Any]:
+        faults = self._by_step.get(spec.name)
+        return self._faults(ctx, faults).before(inputs) if faults else inputs
+
+    def after(self, ctx: StepContext, spec: StepSpec, output: Any) -> Any:
+        faults = self._by_step.get(spec.name)
+        return self._faults(ctx, faults).after(output) if faults else output
+
+
+class AttemptFaults:
+    """The faults firing on one attempt, and how to undo each of them.
+
+    Created when the attempt starts; :meth:`close` (the attempt's ``finally``) stops pending
+    timers, waits for a fault being applied by one, and undoes every applied fault, newest
+    first. A delayed fault that could not be applied, or an undo that failed, is raised
+    here as a :class:`ChaosError` after everything else was undone: the attempt fails.
+    """
+
+    def __init__(self, hook: ChaosHook, ctx: StepContext, faults: Iterable[FaultBase], *,
+                 scoped: bool) -> None:
+        self.hook = hook
+        self.ctx = ctx
+        self.faults = [f for f in faults if fires(f, hook.seed, ctx.attempt)]
+        self.scoped = scoped
+        self._undo: list[tuple[FaultBase, Undo]] = []
+        self._timers: list[threading.Timer] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._failed: list[str] = []  # errors of delayed faults and of undos
+
+    # -- phases -----------------------------------------------------------------------
+    def before(self, inputs: dict[str, Any]) -> dict[str, Any]:
         hang: Hang | None = None
-        for f in faults:
-            if not fires(f, self.seed, ctx.attempt):
-                continue
+        for f in self.faults:
             if isinstance(f, Hang):
                 hang = f
             elif isinstance(f, NetworkFault):
-                if float(f.after) <= 0:  # delayed ones: the controller (see the docstring)
-                    self._network(ctx, f)
+                self._later(f, self._network)
             elif isinstance(f, ExceptionFault) and f.when == "before":
-                self._raise(ctx, f)
+                self._raise(f)
             elif isinstance(f, Latency):
-                self._latency(ctx, f)
+                self._latency(f)
             elif isinstance(f, DataFault) and f.target == "input":
-                inputs = {k: (self._corrupt(ctx, f, v, k) if f.input in (None, k) else v)
+                inputs = {k: (self._corrupt(f, v, k) if f.input in (None, k) else v)
                           for k, v in inputs.items()}
-            elif isinstance(f, DiskQuota | MemoryLimit):
-                self._limit(ctx, f)
+            elif isinstance(f, DiskQuota):
+                self._disk_quota(f)
+            elif isinstance(f, MemoryLimit):
+                self._memory_limit(f)
         if hang is not None:
             time.sleep(float(hang.after))
             _sleep(hang.seconds)
         return inputs
 
-    def after(self, ctx: StepContext, spec: StepSpec, output: Any) -> Any:
-        faults = self._by_step.get(spec.name)
-        if not faults:
-            return output
-        for f in faults:
-            if not fires(f, self.seed, ctx.attempt):
-                continue
+    def after(self, output: Any) -> Any:
+        for f in self.faults:
             if isinstance(f, DataFault) and f.target == "output":
-                output = self._corrupt(ctx, f, output, "output")
+                output = self._corrupt(f, output, "output")
             elif isinstance(f, ExceptionFault) and f.when == "after":
-                self._raise(ctx, f)
+                self._raise(f)
         return output
 
-    # -- faults -----------------------------------------------------------------------
-    def _emit(self, ctx: StepContext, f: FaultBase, **details: Any) -> None:
-        ctx.emit("fault_injected", fault=f.name, type=f.type,  # type: ignore[attr-defined]
-                 target=ctx.step, source="worker", **details)
+    def close(self) -> None:
+        """Cancel pending timers and undo every applied fault (the attempt's ``finally``)."""
+        with self._lock:  # waits for a timer applying a fault right now
+            self._closed = True
+            timers, self._timers = self._timers, []
+        for t in timers:
+            t.cancel()
+            if t is not threading.current_thread():
+                t.join()
+        failed = self._failed
+        while self._undo:
+            f, undo = self._undo.pop()
+            try:
+                undo()
+            except Exception as exc:
+                failed.append(f"{f.name} was not undone: {exc}")
+        if failed:
+            raise ChaosError(f"chaos faults of step {self.ctx.step!r} attempt "
+                             f"{self.ctx.attempt} failed: {'; '.join(failed)}")
 
-    def _raise(self, ctx: StepContext, f: ExceptionFault) -> None:
+    # -- plumbing ---------------------------------------------------------------------
+    def _needs_scope(self, f: FaultBase) -> None:
+        if not self.scoped:
+            raise ChaosError(
+                f"fault {f.name!r} ({f.type}) changes the worker process and must be "  # type: ignore[attr-defined]
+                "undone when its attempt ends. Fix: run the hook through "
+                "StepHook.attempt() around the attempt (the runner's workers do)")
+
+    def _undo_with(self, f: FaultBase, undo: Undo) -> None:
+        self._undo.append((f, undo))
+
+    def _later(self, f: FaultBase, apply: Callable[[Any], None]) -> None:
+        """Apply ``f`` now, or ``after`` seconds into the attempt on a timer the attempt
+        owns (cancelled when it ends, so it never fires during another attempt)."""
+        self._needs_scope(f)
+        delay = float(f.after)
+        if delay <= 0:
+            apply(f)
+            return
+
+        def fire() -> None:
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    apply(f)
+                except Exception as exc:  # raised by close(): the attempt fails with it
+                    self._failed.append(f"{f.name} was not applied: {exc}")
+
+        t = threading.Timer(delay, fire)
+        t.daemon = True
+        with self._lock:
+            self._timers.append(t)
+        t.start()
+
+    def _emit(self, f: FaultBase, **details: Any) -> None:
+        self.ctx.emit("fault_injected", fault=f.name, type=f.type,  # type: ignore[attr-defined]
+                      target=self.ctx.step, source="worker", **details)
+
+    # -- faults -----------------------------------------------------------------------
+    def _raise(self, f: ExceptionFault) -> None:
         time.sleep(float(f.after))
-        self._emit(ctx, f, error=f.error, when=f.when)
+        self._emit(f, error=f.error, when=f.when)
         raise _error_type(f.error)(f"chaos: {f.message} (fault {f.name!r})")
 
-    def _latency(self, ctx: StepContext, f: Latency) -> None:
-        delay = max(0.0, f.seconds + jitter(f, self.seed, ctx.attempt, f.jitter))
-        self._emit(ctx, f, seconds=round(delay, 6))
+    def _latency(self, f: Latency) -> None:
+        delay = max(0.0, f.seconds + jitter(f, self.hook.seed, self.ctx.attempt, f.jitter))
+        self._emit(f, seconds=round(delay, 6))
         time.sleep(float(f.after) + delay)
 
-    def _corrupt(self, ctx: StepContext, f: DataFault, value: Any, where: str) -> Any:
-        import random
-
+    def _corrupt(self, f: DataFault, value: Any, where: str) -> Any:
         from reliability.chaos.corruptions import corrupt
 
-        rng = random.Random(f"{self.seed}|{f.name}|{ctx.attempt}")
+        rng = random.Random(f"{self.hook.seed}|{f.name}|{self.ctx.attempt}")
         if f.mutation is not None:
-            out = self.mutations[f.name](value)
+            out = self.hook.mutations[f.name](value)
         else:
             assert f.corruption is not None
             out = corrupt(value, f.corruption, f.columns, f.fraction, rng)
-        self._emit(ctx, f, corruption=f.corruption or f.mutation, where=where,
+        self._emit(f, corruption=f.corruption or f.mutation, where=where,
                    columns=list(f.columns))
         return out
 
-    def _limit(self, ctx: StepContext, f: DiskQuota | MemoryLimit) -> None:
+    def _rlimit(self, f: FaultBase, which: int, value: int) -> None:
         import resource
 
-        if isinstance(f, DiskQuota):
-            which, value = resource.RLIMIT_FSIZE, f.bytes
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
-        else:
-            which = resource.RLIMIT_AS
-            with open("/proc/self/statm") as fh:
-                vsize = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            value = vsize + f.headroom_mb * 1024 * 1024
         old = resource.getrlimit(which)
-        self._restore.append((which, old))
         hard = old[1]
         resource.setrlimit(which, (value if hard < 0 else min(value, hard), hard))
-        self._emit(ctx, f, limit_bytes=value)
+        self._undo_with(f, lambda: resource.setrlimit(which, old))
+        self._emit(f, limit_bytes=value)
 
-    def _restore_limits(self) -> None:
+    def _disk_quota(self, f: DiskQuota) -> None:
         import resource
 
-        while self._restore:
-            which, old = self._restore.pop()
-            resource.setrlimit(which, old)
+        self._needs_scope(f)
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
 
-    def _network(self, ctx: StepContext, f: NetworkFault) -> None:
-        if self.proxy_api is None:
-            raise RuntimeError(f"network fault {f.name!r} needs a proxy API; none configured")
-        api = ProxyApi(self.proxy_api)
-        name = toxic_name(self.experiment, f.name, ctx.attempt)
+        def restore() -> None:
+            signal.signal(signal.SIGXFSZ, old)
+
+        self._undo_with(f, restore)
+        self._rlimit(f, resource.RLIMIT_FSIZE, f.bytes)
+
+    def _memory_limit(self, f: MemoryLimit) -> None:
+        import resource
+
+        self._needs_scope(f)
+        with open("/proc/self/statm") as fh:
+            vsize = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        self._rlimit(f, resource.RLIMIT_AS, vsize + f.headroom_mb * 1024 * 1024)
+
+    def _network(self, f: NetworkFault) -> None:
+        hook = self.hook
+        if hook.proxy_api is None:
+            raise ChaosError(f"network fault {f.name!r} needs a proxy API. Fix: set "
+                             "target.proxy_api or let the experiment start the embedded proxy")
+        if f.duration is not None and hook.leases is None:
+            raise ChaosError(f"network fault {f.name!r} has a duration, which needs a lease "
+                             "store to end it. Fix: pass leases= to the hook (inject and "
+                             "chaos runs do)")
+        api = ProxyApi(hook.proxy_api)
+        # a fault with a duration outlives its attempt: one toxic, whichever attempt fired it
+        name = toxic_name(hook.experiment, f.name, None if f.duration else self.ctx.attempt)
         now = time.time()
-        if self.leases is not None:
-            self.leases.add(Lease(
-                id=f"{self.experiment}:{name}", experiment=self.experiment,
-                owner_pid=self.owner_pid, host=_hostname(), api=api.url, proxy=f.proxy,
-                kind="disabled" if f.toxic == "down" else "toxic",
-                toxic=None if f.toxic == "down" else name, step=ctx.step,
-                attempt=ctx.attempt, embedded=self.embedded_proxy, created=now,
-                expires=now + f.duration if f.duration else None))
+        lease = Lease(
+            id=f"{hook.experiment}:{name}", experiment=hook.experiment,
+            owner_pid=hook.owner_pid, host=_hostname(), api=api.url, proxy=f.proxy,
+            kind="disabled" if f.toxic == "down" else "toxic",
+            toxic=None if f.toxic == "down" else name, step=self.ctx.step,
+            attempt=self.ctx.attempt, embedded=hook.embedded_proxy, created=now,
+            expires=now + f.duration if f.duration else None)
+        if hook.leases is not None:
+            if f.duration is not None and _in_effect(hook.leases, hook.experiment, lease.id,
+                                                     now):
+                return  # fired on an earlier attempt and still lasting
+            hook.leases.add(lease)
         if f.toxic == "down":
             api.set_enabled(f.proxy, False)
         else:
             api.add_toxic(f.proxy, name, f.toxic, stream=f.stream, toxicity=f.toxicity,
                           attributes=f.attributes)
-        self._emit(ctx, f, proxy=f.proxy, toxic=f.toxic, attributes=dict(f.attributes),
-                   stream=f.stream)
+        if f.duration is None:
+            self._undo_with(f, lambda: _end_lease(lease, api, hook.leases))
+        self._emit(f, proxy=f.proxy, toxic=f.toxic, attributes=dict(f.attributes),
+                   stream=f.stream, duration=f.duration, after=float(f.after))
+
+
+def _in_effect(leases: LeaseStore, experiment: str, lease_id: str, now: float) -> bool:
+    return any(lease.id == lease_id and (lease.expires is None or lease.expires > now)
+               for lease in leases.list(experiment))
+
+
+def _end_lease(lease: Lease, api: ProxyApi, leases: LeaseStore | None) -> None:
+    """Undo a toxic at the end of its attempt; if that fails the lease stays, so the
+    controller (at the attempt's end) or ``reliability chaos cleanup`` can retry."""
+    lease.undo(api)
+    if leases is not None:
+        leases.remove(lease.id)
 
 
 def _sleep(seconds: float | None) -> None:

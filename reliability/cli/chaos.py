@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
     exp.add_argument("--budget", type=positive_float, default=120.0, help="seconds (default 120)")
     exp.add_argument("--seed", type=int, default=0)
     exp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    exp.add_argument("--allow-failed-runs", action="store_true",
+                     help="accept runs that fail loudly (a failed step, no wrong output); "
+                          "by default a failed run breaks the run_succeeds invariant")
     exp.add_argument("--out", help="write the minimal schedule as an experiment here")
     exp.add_argument("--home", help="state directory (default: the project's home)")
     exp.set_defaults(func=_explore)
@@ -200,7 +203,8 @@ def _explore(args: argparse.Namespace) -> int:
                          steps=args.steps.split(",") if args.steps else None,
                          kinds=args.kinds.split(","), max_faults=args.max_faults,
                          max_examples=args.max_examples, budget=args.budget, seed=args.seed,
-                         pipeline_ref=ref, progress=advance)
+                         pipeline_ref=ref, progress=advance,
+                         run_succeeds=not args.allow_failed_runs)
     print(f"{result.examples} schedule(s) run in {result.elapsed:.1f}s"
           + (" (budget exhausted)" if result.budget_exhausted else ""))
     if not result.found:

@@ -191,7 +191,10 @@ def test_a_worker_forked_while_the_api_lock_is_held_does_not_deadlock(
                 result = runner.run()
                 holder.join()
             assert result.status == "succeeded", result.failed
-            assert any(r["toxic"] == "chaos-adhoc-now-a1" and r["ok"] for r in ctl.rollbacks)
+            injected = runner.ledger.events(result.run_id, "fault_injected")
+            assert [e["details"]["toxic"] for e in injected] == ["latency"]
+            assert api.toxics("svc") == []  # undone by the worker when its attempt ended
+            assert not ctl.rollbacks and not ctl.errors
         finally:
             runner.close()
 
