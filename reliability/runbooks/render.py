@@ -15,6 +15,7 @@ naming the template, the line and the fix.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,12 @@ from reliability.runbooks.evidence import Evidence
 __all__ = ["BUILTIN_DIR", "Runbook", "RunbookRenderer"]
 
 BUILTIN_DIR = Path(str(resources.files("reliability.runbooks") / "templates"))
+
+#: Bounds of the sandbox: a template may not build a range, string or list larger than
+#: these, nor render for longer, so a runaway template is a RunbookError, not a hang.
+MAX_RANGE = 10_000
+MAX_TEXT = 1_000_000
+MAX_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +79,8 @@ class RunbookRenderer:
 
     def _env(self, *, autoescape: bool) -> Any:
         import jinja2
-        from jinja2.sandbox import SandboxedEnvironment
 
-        env = SandboxedEnvironment(
+        env = _bounded_sandbox()(
             loader=jinja2.FileSystemLoader([str(d) for d in self.template_dirs]),
             undefined=jinja2.StrictUndefined, autoescape=autoescape,
             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -121,7 +127,7 @@ class RunbookRenderer:
 
         env = self._html if html else self._md
         try:
-            return str(env.from_string(source).render(**variables))
+            return _render_bounded(env.from_string(source), variables)
         except jinja2.TemplateError as exc:
             raise _runbook_error(exc, "<string>", variables) from None
 
@@ -159,9 +165,174 @@ class RunbookRenderer:
                                f"({exc.__class__.__name__}). Fix: save it as UTF-8 text"
                                ) from None
         try:
-            return str(template.render(**variables))
+            return _render_bounded(template, variables)
         except jinja2.TemplateError as exc:
             raise _runbook_error(exc, template.filename or name, variables) from None
+
+
+def _limit(message: str) -> Exception:
+    """A SecurityError marked as a sandbox bound (rather than an access to internals)."""
+    from jinja2.exceptions import SecurityError
+
+    exc = SecurityError(message)
+    exc.bound = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _too_big(what: str) -> Exception:
+    return _limit(f"{what} is larger than the sandbox allows ({MAX_TEXT} characters or "
+                  f"items, ranges of {MAX_RANGE})")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else 0
+
+
+def _bounded_int(value: Any) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool) or abs(value) <= MAX_TEXT
+
+
+@functools.cache
+def _bounded_sandbox() -> Any:
+    """The sandbox with bounded ranges, repetition, padding, replacement and powers."""
+    import re
+
+    from jinja2 import filters
+    from jinja2.sandbox import SandboxedEnvironment
+
+    wide = re.compile(r"\d{7,}|\*")  # a width of a million or more, or one taken from args
+
+    def check_text(value: Any) -> None:
+        if _size(value) > MAX_TEXT:
+            raise _too_big("a value")
+
+    def bounded_range(*args: int) -> range:
+        if not all(_bounded_int(a) for a in args):
+            raise _too_big("a range")
+        r = range(*args)
+        if len(r) > MAX_RANGE:
+            raise _too_big(f"range{args}")
+        return r
+
+    def padded(fn: Any) -> Any:
+        def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
+            if not all(_bounded_int(a) for a in (*args, *kwargs.values())):
+                raise _too_big(f"the {fn.__name__} width")
+            out = fn(value, *args, **kwargs)
+            check_text(out)
+            return out
+        return wrapper
+
+    def replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> Any:
+        text, o, n = str(value), str(old), str(new)
+        if len(text) + text.count(o) * max(0, len(n) - len(o)) > MAX_TEXT or (
+                not o and len(text) * len(n) > MAX_TEXT):
+            raise _too_big("the replaced text")
+        return filters.do_replace(eval_ctx, value, old, new, count)
+
+    def format_(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if wide.search(str(value)):
+            raise _too_big("the format width")
+        return filters.do_format(value, *args, **kwargs)
+
+    replace.jinja_pass_arg = filters.do_replace.jinja_pass_arg  # type: ignore[attr-defined]
+
+    class BoundedSandbox(SandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.globals["range"] = bounded_range
+            for name in ("center", "indent", "wordwrap", "truncate"):
+                self.filters[name] = padded(self.filters[name])
+            self.filters["replace"] = replace
+            self.filters["format"] = format_
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    if isinstance(times, int) and _size(seq) * times > MAX_TEXT:
+                        raise _too_big("a repeated value")
+            elif operator == "**":
+                if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+                        and right * abs(left).bit_length() > 64 * 1024):
+                    raise _too_big("a power")
+                if isinstance(right, float | int) and abs(right) > 10_000:
+                    raise _too_big("an exponent")
+            elif operator == "+":
+                if _size(left) + _size(right) > MAX_TEXT:
+                    raise _too_big("a concatenation")
+            elif operator == "%" and isinstance(left, str) and wide.search(left):
+                raise _too_big("the format width")
+            return super().call_binop(context, operator, left, right)
+
+        def wrap_str_format(self, value: Any) -> Any:
+            owner = getattr(value, "__self__", None)
+            if isinstance(owner, str) and wide.search(owner):
+                raise _too_big("the format width")
+            return super().wrap_str_format(value)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            owner = getattr(__obj, "__self__", None)
+            if isinstance(owner, str | bytes):
+                if not all(_bounded_int(a) for a in (*args, *kwargs.values())):
+                    raise _too_big(f"the {__obj.__name__} width")
+                if __obj.__name__ in ("format", "format_map") and wide.search(str(owner)):
+                    raise _too_big("the format width")
+                if __obj.__name__ == "replace" and len(args) >= 2:
+                    replace(None, owner, args[0], args[1])  # checks the size only
+                if __obj.__name__ == "join" and args:
+                    items = args[0]
+                    if _size(items) > MAX_TEXT:
+                        raise _too_big("a joined list")
+            out = super().call(__context, __obj, *args, **kwargs)
+            check_text(out)
+            return out
+
+    return BoundedSandbox
+
+
+def _render_bounded(template: Any, variables: Mapping[str, Any]) -> str:
+    """Render ``template`` for at most :data:`MAX_SECONDS` and :data:`MAX_TEXT` characters.
+
+    The time is checked on every line the template's own code runs (a trace on its frames
+    only), so a loop that prints nothing is stopped too."""
+    import sys
+    import time
+
+    deadline = time.monotonic() + MAX_SECONDS
+    names = {template.filename or "<template>", "<template>"}
+    active = True
+    late = f"rendering took longer than {MAX_SECONDS:g}s"
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if active and time.monotonic() > deadline:
+            raise _limit(late)
+        return local if active else None
+
+    def on_call(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename in names else None
+
+    previous = sys.gettrace()
+    chunks = template.generate(**variables)
+    sys.settrace(on_call)
+    try:
+        parts: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_TEXT:
+                raise _too_big("the rendered runbook")
+            if time.monotonic() > deadline:
+                raise _limit(late)
+            parts.append(chunk)
+        return "".join(parts)
+    except (OverflowError, MemoryError, RecursionError) as exc:
+        raise _limit(f"{exc.__class__.__name__}: {exc}") from None
+    finally:
+        active = False
+        sys.settrace(previous)
+        chunks.close()
 
 
 def _runbook_error(exc: Exception, name: str, variables: Mapping[str, Any]) -> RunbookError:
@@ -170,6 +341,11 @@ def _runbook_error(exc: Exception, name: str, variables: Mapping[str, Any]) -> R
 
     line = getattr(exc, "lineno", None) or _template_line(exc, name)
     where = f"{getattr(exc, 'filename', None) or name}" + (f", line {line}" if line else "")
+    if isinstance(exc, SecurityError) and getattr(exc, "bound", False):
+        return RunbookError(
+            f"runbook template {where} went past the sandbox's bounds: {exc}. Fix: keep "
+            "ranges, repeated text and loops small; a runbook shows the evidence, it does "
+            "not compute")
     if isinstance(exc, SecurityError):
         return RunbookError(
             f"runbook template {where} tried an unsafe operation: {exc}. Fix: templates "
