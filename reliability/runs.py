@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import os
+import uuid
 from pathlib import Path
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "Trigger",
     "default_environment",
     "ledger_path",
+    "new_run_id",
 ]
 
 LEDGER_FILE = "ledger.db"
@@ -27,6 +30,16 @@ LEDGER_FILE = "ledger.db"
 def ledger_path(home: str | Path) -> Path:
     """The run ledger of a runner home (the one definition of its file name)."""
     return Path(home) / LEDGER_FILE
+
+
+def new_run_id(pipeline: str, *, at: dt.datetime | None = None, tag: str | None = None
+               ) -> str:
+    """A fresh, sortable run id: ``<pipeline>[-<tag>]-<UTC time>-<random>``. ``at`` is the
+    time the id sorts by (a scheduled run uses its data interval's start); the default is
+    now. The one place run ids are made."""
+    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    middle = f"-{tag}" if tag else ""
+    return f"{pipeline}{middle}-{when.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def default_environment() -> str:

@@ -18,7 +18,6 @@ import re
 import signal
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from reliability.runs import (
     StepStatus,
     Trigger,
     ledger_path,
+    new_run_id,
 )
 
 __all__ = ["RunResult", "Runner", "default_home", "new_run_id"]
@@ -316,12 +316,6 @@ def _check_run_id(run_id: str) -> None:
             f"run id {run_id!r} must be 1-200 letters, digits and . _ : @ + - (starting "
             "with a letter or digit, no '..'). Fix: pick such an id, or leave it out for a "
             "fresh one")
-
-
-def new_run_id(pipeline: str) -> str:
-    """A fresh, sortable run id: ``<pipeline>-<UTC timestamp>-<random>``."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return f"{pipeline}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def _code_version(pipeline: Pipeline) -> str:

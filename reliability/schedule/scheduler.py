@@ -2,7 +2,7 @@
 
     sched = Scheduler([Schedule("daily", "reference", CronTimetable("30 2 * * *",
                                  "Europe/Berlin"), catchup=Catchup(CatchupPolicy.ALL))],
-                      execute=RunnerExecutor.for_refs(home=".reliability"), home=".reliability",
+                      execute=RunnerExecutor(".reliability"), home=".reliability",
                       now=clock)
     sched.tick()                      # run what is due at clock() per the catch-up policy
     sched.trigger("daily")            # event/HTTP/CLI: run the latest complete interval
@@ -387,9 +387,6 @@ class Scheduler:
         def fire(iv: DataInterval | None, source: str) -> None:
             self.trigger(name, iv, source=source)
         return fire
-
-    def next_wakeup(self, name: str) -> dt.datetime | None:
-        return self._source.next_fire_time(name) if self._source is not None else None
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         """Stop firing. ``cancel``: runs waiting for a slot end 'cancelled' unstarted, runs

@@ -32,6 +32,7 @@ from reliability._proc import start_token
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.runner.ledger import Ledger
+from reliability.runs import new_run_id
 from reliability.schedule.intervals import utc_key
 
 __all__ = ["Claim", "Reprocess", "ScheduleStore", "SlotRow"]
@@ -150,9 +151,8 @@ def _owner_alive(owner: str | None) -> bool:
     return current is None or current == token
 
 
-def new_run_id(pipeline: str, interval: DataInterval) -> str:
-    stamp = interval.start.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{pipeline}-{stamp}-{uuid.uuid4().hex[:6]}"
+def _interval_run_id(pipeline: str, interval: DataInterval) -> str:
+    return new_run_id(pipeline, at=interval.start)
 
 
 class ScheduleStore:
@@ -248,7 +248,7 @@ class ScheduleStore:
                 reprocess: Reprocess) -> Claim:
         what = f"{pipeline} interval {interval.key()}"
         if row is None or row["status"] == "skipped":
-            return Claim(True, "new interval", new_run_id(pipeline, interval))
+            return Claim(True, "new interval", _interval_run_id(pipeline, interval))
         run_id, status, owner = row["run_id"], row["status"], row["owner"]
         if status == "running" and _owner_alive(owner):
             return Claim(False, f"duplicate trigger ignored: {what} is already running as "
@@ -262,7 +262,7 @@ class ScheduleStore:
         if status == "failed" and reprocess is Reprocess.NONE:
             return Claim(False, f"{what} already failed as run {run_id}; not rerun. Fix: "
                                 "reprocess=failed to run it again", run_id)
-        return Claim(True, f"reprocessing ({status} before)", new_run_id(pipeline, interval))
+        return Claim(True, f"reprocessing ({status} before)", _interval_run_id(pipeline, interval))
 
     def finish(self, pipeline: str, interval: DataInterval, status: str, *,
                run_id: str | None = None, error: str | None = None) -> None:
