@@ -426,3 +426,12 @@ def test_limit_data_of_zero_or_less_closes_on_the_first_data(
     with _connect(proxy.listen) as conn:
         conn.sendall(b"hello")
         assert conn.recv(16) == b""
+
+
+def test_head_answers_carry_no_body_so_keep_alive_stays_in_step(server: ProxyServer) -> None:
+    request = b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\n" \
+              b"Connection: close\r\n\r\n"
+    answers = exchange(server.host, server.port, request)
+    first, second = answers.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 ") and first.endswith(b"\r\n\r\n")  # headers only
+    assert second.startswith(b"200 ") and second.endswith(f'"{VERSION}"}}\n'.encode())

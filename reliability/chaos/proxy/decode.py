@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,8 +86,6 @@ def type_error(value: object, where: str, go_type: str, *, literal: bool = False
 
 def float32(value: float) -> float | int:
     """``value`` rounded to float32 and written as Go prints it (``1`` for 1.0, ``0.1``)."""
-    import struct
-
     rounded = struct.unpack("<f", struct.pack("<f", value))[0]
     if rounded.is_integer():
         return int(rounded)

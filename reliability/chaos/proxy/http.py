@@ -109,7 +109,8 @@ class Response:
                        "text/plain; charset=utf-8")
         return cls.text(exc.status, go_json(exc.body()).decode())
 
-    def encode(self, keep_alive: bool) -> bytes:
+    def encode(self, keep_alive: bool, head_only: bool = False) -> bytes:
+        """The response's bytes (``head_only``: a HEAD request's, headers without the body)."""
         if isinstance(self.payload, bytes):
             body = self.payload
         elif self.payload is None:
@@ -123,7 +124,8 @@ class Response:
                 lines.append(f"Content-Type: {self.content_type}")
         lines.append(f"Connection: {'keep-alive' if keep_alive else 'close'}")
         lines += [f"{key}: {value}" for key, value in self.headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace") + body
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
+        return head if head_only else head + body
 
 
 def _phrase(status: int) -> str:
@@ -255,12 +257,13 @@ async def serve_connection(
                            headers, keep_alive=False)
             return
         keep_alive = request.keep_alive
-        await _respond(writer, await handler(request), headers, keep_alive)
+        await _respond(writer, await handler(request), headers, keep_alive,
+                       head_only=request.method == "HEAD")
 
 
 async def _respond(writer: asyncio.StreamWriter, response: Response, headers: Headers | None,
-                   keep_alive: bool) -> None:
+                   keep_alive: bool, head_only: bool = False) -> None:
     if headers is not None:
         response.headers = {**headers(), **response.headers}
-    writer.write(response.encode(keep_alive))
+    writer.write(response.encode(keep_alive, head_only))
     await writer.drain()
