@@ -177,8 +177,11 @@ def _handler(sched: Scheduler) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
         def _route(self) -> None:
-            parts = urlsplit(self.path)
-            path = parts.path
+            if self.path.startswith("/"):  # "//x" is a path here, not a host
+                path, _, query = self.path.partition("?")
+            else:
+                parts = urlsplit(self.path)
+                path, query = parts.path, parts.query
             if path in ("/healthz", "/schedules"):
                 if self.command not in ("GET", "HEAD"):
                     self._send(405, {"error": f"{path} answers GET only"}, {"Allow": "GET"})
@@ -190,7 +193,7 @@ def _handler(sched: Scheduler) -> type[BaseHTTPRequestHandler]:
                 if self.command != "POST":
                     self._send(405, {"error": "use POST /trigger/<schedule>"}, {"Allow": "POST"})
                     return
-                self._trigger(unquote(path[len("/trigger/"):]), parts.query)
+                self._trigger(unquote(path[len("/trigger/"):]), query)
             else:
                 self._send(404, {"error": f"no route {_cut(path)}; use POST "
                                           "/trigger/<schedule>, GET /schedules or GET /healthz"})

@@ -435,3 +435,12 @@ def test_head_answers_carry_no_body_so_keep_alive_stays_in_step(server: ProxySer
     first, second = answers.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"200 ") and first.endswith(b"\r\n\r\n")  # headers only
     assert second.startswith(b"200 ") and second.endswith(f'"{VERSION}"}}\n'.encode())
+
+
+def test_redirect_location_is_escaped_never_a_header_injection(server: ProxyServer) -> None:
+    answer = exchange(server.host, server.port, b"GET //a%0D%0AX-Injected:%201/b%20c HTTP/1.1"
+                                                b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = answer.split(b"\r\n\r\n")[0].decode()
+    assert head.startswith("HTTP/1.1 301 ")
+    assert "\r\nLocation: /a%0D%0AX-Injected:%201/b%20c\r\n" in head + "\r\n"
+    assert "\r\nX-Injected" not in head

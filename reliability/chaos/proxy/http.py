@@ -49,14 +49,22 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
 
+    def _split(self) -> tuple[str, str]:
+        """(raw path, query); ``//x`` is a path, as in Go's ParseRequestURI, not a host."""
+        if self.target.startswith("/"):
+            path, _, query = self.target.partition("?")
+            return path, query
+        parts = urlsplit(self.target)
+        return parts.path or "/", parts.query
+
     @property
     def path(self) -> str:
         """The decoded path (``%2F`` becomes ``/``, as in Go's ``URL.Path``)."""
-        return unquote(urlsplit(self.target).path, errors="replace")
+        return unquote(self._split()[0], errors="replace")
 
     @property
     def query(self) -> str:
-        return urlsplit(self.target).query
+        return self._split()[1]
 
     @property
     def segments(self) -> list[str]:

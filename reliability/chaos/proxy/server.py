@@ -40,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import formatdate
 from typing import Any, Self
+from urllib.parse import quote
 
 from reliability.chaos.proxy.config import validate_proxies
 from reliability.chaos.proxy.errors import ApiError, ProxyServerError
@@ -110,7 +111,8 @@ class Router:
         cleaned = clean_path(path)
         if cleaned != path:
             query = f"?{request.query}" if request.query else ""
-            return Response(301, headers={"Location": cleaned + query})
+            location = quote(cleaned, safe="/:@!$&'()*+,;=") + query  # escaped, as Go's URL
+            return Response(301, headers={"Location": location})
         try:
             route = self._match(request.method, path.split("/")[1:])
         except ApiError as exc:
