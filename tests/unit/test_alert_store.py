@@ -53,3 +53,20 @@ def test_recent_events_are_newest_first_and_filtered(tmp_path: Path) -> None:
         assert got[0]["details"] == {"error_type": "ValueError"}
         assert led.recent_events(["worker_lost"], step="b") == []
         assert len(led.recent_events(["worker_lost", "step_failed"], limit=3)) == 3
+
+
+def test_the_latest_failures_and_the_last_good_run_are_index_reads(tmp_path: Path) -> None:
+    """Runbooks are found from a ledger of any size without scanning it."""
+    with Ledger(tmp_path / "ledger.db") as led:
+        led.db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+        led.db.execute("DROP INDEX events_kind")
+        led.db.execute("DROP INDEX runs_outcome")
+    with Ledger(tmp_path / "ledger.db") as led:  # an older ledger gets the indexes
+        plans = [" ".join(str(r[3]) for r in led.db.execute("EXPLAIN QUERY PLAN " + q, a))
+                 for q, a in (
+            ("SELECT e.* FROM events e JOIN runs r USING (run_id) WHERE e.kind=? AND"
+             " (? IS NULL OR r.pipeline=?) ORDER BY e.id DESC LIMIT 5", ("x", "p", "p")),
+            ("SELECT * FROM runs WHERE pipeline=? AND status='succeeded' ORDER BY ended_at"
+             " DESC LIMIT 1", ("p",)))]
+    assert "USING INDEX events_kind" in plans[0] and "TEMP B-TREE" not in plans[0]
+    assert "USING INDEX runs_outcome" in plans[1] and "TEMP B-TREE" not in plans[1]
