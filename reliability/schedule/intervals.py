@@ -314,7 +314,7 @@ class CronTimetable(Timetable):
 
     def prev_fire(self, before: dt.datetime) -> dt.datetime | None:
         b = _aware(before, "before")
-        lookback = dt.timedelta(hours=1)
+        lookback = dt.timedelta(minutes=1)  # doubled until a fire is in the window
         while lookback <= _MAX_LOOKBACK:
             lo = b - lookback
             if self.start is not None and lo < self.start:
@@ -403,12 +403,186 @@ def freshness_threshold(timetable: Timetable, missed: int = 2, *,
     if missed < 1:
         raise DefinitionError(f"missed={missed} must be at least 1. Fix: e.g. missed=2")
     origin = sample_from or timetable.start or dt.datetime(2024, 1, 1, tzinfo=UTC)
-    ivs = timetable.intervals(origin, origin + sample)
-    if len(ivs) < missed:
+    span: float | None
+    if isinstance(timetable, IntervalTimetable):
+        span = _interval_span(timetable, missed, origin, sample)
+    elif isinstance(timetable, CronTimetable):
+        span = _cron_span(timetable, missed, origin, sample)
+    else:
+        span = _enumerated_span(timetable, missed, origin, sample)
+    if span is None:
         raise DefinitionError(
             f"{timetable.describe()} has fewer than {missed} intervals in the "
             f"{sample.days} days after {origin.isoformat()}; freshness cannot be derived. "
             "Fix: give the SLA an explicit freshness threshold")
-    spans = [(ivs[i + missed - 1].end - ivs[i].start).total_seconds()
-             for i in range(len(ivs) - missed + 1)]
-    return max(spans) + grace.total_seconds()
+    return span + grace.total_seconds()
+
+
+def _enumerated_span(timetable: Timetable, missed: int, origin: dt.datetime,
+                     sample: dt.timedelta) -> float | None:
+    """The longest ``missed`` consecutive intervals, by listing every interval."""
+    ivs = timetable.intervals(origin, origin + sample)
+    if len(ivs) < missed:
+        return None
+    return max((ivs[i + missed - 1].end - ivs[i].start).total_seconds()
+               for i in range(len(ivs) - missed + 1))
+
+
+def _interval_span(tt: IntervalTimetable, missed: int, origin: dt.datetime,
+                   sample: dt.timedelta) -> float | None:
+    """Every interval of an ``every`` schedule is as long: count them, list none."""
+    lo = max(_aware(origin, "start"), tt.anchor)
+    hi = _aware(origin, "start") + sample
+    if tt.end is not None:
+        hi = min(hi, tt.end)
+    if hi < lo:
+        return None
+    first = -((tt.anchor - lo) // tt.every)  # ceil((lo - anchor) / every)
+    last = (hi - tt.anchor) // tt.every
+    return (tt.every * missed).total_seconds() if last - first >= missed else None
+
+
+#: A day of a cron schedule: its UTC start when steady, else its fires (UTC timestamps).
+_Block = tuple[float | None, list[float] | None]
+
+
+def _cron_span(tt: CronTimetable, missed: int, origin: dt.datetime,
+               sample: dt.timedelta) -> float | None:
+    """The longest ``missed`` consecutive intervals of a cron schedule, without listing
+    its fires one by one (a minutely cron has half a million in a year).
+
+    Every selected day fires at the same wall times ``T`` (the minute and hour fields). On a
+    *steady* day (no UTC offset change near it, wholly inside the sample) the fires are the
+    day's UTC start plus ``T``, so a window starting at the ``j``-th fire of day ``k`` spans
+    ``D[k+q] - D[k] + T[r] - T[j]`` with ``q, r = divmod(j + missed, len(T))``: the best
+    ``k`` for each of the (at most two) values of ``q`` gives every such window at once.
+    Windows touching an irregular day (DST, the sample's edges) are listed explicitly.
+    """
+    fields = tt.expr.split()
+    try:
+        minutes, hours = _expand(fields[0], 0, 59), _expand(fields[1], 0, 23)
+    except (ValueError, IndexError):
+        return _enumerated_span(tt, missed, origin, sample)
+    times = sorted(h * 3600 + m * 60 for h in hours for m in minutes)
+    lo = _aware(origin, "start")
+    hi = lo + sample
+    if tt.start is not None:
+        lo = max(lo, tt.start)
+    if tt.end is not None:
+        hi = min(hi, tt.end)
+    if hi < lo:
+        return None
+    blocks = _cron_blocks(tt, times, lo, hi)
+    if sum(_count(b, times) for b in blocks) - 1 < missed:
+        return None
+    return max(_irregular_span(blocks, times, missed), _steady_span(blocks, times, missed))
+
+
+def _count(block: _Block, times: list[int]) -> int:
+    return len(times) if block[0] is not None else len(block[1] or ())
+
+
+def _fires(block: _Block, times: list[int]) -> list[float]:
+    start, listed = block
+    return listed if listed is not None else [(start or 0.0) + t for t in times]
+
+
+def _cron_blocks(tt: CronTimetable, times: list[int], lo: dt.datetime, hi: dt.datetime
+                 ) -> list[_Block]:
+    """The selected days between ``lo`` and ``hi`` (fires outside them left out)."""
+    lo_ts, hi_ts = lo.timestamp(), hi.timestamp()
+    blocks: list[_Block] = []
+    first_day = lo.astimezone(tt.tz).date() - dt.timedelta(days=1)
+    last_day = hi.astimezone(tt.tz).date() + dt.timedelta(days=1)
+    for day in _cron_days(tt, first_day, last_day):
+        start = dt.datetime.combine(day, dt.time(0), tzinfo=tt.tz).astimezone(UTC)
+        ts = start.timestamp()
+        steady = start.astimezone(tt.tz).utcoffset() == (
+            start + dt.timedelta(hours=24) - _TICK).astimezone(tt.tz).utcoffset()
+        if steady and lo_ts <= ts + times[0] and ts + times[-1] <= hi_ts:
+            blocks.append((ts, None))
+            fires = []
+        elif steady:  # an edge of the sample: the fires inside it
+            fires = [ts + t for t in times if lo_ts <= ts + t <= hi_ts]
+        else:  # the UTC offset changes this day: map each wall time
+            base = dt.datetime.combine(day, dt.time(0), tzinfo=UTC)
+            fires = sorted({f.timestamp() for t in times
+                            for f in tt._instants(base + dt.timedelta(seconds=t))
+                            if lo_ts <= f.timestamp() <= hi_ts})
+        if fires:
+            blocks.append((None, fires))
+    return blocks
+
+
+def _cron_days(tt: CronTimetable, first: dt.date, last: dt.date) -> Iterator[dt.date]:
+    """The days in ``[first, last]`` a cron fires on (classic rules, see ``_cron_triggers``)."""
+    _, _, dom, month, dow = tt.expr.split()
+    try:
+        days = _expand(dom, 1, 31)
+        months = _expand(month, 1, 12, _MONTH_NAMES, 1)
+        weekdays = {d % 7 for d in _expand(dow, 0, 7, _DOW_NAMES)}
+    except ValueError:  # syntax only APScheduler knows: ask it, day by day
+        day = first
+        while day <= last:
+            wall = tt._next_wall(dt.datetime.combine(day, dt.time(0), tzinfo=UTC))
+            if wall is None or wall.date() > last:
+                return
+            yield wall.date()
+            day = wall.date() + dt.timedelta(days=1)
+        return
+    either = not dom.startswith("*") and not dow.startswith("*")
+    day = first
+    while day <= last:
+        if day.month in months:
+            by_date, by_weekday = day.day in days, (day.weekday() + 1) % 7 in weekdays
+            if (by_date or by_weekday) if either else (by_date and by_weekday):
+                yield day
+        day += dt.timedelta(days=1)
+
+
+def _irregular_span(blocks: list[_Block], times: list[int], missed: int) -> float:
+    """The longest window touching an irregular day: its fires, and ``missed`` more on
+    either side, are listed."""
+    ranges: list[list[int]] = []
+    for k, (start, _) in enumerate(blocks):
+        if start is not None:
+            continue
+        a, before = k, 0
+        while a > 0 and before <= missed:
+            a -= 1
+            before += _count(blocks[a], times)
+        b, after = k, 0
+        while b < len(blocks) - 1 and after <= missed:
+            b += 1
+            after += _count(blocks[b], times)
+        if ranges and a <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], b)
+        else:
+            ranges.append([a, b])
+    best = -1.0
+    for a, b in ranges:
+        listed = [f for k in range(a, b + 1) for f in _fires(blocks[k], times)]
+        best = max([best] + [listed[i + missed] - listed[i]
+                             for i in range(len(listed) - missed)])
+    return best
+
+
+def _steady_span(blocks: list[_Block], times: list[int], missed: int) -> float:
+    """The longest window lying on steady days only (see :func:`_cron_span`)."""
+    n = len(times)
+    irregular_before = [0]
+    for start, _ in blocks:
+        irregular_before.append(irregular_before[-1] + (start is None))
+    spread: dict[int, float] = {}
+    for q in {(j + missed) // n for j in range(n)}:
+        diffs = [(blocks[k + q][0] or 0.0) - (blocks[k][0] or 0.0)
+                 for k in range(len(blocks) - q)
+                 if irregular_before[k + q + 1] == irregular_before[k]]
+        if diffs:
+            spread[q] = max(diffs)
+    best = -1.0
+    for j in range(n):
+        q, r = divmod(j + missed, n)
+        if q in spread:
+            best = max(best, spread[q] + times[r] - times[j])
+    return best
