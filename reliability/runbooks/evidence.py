@@ -30,6 +30,12 @@ def iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
 
 
+def _seconds(seconds: float) -> str:
+    from reliability.sla.spec import format_duration
+
+    return format_duration(seconds)
+
+
 def shell_quote(text: str) -> str:
     import shlex
 
@@ -57,20 +63,41 @@ class Evidence:
     home: str | None = None
     runbook_url: str | None = None
     commands: Mapping[str, str] = field(default_factory=dict)
+    outcome: str | None = None
+    """How the run ended (``succeeded``, ``failed``, ``cancelled``); None while it runs."""
 
     def __post_init__(self) -> None:
         if not self.commands:
             object.__setattr__(self, "commands", self.default_commands())
 
     def default_commands(self) -> dict[str, str]:
+        """``resume`` unless the run succeeded (nothing is left to resume); ``backfill``
+        when the run had a data interval."""
         home = f" --home {shell_quote(self.home)}" if self.home else ""
-        cmds = {"resume": f"reliability resume {shell_quote(self.run_id)}{home}"}
+        cmds: dict[str, str] = {}
+        if self.outcome != "succeeded":
+            cmds["resume"] = f"reliability resume {shell_quote(self.run_id)}{home}"
         if self.interval:
             cmds["backfill"] = (
                 f"reliability backfill {shell_quote(self.pipeline)} --start "
                 f"{shell_quote(self.interval['start'])} --end "
                 f"{shell_quote(self.interval['end'])}{home}")
         return cmds
+
+    def settled(self, outcome: str | None, took: Mapping[str | None, float] | None = None
+                ) -> Evidence:
+        """This evidence once its run ended: ``outcome`` decides the commands, and a
+        duration breach detected live (while the step, or the run, was still going, so
+        observed at the limit) gets how long it finally took from ``took`` (step name, or
+        None for the run -> seconds)."""
+        breach = self.breach
+        if (breach is not None and breach.get("live") and breach.get("sla") == "max_duration"
+                and took is not None and self.step in took):
+            final = took[self.step]
+            breach = {**breach, "took": final, "took_text": _seconds(final)}
+        defaults = self.commands == self.default_commands()
+        return dataclasses.replace(self, outcome=outcome, breach=breach,
+                                   commands={} if defaults else self.commands)
 
     def variables(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -15,6 +15,7 @@ from typing import Any
 from reliability.events import Event, EventKind
 from reliability.runbooks.evidence import Evidence, iso
 from reliability.runner.ledger import EXPERIMENT_TRIGGERS, Ledger, RunRecord
+from reliability.runs import RunStatus
 
 __all__ = ["FAMILY_EVENTS", "find_evidence", "is_production", "last_good_run",
            "run_evidence"]
@@ -38,6 +39,7 @@ _EXPLAINED_BY: dict[str, frozenset[str]] = {
 _ANY_FAILURE = frozenset({"sla_breach", "stale_pipeline"})
 _FAILURE_EVENTS = ("step_failed", "contract_violated", "worker_lost", "sla_breached")
 _SCAN = 50  # recent candidate events looked at per lookup
+_ENDED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 def is_production(trigger: str | None) -> bool:
@@ -82,6 +84,13 @@ def run_evidence(ledger: Ledger, run: RunRecord | str, *, home: str | None = Non
     faults: list[dict[str, Any]] = []
     violated: set[str] = set()
     out: list[Evidence] = []
+    ended = rec.status in _ENDED
+    took: dict[str | None, float] = {}
+    if ended:
+        took = {s["step"]: s["ended_at"] - s["started_at"] for s in ledger.steps(rec.run_id)
+                if s["started_at"] is not None and s["ended_at"] is not None}
+        if rec.duration is not None:
+            took[None] = rec.duration
     for row in ledger.events(rec.run_id):
         ev = _event(row, rec.pipeline)
         if ev is None:
@@ -96,6 +105,8 @@ def run_evidence(ledger: Ledger, run: RunRecord | str, *, home: str | None = Non
             if not out:
                 good = last_good_run(ledger, rec.pipeline, before=rec.run_id)
             evidence = evidence_for(ev, family, faults=faults, interval=interval, home=home)
+            if ended:
+                evidence = evidence.settled(str(rec.status), took)
             out.append(dataclasses.replace(evidence, last_good_run=good))
     return out
 

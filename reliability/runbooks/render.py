@@ -6,6 +6,11 @@ package (``reliability/runbooks/templates``); a project's ``runbooks/`` director
 them by file name and may add more. A family may also have ``<family>.html.j2``; otherwise
 the HTML form is the Markdown converted (raw HTML disabled) inside ``_layout.html.j2``.
 
+Besides the evidence variables, templates have the filters ``duration`` (seconds as
+``1.5s``/``2.0m``), ``timestamp`` (Unix time as ISO 8601), ``oneline`` (lines folded into
+one), ``cell`` (text made safe for one Markdown table cell: folded, pipes escaped) and
+``fenced`` (text as a fenced code block).
+
 Every template is rendered in a :class:`jinja2.sandbox.SandboxedEnvironment` with
 :class:`jinja2.StrictUndefined`; HTML is autoescaped. An unsafe attribute access, a missing
 variable, a syntax error or an unknown family is a :class:`~reliability.errors.RunbookError`
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -57,6 +63,26 @@ def _duration(seconds: Any) -> str:
     return f"{s / 3600:.1f}h"
 
 
+def _oneline(value: Any) -> str:
+    """``value``'s lines folded into one, joined with `` ↵ ``."""
+    lines = [line.strip() for line in str(value).replace("\r", "\n").split("\n")]
+    return " ↵ ".join(line for line in lines if line)
+
+
+def _cell(value: Any) -> str:
+    """Text safe inside one Markdown table cell: folded into one line, backslashes and
+    pipes escaped so the text cannot end the cell."""
+    return _oneline(value).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _fenced(value: Any) -> str:
+    """``value`` as a fenced Markdown code block, whatever backticks it holds."""
+    text = str(value).rstrip("\n")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
+
+
 def _timestamp(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -86,6 +112,9 @@ class RunbookRenderer:
             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
         env.filters["duration"] = _duration
         env.filters["timestamp"] = _timestamp
+        env.filters["oneline"] = _oneline
+        env.filters["cell"] = _cell
+        env.filters["fenced"] = _fenced
         return env
 
     # -- discovery ------------------------------------------------------------------------

@@ -89,6 +89,8 @@ class _Run:
     faults: list[dict[str, Any]] = field(default_factory=list)
     violated: set[str] = field(default_factory=set)
     breached: set[tuple[str | None, str]] = field(default_factory=set)
+    took: dict[str | None, float] = field(default_factory=dict)  # step (None: run) -> secs
+    runbooks: list[Evidence] = field(default_factory=list)  # rewritten when the run ends
 
 
 class SLAMonitor:
@@ -226,6 +228,8 @@ class SLAMonitor:
         with self._lock:
             run = self._runs.get(ev.run_id)
             started = run.step_started.get(ev.step) if run else None
+            if run is not None and started is not None:
+                run.took[ev.step] = ev.time - started
         sla = self._sla(ev.pipeline, ev.step)
         if run is None or started is None or sla is None or sla.max_duration is None:
             return
@@ -249,6 +253,13 @@ class SLAMonitor:
             self._arm_freshness(ev.pipeline, ev.time)
         if run is not None and ev.kind is not EventKind.RUN_CANCELLED:
             self._check_budgets(run)
+        if run is not None and run.runbooks:  # now the outcome and final durations are known
+            with self._lock:
+                run.took[None] = ev.time - run.started
+                jobs, run.runbooks = run.runbooks, []
+            outcome = ev.kind.value.removeprefix("run_")
+            for job in jobs:
+                self._jobs.put(job.settled(outcome, run.took))
 
     # -- live checks (timer thread) -----------------------------------------------------
     def _live_duration(self, run: _Run, step: str | None, limit: float) -> None:
@@ -336,8 +347,11 @@ class SLAMonitor:
         family = family_for(ev, violated)
         if family is not None:
             home = str(self.runbook_dir.parent) if self.runbook_dir else None
-            self._jobs.put(evidence_for(ev, family, faults=faults, interval=interval,
-                                        home=home))
+            job = evidence_for(ev, family, faults=faults, interval=interval, home=home)
+            if run is not None:
+                with self._lock:
+                    run.runbooks.append(job)
+            self._jobs.put(job)
 
     def _render_loop(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -359,7 +373,8 @@ class SLAMonitor:
                 log.warning("no last good run for the runbook: %s", exc)
                 good = None
             job = dataclasses.replace(job, last_good_run=good)
-        self.rendered.extend(self.runbooks.write(job, self.runbook_dir / job.run_id))
+        written = self.runbooks.write(job, self.runbook_dir / job.run_id)
+        self.rendered.extend(p for p in written if p not in self.rendered)  # rewritten: once
 
 
 def family_for(ev: Event, violated_steps: Iterable[str] = ()) -> str | None:
