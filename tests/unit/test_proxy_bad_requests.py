@@ -7,6 +7,7 @@ no response at all, or a toxic that later dropped connections on the data path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import socket
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers_net import exchange
+from helpers_net import EchoServer, exchange
 
 from reliability.chaos.proxy import ProxyServer
 
@@ -179,3 +180,35 @@ def test_cli_config_with_deep_nesting_or_duplicate_keys_exits_2_cleanly(
         err = capsys.readouterr().err
         assert str(path) in err and "Fix:" in err, err
         assert "Traceback" not in err and "RecursionError" not in err
+
+
+def test_one_byte_slices_never_freeze_the_api(server: ProxyServer) -> None:
+    """A slicer cutting 1-byte pieces used to copy each remainder and never yield: the
+    server froze (API included) for minutes on a 1 MiB transfer."""
+    echo = EchoServer()
+    body = {"name": "sliced", "listen": "127.0.0.1:0", "upstream": echo.address}
+    created = requests.post(server.url + "/proxies", json=body, timeout=5).json()
+    try:
+        toxic = {"type": "slicer", "stream": "upstream",
+                 "attributes": {"average_size": 1, "size_variation": 0, "delay": 0}}
+        assert requests.post(server.url + "/proxies/sliced/toxics", json=toxic,
+                             timeout=5).status_code == 200
+        host, port = created["listen"].rsplit(":", 1)
+        data = bytes(range(256)) * 256  # 64 KiB: 65,536 one-byte writes
+        with socket.create_connection((host, int(port)), timeout=60) as conn:
+            conn.sendall(data)
+            slowest = 0.0
+            received = b""
+            while len(received) < len(data):
+                started = time.monotonic()
+                _still_serves(server)
+                slowest = max(slowest, time.monotonic() - started)
+                conn.settimeout(0.05)
+                with contextlib.suppress(TimeoutError):
+                    while chunk := conn.recv(65536):
+                        received += chunk
+            assert received == data
+        assert slowest < 2.0, f"the API took {slowest:.1f}s to answer during the transfer"
+    finally:
+        requests.delete(server.url + "/proxies/sliced", timeout=5)
+        echo.close()

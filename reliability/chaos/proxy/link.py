@@ -29,6 +29,9 @@ READ_SIZE = 256 * 1024
 """Bytes requested per ``recv``; large reads keep per-chunk overhead negligible."""
 HIGH_WATER = 1 << 20
 """Bytes buffered inside a toxic chain before the reader stops reading."""
+YIELD_EVERY = 256
+"""Items a writer or slicer handles before letting other tasks run (tiny slices never
+monopolise the loop the API shares)."""
 
 
 class LinkOwner(Protocol):
@@ -96,8 +99,9 @@ class Stage:
         held = self._holding
         if held is None:
             return
-        head, tail = held.data[:size], held.data[size:]
-        self._holding = Item(DATA, tail, held.arrived) if tail else None
+        view = held.data if isinstance(held.data, memoryview) else memoryview(held.data)
+        head, tail = view[:size], view[size:]  # views: cutting a chunk copies nothing
+        self._holding = Item(DATA, tail, held.arrived) if len(tail) else None
         self.next.put(Item(DATA, head))
 
     def drop(self, item: Item) -> None:
@@ -276,7 +280,11 @@ class Link:
         return True
 
     async def _write(self) -> None:
+        written = 0
         while True:
+            written += 1
+            if written % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             item = await self.out.get()
             if item.kind != DATA:
                 self._end(item.kind)

@@ -25,7 +25,7 @@ class Item:
     """One chunk of a stream (``kind == DATA``) or an end-of-stream marker."""
 
     kind: int
-    data: bytes = b""
+    data: bytes | memoryview = b""  # a memoryview when cut from a larger chunk (no copy)
     arrived: float = field(default=0.0)
 
     @property
