@@ -222,6 +222,20 @@ class AttemptFaults:
                 "undone when its attempt ends. Fix: run the hook through "
                 "StepHook.attempt() around the attempt (the runner's workers do)")
 
+    def _process_wide(self, f: FaultBase) -> None:
+        """A resource limit changes the whole process: refuse it while the process runs
+        another attempt (a threaded executor), whose step it would reach."""
+        self._needs_scope(f)
+        others = [k for k in self.hook._open if k != (self.ctx.run_id, self.ctx.step,
+                                                        self.ctx.attempt)]
+        if others or threading.current_thread() is not threading.main_thread():
+            raise ChaosError(
+                f"fault {f.name!r} ({f.type}) limits the whole worker process, which runs "  # type: ignore[attr-defined]
+                "attempts in threads"
+                + (f" (also running {others[0][1]!r} now)" if others else "")
+                + ": the limit would reach other steps. Fix: inject it with an executor "
+                "that runs one attempt per process (the local executor)")
+
     def _undo_with(self, f: FaultBase, undo: Undo) -> None:
         self._undo.append((f, undo))
 
@@ -289,7 +303,7 @@ class AttemptFaults:
     def _disk_quota(self, f: DiskQuota) -> None:
         import resource
 
-        self._needs_scope(f)
+        self._process_wide(f)
         old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
 
         def restore() -> None:
@@ -301,7 +315,7 @@ class AttemptFaults:
     def _memory_limit(self, f: MemoryLimit) -> None:
         import resource
 
-        self._needs_scope(f)
+        self._process_wide(f)
         with open("/proc/self/statm") as fh:
             vsize = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         self._rlimit(f, resource.RLIMIT_AS, vsize + f.headroom_mb * 1024 * 1024)

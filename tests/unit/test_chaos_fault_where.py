@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from reliability.chaos.hook import ChaosHook
 from reliability.errors import ChaosError
 
 pipe = Pipeline("where")
+LIMITS = (resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_FSIZE))
 
 
 @pipe.step
@@ -54,3 +57,33 @@ def test_a_fault_that_changes_the_process_needs_the_attempt_scope(fault: object)
     with pytest.raises(ChaosError, match=r"undone when its attempt ends.*StepHook.attempt"):
         hook.before(ctx, pipe.steps["use"], {})
     assert ctx._emitted == []
+
+
+@pytest.mark.parametrize("fault", [DiskQuota(name="d", step="use", bytes=10),
+                                   MemoryLimit(name="m", step="use")])
+def test_a_process_wide_limit_is_refused_while_another_attempt_runs_in_the_process(
+        fault: object) -> None:
+    hook = ChaosHook([fault])  # type: ignore[list-item]
+    spec = pipe.steps["use"]
+    first = StepContext(pipeline="where", run_id="r1", step="use", attempt=1, interval=None,
+                        staging_dir=Path("."))
+    second = StepContext(pipeline="where", run_id="r2", step="use", attempt=1,
+                         interval=None, staging_dir=Path("."))
+    with hook.attempt(first, spec), hook.attempt(second, spec):
+        with pytest.raises(ChaosError, match=r"limits the whole worker process.*other steps"):
+            hook.before(second, spec, {})
+    errors: list[BaseException] = []
+
+    def in_a_thread() -> None:
+        try:
+            with hook.attempt(first, spec):
+                hook.before(first, spec, {})
+        except ChaosError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=in_a_thread)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and "runs attempts in threads" in str(errors[0])
+    assert resource.getrlimit(resource.RLIMIT_AS) == LIMITS[0]
+    assert resource.getrlimit(resource.RLIMIT_FSIZE) == LIMITS[1]
