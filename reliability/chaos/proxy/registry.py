@@ -99,12 +99,13 @@ def _typed(body: object, index: int | None) -> _Typed:
 
 def _complete(typed: _Typed, index: int | None) -> ProxyInput:
     """Toxiproxy's required fields (name, then upstream), defaults for the rest."""
-    for key in ("name", "upstream"):
-        if not getattr(typed, key):
-            raise FieldError(key, "missing", f"add a non-empty \"{key}\" string", index=index)
-    assert typed.name is not None and typed.upstream is not None
+    name, upstream = typed.name, typed.upstream
+    if not name:
+        raise FieldError("name", "missing", 'add a non-empty "name" string', index=index)
+    if not upstream:
+        raise FieldError("upstream", "missing", 'add a non-empty "upstream" string', index=index)
     enabled = True if typed.enabled is None else typed.enabled
-    return ProxyInput(typed.name, typed.listen or DEFAULT_LISTEN, typed.upstream, enabled)
+    return ProxyInput(name, typed.listen or DEFAULT_LISTEN, upstream, enabled)
 
 
 def check_addresses(spec: ProxyInput, index: int | None = None) -> None:

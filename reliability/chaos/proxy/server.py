@@ -114,7 +114,7 @@ class Router:
             location = quote(cleaned, safe="/:@!$&'()*+,;=") + query  # escaped, as Go's URL
             return Response(301, headers={"Location": location})
         try:
-            route = self._match(request.method, path.split("/")[1:])
+            route = self._match(request.method, request.segments)
         except ApiError as exc:
             return Response(exc.status) if exc.status == 405 else Response.text(
                 exc.status, exc.message)
