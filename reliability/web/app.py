@@ -230,7 +230,7 @@ class OnCallApp:
 
     def runbook(self, pipeline: str, family: str, query: dict[str, str], **_: Any
                 ) -> Response:
-        if family not in self.renderer.families():
+        if family not in FAMILIES and family not in self.renderer.families():
             raise HTTPError(404, f"no runbook family {family!r}; known: "
                                  f"{sorted(self.renderer.families())}")
         _ident(pipeline, "pipeline")
