@@ -1,0 +1,95 @@
+"""What store verification costs, printed as ratios from one run.
+
+    python bench/bench_store.py [--runs 5] [--mib 64]
+
+Verification = inputs hashed as workers read them, existing objects re-hashed before a commit
+trusts them. Compared with the same runs with verification switched off (the store as it
+was: an object of the right name was trusted).
+
+1. The reference pipeline (pipelines/reference.py), runs in one home so that every commit
+   finds its object already there. Target: <= 10 % slower with verification.
+2. Worst case for hashing: a chain passing a large bytes object (``--mib``) from step to step.
+3. ``reliability verify`` (fsck) throughput over the store, MiB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from reliability import Pipeline, Runner  # noqa: E402
+from reliability.runner import store as store_mod  # noqa: E402
+from reliability.runner.store import ArtifactStore, fsck  # noqa: E402
+
+
+def _big_chain(mib: int) -> Pipeline:
+    p = Pipeline("big")
+
+    def make() -> bytes:
+        return bytes(range(256)) * (mib << 12)
+
+    def pass_on(make: bytes) -> bytes:
+        return make[::-1]
+
+    def size(pass_on: bytes) -> int:
+        return len(pass_on)
+
+    p.add(make, name="make")
+    p.add(pass_on, name="pass_on")
+    p.add(size, name="size")
+    return p
+
+
+def _timed_runs(pipe: Pipeline, home: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Alternate verified and unverified runs in one home; durations of each."""
+    runner = Runner(pipe, home=home, workers=2)
+    runner.run(resume=False)  # warm: the objects exist from here on
+    on: list[float] = []
+    off: list[float] = []
+    for i in range(2 * runs):
+        verify = i % 2 == 0
+        store_mod.VERIFY = verify  # forked workers inherit the switch
+        t0 = time.perf_counter()
+        res = runner.run(resume=False)
+        (on if verify else off).append(time.perf_counter() - t0)
+        assert res.ok, res.failed
+    store_mod.VERIFY = True
+    runner.close()
+    return on, off
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--mib", type=int, default=64)
+    args = ap.parse_args()
+    from pipelines.reference import pipeline as reference
+
+    with tempfile.TemporaryDirectory() as tmp:
+        on, off = _timed_runs(reference, Path(tmp) / "ref", args.runs)
+        m_on, m_off = statistics.median(on), statistics.median(off)
+        print(f"reference run, median of {args.runs}: verified {m_on:.3f} s, unverified "
+              f"{m_off:.3f} s -> cost {100 * (m_on / m_off - 1):+.1f} % (target <= 10 %)")
+        on, off = _timed_runs(_big_chain(args.mib), Path(tmp) / "big", args.runs)
+        m_on, m_off = statistics.median(on), statistics.median(off)
+        print(f"{args.mib} MiB chain (worst case), median of {args.runs}: verified "
+              f"{m_on:.3f} s, unverified {m_off:.3f} s -> cost "
+              f"{100 * (m_on / m_off - 1):+.1f} %")
+        store = ArtifactStore(Path(tmp) / "big" / "store")
+        size = sum(store.path(d).stat().st_size for d in store.digests())
+        t0 = time.perf_counter()
+        report = fsck(store, {})
+        dt = time.perf_counter() - t0
+        assert not report.corrupt
+        print(f"fsck: {report.checked} objects, {size / 2**20:.0f} MiB in {dt:.3f} s -> "
+              f"{size / 2**20 / dt:.0f} MiB/s")
+
+
+if __name__ == "__main__":
+    main()
