@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reliability import Pipeline, Runner  # noqa: E402
-from reliability.runner import store as store_mod  # noqa: E402
-from reliability.runner.store import ArtifactStore, fsck  # noqa: E402
+from reliability import Pipeline, Runner
+from reliability.runner import store as store_mod
+from reliability.runner.store import ArtifactStore, fsck
 
 
 def _big_chain(mib: int) -> Pipeline:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_dask_clusters() -> Iterator[None]:
+    """Dask clusters the runs of this session shared are closed before logging is torn down."""
+    yield
+    module = sys.modules.get("reliability.runner.dask_executor")
+    if module is not None:
+        module.close_clusters()

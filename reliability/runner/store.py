@@ -44,7 +44,8 @@ from reliability.errors import CorruptObject, StorageError
 
 __all__ = [
     "ArtifactStore", "Codec", "FsckReport", "ObjectStore", "Store", "decode", "encode",
-    "fsck", "is_remote", "load_input", "open_store", "storage_error",
+    "fsck", "is_remote", "load_input", "open_store", "remote_options", "set_remote_options",
+    "storage_error",
 ]
 
 Codec = str  # "json" | "bytes" | "file" | "pickle"
@@ -95,6 +96,18 @@ def _json_safe(value: Any) -> bool:
 # -- locations: a local path, or a URL of an fsspec file system ---------------------------
 _REMOTE: dict[str, dict[str, Any]] = {}  # store URL -> fsspec storage options
 _REMOTE_LOCK = threading.Lock()
+
+
+def remote_options() -> dict[str, dict[str, Any]]:
+    """The storage options of every object store opened in this process, by URL (what an
+    executor ships to workers on other machines with :func:`set_remote_options`)."""
+    with _REMOTE_LOCK:
+        return {url: dict(opts) for url, opts in _REMOTE.items()}
+
+
+def set_remote_options(options: Mapping[str, Mapping[str, Any]]) -> None:
+    with _REMOTE_LOCK:
+        _REMOTE.update({url: dict(opts) for url, opts in options.items()})
 
 
 def is_remote(location: str | Path) -> bool:

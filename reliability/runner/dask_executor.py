@@ -1,0 +1,469 @@
+"""Run attempts on Dask distributed: a ``LocalCluster`` or an existing scheduler.
+
+The run loop stays ours (retries, backoff, deadlines, commits, the ledger); Dask only places
+and runs attempts, so its scheduler holds no state a run depends on. Each attempt is one Dask
+task, pinned to the worker we chose (``workers=[addr]``, ``allow_other_workers=False``,
+``retries=0``), running the same step wrapper as every executor,
+:func:`~reliability.runner.worker.run_task`.
+
+* **Worker death is observed on the scheduler.** A client future does not show that the
+  worker running it died: the scheduler's ``remove-worker`` event (stimulus
+  ``handle-worker-cleanup``) lists the tasks that were processing there. Each of ours
+  becomes a ``worker_lost`` outcome and its future is released, so Dask never reruns it
+  (a pinned task cannot move to another worker): the retry is our loop's, under the step's
+  policy, and a step that keeps killing workers fails naming the step and the deaths --
+  never an opaque ``KilledWorker``.
+* **A timeout or a cancel really stops the attempt:** the worker process running it is
+  SIGKILLed (directly for workers on this machine, through its nanny otherwise); the nanny
+  starts a fresh one.
+* **Code and store reach the workers** through a worker plugin registered per run: the
+  pipeline and the step hooks (cloudpickled), the runner's ``sys.path`` entries (for a
+  ``LocalCluster`` the project is importable as it is here) and the storage options of
+  object stores. Outputs go to a store every worker reaches (a shared mount or S3).
+
+Clusters and clients are kept per process (by scheduler address, or by worker count for a
+``LocalCluster``) and reused by later runs -- backfills and scheduled runs do not pay the
+start-up of a cluster each; :func:`close_clusters` (also run at exit) closes them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+import dask
+from distributed import Client, LocalCluster, WorkerPlugin, get_worker
+
+from reliability.errors import ConfigError
+from reliability.pipeline import Pipeline, StepHook
+from reliability.runner.executor import Outcome
+from reliability.runner.store import remote_options, set_remote_options
+from reliability.runner.worker import Result, Task, run_task
+
+__all__ = ["DaskExecutor", "close_clusters"]
+
+_log = logging.getLogger("reliability.dask")
+_KEY_PREFIX = "reliability-attempt"
+_RESULTS = "reliability-results"  # the scheduler event topic results travel on
+
+
+# -- on the workers -----------------------------------------------------------------------
+class _RunPlugin(WorkerPlugin):
+    """What a run's attempts need on every worker (present and future ones)."""
+
+    def __init__(self, payload: bytes, paths: Sequence[str]) -> None:
+        self.payload = payload
+        self.paths = list(paths)
+        self.pipeline: Pipeline | None = None
+        self.hooks: list[StepHook] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"payload": self.payload, "paths": self.paths, "pipeline": None, "hooks": []}
+
+    def setup(self, worker: Any) -> None:
+        for p in reversed(self.paths):  # the runner's import path, where it exists here
+            if p not in sys.path and os.path.isdir(p):
+                sys.path.insert(0, p)
+        self.pipeline, hooks, remotes = cloudpickle.loads(self.payload)
+        self.hooks = list(hooks)
+        set_remote_options(remotes)
+
+
+def _attempt(plugin: str, key: str, task: Task) -> None:
+    """One attempt, in a Dask worker: the step wrapper every executor runs.
+
+    The result travels as a scheduler event (ahead of the task's completion, on the same
+    stream), so the runner needs no second round trip to fetch it.
+    """
+    worker = get_worker()
+    state = worker.plugins[plugin]
+    assert isinstance(state, _RunPlugin) and state.pipeline is not None
+    res = run_task(state.pipeline, state.hooks, task)
+    worker.log_event(_RESULTS, {"key": key, "result": _dumps(res)})
+
+
+def _dumps(res: Result) -> bytes:
+    try:
+        return pickle.dumps(res, protocol=5)
+    except Exception:  # an event detail or failure case that does not pickle: as repr
+        res.events = [(kind, {k: repr(v) for k, v in d.items()}, at)
+                      for kind, d, at in res.events]
+        res.failures = [{k: repr(v) for k, v in f.items()} for f in res.failures]
+        return pickle.dumps(res, protocol=5)
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _kill_pid(pid: int) -> None:  # run on a nanny: SIGKILL of its worker process
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# -- connections (one per scheduler, shared by the runs of this process) -----------------
+@dataclass
+class _WorkerInfo:
+    nthreads: int
+    pid: int | None
+    host: str
+
+
+@dataclass
+class _Connection:
+    key: str
+    client: Client
+    cluster: LocalCluster | None
+    workers: dict[str, _WorkerInfo] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)  # joined, not yet looked at
+    executors: set[DaskExecutor] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_event(self, event: tuple[float, Any]) -> None:
+        """Scheduler events (on the client's event loop: never blocks)."""
+        msg = event[1]
+        if not isinstance(msg, dict):
+            return
+        action = msg.get("action")
+        if action == "remove-worker":
+            addr = str(msg.get("worker"))
+            with self.lock:
+                info = self.workers.pop(addr, None)
+                self.pending.discard(addr)
+                listeners = list(self.executors)
+            for ex in listeners:
+                ex._worker_gone(addr, info, set(msg.get("processing-tasks") or ()),
+                                str(msg.get("stimulus_id", "")))
+        elif action == "add-worker":
+            with self.lock:
+                self.pending.add(str(msg.get("worker")))
+                listeners = list(self.executors)
+            for ex in listeners:
+                ex.wake()
+
+    def on_result(self, event: tuple[float, Any]) -> None:
+        """An attempt's result (on the client's event loop)."""
+        msg = event[1]
+        if not isinstance(msg, dict):
+            return
+        key = str(msg.get("key"))
+        with self.lock:
+            listeners = list(self.executors)
+        for ex in listeners:
+            if ex._result(key, msg.get("result")):
+                return
+
+    def refresh(self, addrs: Sequence[str] | None = None) -> None:
+        """Look up threads, pid and host of workers (all, or those that just joined)."""
+        client = self.client
+        nthreads = client.nthreads(list(addrs) if addrs is not None else None)
+        pids = client.run(_pid, workers=list(nthreads), on_error="ignore")
+        with self.lock:
+            for addr, n in nthreads.items():
+                host = addr.split("://", 1)[-1].rsplit(":", 1)[0]
+                self.workers[addr] = _WorkerInfo(int(n), pids.get(addr), host)
+                self.pending.discard(addr)
+
+    def sync(self) -> None:
+        with self.lock:
+            pending = list(self.pending)
+        if pending:
+            with contextlib.suppress(Exception):  # gone again meanwhile: its event follows
+                self.refresh(pending)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=10)
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=10)
+
+
+_CONNECTIONS: dict[str, _Connection] = {}
+_CONNECT_LOCK = threading.Lock()
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _connect(scheduler: str | None, workers: int) -> _Connection:
+    key = scheduler or f"local:{workers}"
+    with _CONNECT_LOCK:
+        conn = _CONNECTIONS.get(key)
+        if conn is not None and conn.client.status == "running":
+            return conn
+        if conn is not None:
+            conn.close()
+        if scheduler:
+            try:
+                client = Client(scheduler, set_as_default=False, timeout=30)
+            except OSError as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})",
+                                  path=("dask", "scheduler"),
+                                  fix="start it (`dask scheduler`), or check the address; "
+                                      "leave --scheduler out for a LocalCluster") from None
+            cluster = None
+        else:
+            # a killed worker's nanny starts a fresh one; under load that takes longer than
+            # the default 15 s after which the cluster gives up on it and closes the nanny
+            dask.config.set({"distributed.deploy.lost-worker-timeout": "600s"})
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster, set_as_default=False)
+        conn = _Connection(key, client, cluster)
+        client.subscribe_topic("all", conn.on_event)
+        client.subscribe_topic(_RESULTS, conn.on_result)
+        _CONNECTIONS[key] = conn
+        return conn
+
+
+def close_clusters() -> None:
+    """Close every Dask client and ``LocalCluster`` this process opened (also at exit)."""
+    with _CONNECT_LOCK:
+        conns = list(_CONNECTIONS.values())
+        _CONNECTIONS.clear()
+    for conn in conns:
+        conn.close()
+
+
+atexit.register(close_clusters)
+
+
+# -- the executor -------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Attempt:
+    task: Task
+    key: str
+    future: Any
+    worker: str  # the Dask worker address
+    wid: str  # what the ledger records: the pid (a worker on this machine) or the address
+
+
+class DaskExecutor:
+    """Attempts as Dask tasks on a ``LocalCluster`` (``workers`` single-threaded worker
+    processes on 127.0.0.1) or on the cluster of ``scheduler`` (``tcp://host:port``)."""
+
+    name = "dask"
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+        self.workers = max(1, workers or 2)
+        self.scheduler = scheduler
+        self._conn: _Connection | None = None
+        self._plugin = ""
+        self._lock = threading.Lock()
+        self._active: dict[str, _Attempt] = {}  # key -> attempt
+        self._keys: dict[int, str] = {}  # id(task) -> key
+        self._busy: dict[str, int] = {}  # worker address -> our attempts there
+        self._deaths: dict[str, int] = {}  # step -> workers lost running it (this run)
+        self._outcomes: deque[Outcome] = deque()
+        self._rfd, self._wfd = -1, -1
+
+    # -- protocol -------------------------------------------------------------------------
+    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook]) -> None:
+        self._rfd, self._wfd = os.pipe()
+        os.set_blocking(self._wfd, False)
+        os.set_blocking(self._rfd, False)
+        conn = _connect(self.scheduler, self.workers)
+        self._conn = conn
+        conn.client.wait_for_workers(1, timeout=120)  # the others may still be restarting
+        payload = cloudpickle.dumps((pipeline, list(hooks), remote_options()))
+        self._plugin = f"{_KEY_PREFIX}-{uuid.uuid4().hex[:12]}"
+        conn.client.register_plugin(_RunPlugin(payload, sys.path), name=self._plugin)
+        with conn.lock:
+            conn.executors.add(self)
+        conn.refresh()
+
+    def slots(self) -> int:
+        conn = self._connection()
+        conn.sync()
+        with conn.lock, self._lock:
+            return sum(max(0, w.nthreads - self._busy.get(a, 0))
+                       for a, w in conn.workers.items())
+
+    def submit(self, task: Task, placed: Callable[[str | None], None]) -> str | None:
+        conn = self._connection()
+        with conn.lock, self._lock:
+            free = [(self._busy.get(a, 0) - w.nthreads, a) for a, w in conn.workers.items()
+                    if self._busy.get(a, 0) < w.nthreads]
+            assert free, "DaskExecutor.submit() with no free slot"
+            addr = min(free)[1]
+            info = conn.workers[addr]
+            self._busy[addr] = self._busy.get(addr, 0) + 1
+        wid = str(info.pid) if info.pid and self._is_local(info) else addr
+        placed(wid)  # in the ledger before the attempt can start
+        key = f"{self._plugin}-{task.step}-{task.attempt}-{uuid.uuid4().hex[:8]}"
+        future = conn.client.submit(_attempt, self._plugin, key, task, key=key, workers=[addr],
+                                    allow_other_workers=False, pure=False, retries=0)
+        with self._lock:
+            self._active[key] = _Attempt(task, key, future, addr, wid)
+            self._keys[id(task)] = key
+        future.add_done_callback(self._done)
+        return wid
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        if not self._outcomes:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._rfd], [], [], timeout)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._rfd, 4096):
+                pass
+        out: list[Outcome] = []
+        while self._outcomes:
+            out.append(self._outcomes.popleft())
+        return out
+
+    def kill(self, task: Task) -> None:
+        with self._lock:
+            key = self._keys.pop(id(task), None)
+            att = self._active.pop(key, None) if key else None
+            if att is not None:
+                self._busy[att.worker] -= 1
+        if att is None:
+            return
+        att.future.release()
+        self._kill_worker(att.worker)
+
+    def wake(self) -> None:
+        if self._wfd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wfd, b"x")
+
+    def shutdown(self, graceful: bool) -> None:
+        with self._lock:
+            left = list(self._active.values())
+        for att in left:
+            if graceful:
+                att.future.release()
+            else:
+                self.kill(att.task)
+        conn = self._conn
+        if conn is not None:
+            with conn.lock:
+                conn.executors.discard(self)
+            if conn.client.status == "running":
+                with contextlib.suppress(Exception):
+                    conn.client.unregister_worker_plugin(self._plugin)
+        self._conn = None
+        for fd in (self._rfd, self._wfd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._rfd = self._wfd = -1
+
+    # -- internals ------------------------------------------------------------------------
+    def _connection(self) -> _Connection:
+        assert self._conn is not None, "DaskExecutor.start() was not called"
+        return self._conn
+
+    def _is_local(self, info: _WorkerInfo) -> bool:
+        conn = self._connection()
+        return conn.cluster is not None or info.host in _LOCAL_HOSTS or info.host in _own_ips()
+
+    def _post(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self.wake()
+
+    def _take(self, key: str) -> _Attempt | None:
+        with self._lock:
+            att = self._active.pop(key, None)
+            if att is not None:
+                self._keys.pop(id(att.task), None)
+                self._busy[att.worker] -= 1
+            return att
+
+    def _result(self, key: str, blob: Any) -> bool:
+        """The result event of one of our attempts (on the client's event loop)."""
+        if not key.startswith(f"{self._plugin}-"):
+            return False
+        att = self._take(key)
+        if att is None:
+            return True  # killed or lost: already reported
+        att.future.release()
+        try:
+            res = pickle.loads(blob)
+        except Exception as exc:
+            res = Result(ok=False, error_type=type(exc).__name__,
+                         error=f"the attempt's result could not be read: {exc}")
+        self._post(Outcome(att.task, result=res, worker=att.wid))
+        return True
+
+    def _done(self, future: Any) -> None:
+        """A task ended without its result event (on the client's callback thread): Dask
+        gave up on it (an error outside the step wrapper) or dropped it."""
+        if future.status == "finished":
+            return  # its result event came first (same stream, in order)
+        att = self._take(future.key)
+        if att is None:
+            return  # killed, lost or answered: already reported
+        exc = None
+        with contextlib.suppress(Exception):
+            exc = future.exception(timeout=5) if future.status == "error" else None
+        future.release()
+        reason = (f"Dask gave up on the attempt on worker {att.worker}: "
+                  f"{type(exc).__name__}: {exc}" if exc is not None else
+                  f"the Dask scheduler dropped the attempt on worker {att.worker}")
+        self._post(Outcome(att.task, lost=reason, worker=att.wid))
+
+    def _worker_gone(self, addr: str, info: _WorkerInfo | None, processing: set[str],
+                     stimulus: str) -> None:
+        """A worker left the cluster: each of our attempts on it is lost (on the client's
+        event loop)."""
+        with self._lock:
+            gone = [a for a in self._active.values() if a.worker == addr]
+            for att in gone:
+                del self._active[att.key]
+                self._keys.pop(id(att.task), None)
+            self._busy.pop(addr, None)
+        cause = stimulus.rsplit("-", 1)[0] if stimulus else "remove-worker"
+        pid = f" (pid {info.pid})" if info is not None and info.pid else ""
+        for att in gone:
+            att.future.release()  # pinned to the dead worker: Dask cannot rerun it
+            step = att.task.step
+            if att.key not in processing:
+                self._post(Outcome(att.task, worker=att.wid, lost=(
+                    f"Dask worker {addr}{pid} died before it received the task")))
+                continue
+            self._deaths[step] = self._deaths.get(step, 0) + 1
+            n = self._deaths[step]
+            self._post(Outcome(att.task, worker=att.wid, lost=(
+                f"Dask worker {addr}{pid} died while running step {step!r} attempt "
+                f"{att.task.attempt} ({cause}); workers lost running {step!r} in this run: "
+                f"{n}")))
+
+    def _kill_worker(self, addr: str) -> None:
+        """SIGKILL the worker process running an attempt: the only stop a hung step cannot
+        ignore. Its nanny (if any) starts a fresh worker."""
+        conn = self._connection()
+        with conn.lock:  # never place another attempt on it
+            info = conn.workers.pop(addr, None)
+        if info is None or info.pid is None:
+            return
+        if self._is_local(info):
+            _kill_pid(info.pid)
+            return
+        try:
+            conn.client.run(_kill_pid, info.pid, workers=[addr], nanny=True,
+                            on_error="raise")
+        except Exception:  # no nanny: the worker ends itself
+            with contextlib.suppress(Exception):
+                conn.client.run(_kill_pid, info.pid, workers=[addr], on_error="ignore")
+
+
+def _own_ips() -> set[str]:
+    try:
+        return {socket.gethostname(), socket.gethostbyname(socket.gethostname())}
+    except OSError:
+        return set()
