@@ -31,7 +31,8 @@ from reliability.runs import (
 
 __all__ = ["FINAL_RUN_STATES", "AlertRecord", "Ledger", "LedgerView", "RunRecord"]
 
-SCHEMA_VERSION = 4  # 4: indexes for the latest events of a kind and the last good run
+SCHEMA_VERSION = 5  # 4: indexes for the latest events of a kind and the last good run;
+#                    5: the scheduler's tables are the ledger's
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -102,6 +103,46 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, id);
+-- the scheduler's claims and backfills (reliability.schedule.state)
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    pipeline TEXT NOT NULL,
+    interval_start TEXT NOT NULL,
+    interval_end TEXT NOT NULL,
+    schedule TEXT,
+    run_id TEXT,
+    status TEXT NOT NULL,
+    trigger TEXT,
+    owner TEXT,
+    claims INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    error TEXT,
+    UNIQUE (pipeline, interval_start, interval_end)
+);
+CREATE TABLE IF NOT EXISTS backfills (
+    backfill_id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    range_start TEXT NOT NULL,
+    range_end TEXT NOT NULL,
+    reprocess TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS backfills_fp ON backfills(fingerprint, created_at);
+CREATE TABLE IF NOT EXISTS backfill_items (
+    backfill_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    interval_start TEXT NOT NULL,
+    interval_end TEXT NOT NULL,
+    status TEXT NOT NULL,
+    run_id TEXT,
+    note TEXT,
+    PRIMARY KEY (backfill_id, seq)
+);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     fingerprint TEXT NOT NULL,

@@ -32,52 +32,10 @@ from reliability._proc import start_token
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.runner.ledger import Ledger
-from reliability.runs import new_run_id
+from reliability.runs import ledger_path, new_run_id
 from reliability.schedule.intervals import utc_key
 
 __all__ = ["Claim", "Reprocess", "ScheduleStore", "SlotRow"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schedule_runs (
-    pipeline TEXT NOT NULL,
-    interval_start TEXT NOT NULL,
-    interval_end TEXT NOT NULL,
-    schedule TEXT,
-    run_id TEXT,
-    status TEXT NOT NULL,
-    trigger TEXT,
-    owner TEXT,
-    claims INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    error TEXT,
-    UNIQUE (pipeline, interval_start, interval_end)
-);
-CREATE TABLE IF NOT EXISTS backfills (
-    backfill_id TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    pipeline TEXT NOT NULL,
-    range_start TEXT NOT NULL,
-    range_end TEXT NOT NULL,
-    reprocess TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    status TEXT NOT NULL,
-    total INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS backfills_fp ON backfills(fingerprint, created_at);
-CREATE TABLE IF NOT EXISTS backfill_items (
-    backfill_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    interval_start TEXT NOT NULL,
-    interval_end TEXT NOT NULL,
-    status TEXT NOT NULL,
-    run_id TEXT,
-    note TEXT,
-    PRIMARY KEY (backfill_id, seq)
-);
-"""
 
 #: Process-wide set of live claim owners, so threads of this process know each other.
 _LIVE: set[str] = set()
@@ -161,7 +119,6 @@ class ScheduleStore:
     def __init__(self, ledger: Ledger | str | Path) -> None:
         self._own_ledger = not isinstance(ledger, Ledger)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(Path(ledger))
-        self.ledger.db.executescript(_SCHEMA)
         # host:pid:nonce@start-token -- the token tells a reused pid from the claimer
         self.owner = (f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
                       f"@{start_token() or ''}")
@@ -171,7 +128,7 @@ class ScheduleStore:
 
     @classmethod
     def at_home(cls, home: str | Path) -> ScheduleStore:
-        return cls(Path(home) / "ledger.db")
+        return cls(ledger_path(home))
 
     def close(self) -> None:
         with _LIVE_LOCK:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ class _Cursor:
     commit_rowid: int = 0
 
 
-def _event(row: sqlite3.Row, pipeline: str) -> Event | None:
+def _event(row: Mapping[str, Any], pipeline: str) -> Event | None:
     try:
         kind = EventKind(row["kind"])
     except ValueError:
@@ -45,17 +45,7 @@ def read_events(view: LedgerView, cursor: _Cursor | None = None,
     """Events after ``cursor`` (advanced in place), oldest first, with committed steps."""
     cur = cursor or _Cursor()
     out: list[tuple[float, int, Event]] = []
-    with view._db() as db:
-        rows = db.execute(
-            "SELECT e.*, r.pipeline FROM events e JOIN runs r USING (run_id) WHERE e.id > ?"
-            " AND (? IS NULL OR e.run_id = ?) ORDER BY e.id",
-            (cur.event_id, run_id, run_id)).fetchall()
-        commits = db.execute(
-            "SELECT c.rowid AS rid, c.run_id, c.step, c.output_hash, c.committed_at,"
-            " s.started_at, s.attempts, r.pipeline FROM commits c JOIN steps s ON"
-            " s.run_id=c.run_id AND s.step=c.step JOIN runs r ON r.run_id=c.run_id"
-            " WHERE c.rowid > ? AND (? IS NULL OR c.run_id = ?) ORDER BY c.rowid",
-            (cur.commit_rowid, run_id, run_id)).fetchall()
+    rows, commits = view.changes_since(cur.event_id, cur.commit_rowid, run_id)
     for row in rows:
         cur.event_id = max(cur.event_id, row["id"])
         ev = _event(row, row["pipeline"])
@@ -104,7 +94,7 @@ class LedgerFeed:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(sqlite3.Error, OSError, LedgerError):  # locked: next tick
+            with contextlib.suppress(OSError, LedgerError):  # locked: next tick
                 self.poll()
             self._stop.wait(self.interval)
 
@@ -166,6 +156,6 @@ class BudgetGauge:
             if pipeline is not None and name != pipeline:
                 continue
             slo = sla.success_rate
-            with contextlib.suppress(sqlite3.Error, OSError, LedgerError):
+            with contextlib.suppress(OSError, LedgerError):
                 ok, failed = self.view.outcome_counts(name, at - slo.window, sla.step)
                 self.metrics.set_budget(name, sla.step, slo.budget_left(ok, failed)[1])

@@ -129,13 +129,11 @@ def test_empty_range_names_the_fix(store: ScheduleStore) -> None:
         plan_backfill(store, "p", DAY, START, START + dt.timedelta(hours=5))
 
 
-def test_planning_and_recording_3650_days_is_fast(store: ScheduleStore) -> None:
-    t0 = time.perf_counter()
+def test_planning_and_recording_3650_days(store: ScheduleStore) -> None:
+    # how fast: bench/bench_schedule.py (timings do not belong in tests on shared machines)
     plan = plan_backfill(store, "p", DAY, dt.datetime(2016, 1, 1, tzinfo=UTC),
                          dt.datetime(2025, 12, 29, tzinfo=UTC))
-    took = time.perf_counter() - t0
     assert len(plan.items) == 3650
     assert store.query("SELECT COUNT(*) FROM backfill_items")[0][0] == 3650
-    assert took < 3.0
     assert plan.items[0].interval == DataInterval(dt.datetime(2016, 1, 1, tzinfo=UTC),
                                                   dt.datetime(2016, 1, 2, tzinfo=UTC))

@@ -134,3 +134,49 @@ def test_a_read_only_ledger_reads_and_refuses_writes_clearly(home: Path,
             led.finish_run(res.run_id, RunStatus.FAILED)
     assert main(["runs", "list", "--home", str(home)]) == 0
     assert res.run_id in capsys.readouterr().out
+
+
+class WalParams(BaseModel):
+    ledger: str = ""
+    seen: str = ""
+
+
+wal = Pipeline("wal", params=WalParams)
+
+
+@wal.step
+def first(params: WalParams) -> int:
+    import time
+
+    time.sleep(0.7)
+    return 1
+
+
+@wal.step
+def second(params: WalParams, first: int) -> int:
+    import time
+
+    time.sleep(0.7)
+    return first + 1
+
+
+@wal.step
+def third(params: WalParams, second: int) -> int:
+    import os
+
+    Path(params.seen).write_text(str(os.path.getsize(params.ledger)))
+    return second + 1
+
+
+def test_history_reaches_the_ledger_file_while_the_run_goes(home: Path, tmp_path: Path) -> None:
+    """The WAL is checkpointed as the run goes: ledger.db itself holds the run's history
+    before the run ends, not only the write-ahead log."""
+    seen = tmp_path / "seen"
+    runner = Runner(wal, home=home, workers=1)
+    try:
+        res = runner.run({"ledger": str(home / "ledger.db"), "seen": str(seen)})
+    finally:
+        runner.close()
+        runner.ledger.close()
+    assert res.ok, res.failed
+    assert int(seen.read_text()) > 4096  # an empty ledger's schema alone is smaller
