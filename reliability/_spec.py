@@ -94,8 +94,9 @@ def parse_yaml(text: str, *, file: str | None = None) -> Any:
     if len(text) > MAX_FILE_BYTES:
         raise ConfigError(f"the document is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB",
                           file=file, fix="split it, or remove what it does not need")
-    loader = _bounded_loader()(text)
+    loader = None
     try:
+        loader = _bounded_loader()(text)  # reads the stream: refuses control characters
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -111,7 +112,8 @@ def parse_yaml(text: str, *, file: str | None = None) -> Any:
         raise ConfigError(f"a value cannot be read ({cut(str(exc))})", file=file,
                           fix="quote the value to keep it as text, or correct it") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 @functools.cache

@@ -48,8 +48,8 @@ def check_wiring(pipeline: Pipeline, contract_set: ContractSet) -> WiringReport:
                 report.unproven.append((producer, consumer, param))
                 continue
             found = contract_mismatches(cout.spec, cin.spec)
-            problems.extend(f"{edge}: {m} (output contract {cout.name!r} vs input "
-                            f"contract {cin.name!r})" for m in found)
+            problems.extend(f"{edge}: {m} (output contract {cout.name!r} in {cout.file} vs "
+                            f"input contract {cin.name!r} in {cin.file})" for m in found)
             if not found:
                 report.proven.append((producer, consumer, param))
     if problems:

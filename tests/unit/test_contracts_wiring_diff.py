@@ -55,6 +55,8 @@ def test_real_mismatch_rejected_naming_both_steps(tmp_path: Path) -> None:
     assert "column 'alcohol': nullable in the producer" in msg
     assert "column 'hue': range [0, 9] produced, [0, 2.5] accepted" in msg
     assert "column 'batch' is required but not produced" in msg
+    assert f"in {d / 'validate.output.yaml'} vs" in msg  # both files are named
+    assert f"in {d / 'featurize.input.validate.yaml'})" in msg
 
 
 def test_annotation_mismatch_rejected() -> None:
