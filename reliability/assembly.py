@@ -134,7 +134,7 @@ class Assembly:
         color = {"succeeded": "green", "failed": "red"}.get(result.status, "yellow")
         con.print(f"\nrun [bold]{escape(result.run_id)}[/] [{color}]{result.status}[/] in "
                   f"{result.duration:.2f}s" + (" (resumed)" if result.resumed else ""))
-        notes = list(self.notes)
+        notes = [escape(note) for note in self.notes]  # paths and URLs, printed as text
         if self.monitor is not None:
             self.monitor.flush()
             notes += [f"runbook:   {escape(str(p))}" for p in self.monitor.rendered

@@ -171,7 +171,6 @@ def _cleanup(args: argparse.Namespace) -> int:
 def _explore(args: argparse.Namespace) -> int:
     from reliability.chaos.explore import explore
     from reliability.errors import ConfigError
-    from reliability.pipeline import load_pipeline
     from reliability.project import find_project
 
     if args.out:
@@ -199,7 +198,8 @@ def _explore(args: argparse.Namespace) -> int:
             bar.update(task, description=f"{phase}: {runs} schedule(s) run, {found} broke "
                                          f"an invariant (budget {args.budget:g}s)")
 
-        result = explore(load_pipeline(ref), home=_home(args.home), params=params or None,
+        result = explore(project.load_pipeline(args.pipeline), home=_home(args.home),
+                         params=params or None,
                          steps=args.steps.split(",") if args.steps else None,
                          kinds=args.kinds.split(","), max_faults=args.max_faults,
                          max_examples=args.max_examples, budget=args.budget, seed=args.seed,

@@ -68,13 +68,12 @@ class _Demo:
         from reliability.assembly import RunOptions, sla_monitor
         from reliability.chaos.runner import run_experiment
         from reliability.events import EventBus
-        from reliability.pipeline import load_pipeline
         from reliability.runs import ledger_path
         from reliability.sla import serve_metrics
 
         bus = EventBus()
         self.home.mkdir(parents=True, exist_ok=True)
-        pipeline = load_pipeline(self.project.pipeline_ref)
+        pipeline = self.project.load_pipeline()
         monitor, _ = sla_monitor(self.project, pipeline, bus, ledger_path(self.home),
                                  runbook_dir=self.home / "runbooks")
         slas = next(iter(monitor.slas.values()), None)
@@ -135,24 +134,26 @@ class _Demo:
         print_journal(self.con, journal)
         d = journal.data
         run = d.get("run") or {}
-        self.con.print(f"chaos run:   {run.get('run_id')} ({run.get('status')}) - "
-                       f"reliability runs show {run.get('run_id')}")
-        self.con.print(f"ledger:      {ledger_path(self.home)}")
-        self.con.print(f"artifacts:   {self.home / 'store' / 'objects'}")
-        self.con.print(f"report:      {reports / 'chaos-report.html'}")
+        run_id = escape(str(run.get("run_id")))
+        self.con.print(f"chaos run:   {run_id} ({escape(str(run.get('status')))}) - "
+                       f"reliability runs show {run_id}")
+        self.con.print(f"ledger:      {escape(str(ledger_path(self.home)))}")
+        self.con.print(f"artifacts:   {escape(str(self.home / 'store' / 'objects'))}")
+        self.con.print(f"report:      {escape(str(reports / 'chaos-report.html'))}")
         if run.get("run_id"):
             from reliability.runner import Ledger
             from reliability.runner.report import write_run_report
 
             with Ledger(ledger_path(self.home)) as led:
                 page = write_run_report(led, str(run["run_id"]), reports / "chaos-run.html")
-            self.con.print(f"run page:    {page}")
-        self.con.print(f"journal:     {reports / 'chaos-journal.json'}")
+            self.con.print(f"run page:    {escape(str(page))}")
+        self.con.print(f"journal:     {escape(str(reports / 'chaos-journal.json'))}")
         for b in monitor.breaches:
-            self.con.print(f"[yellow]SLA breach[/] {b.step or 'run'}: {escape(str(b.error))}")
+            self.con.print(f"[yellow]SLA breach[/] {escape(str(b.step or 'run'))}: "
+                           f"{escape(str(b.error))}")
         for path in monitor.rendered:
             if path.suffix == ".md":
-                self.con.print(f"runbook:     {path}")
+                self.con.print(f"runbook:     {escape(str(path))}")
         for line in monitoring:
             self.con.print(line)
         if samples:

@@ -182,3 +182,16 @@ def test_a_bad_pipeline_value_names_the_project_file_and_key(tmp_path: Path) -> 
         find_project(tmp_path).load_pipeline()
     assert (info.value.file, info.value.key_path) == (str(f), "pipeline")
     assert "no_such_module_here" in info.value.reason
+
+
+def test_sla_check_fails_on_a_duplicate_run_key(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from reliability.cli.main import main
+
+    f = tmp_path / "chain.sla.yaml"
+    f.write_text("pipeline: chain\nrun:\n  max_duration: 10m\nrun:\n  freshness: 26h\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["sla", "check", "--sla", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "'run' appears twice (lines 2 and 4)" in " ".join(err.split())
