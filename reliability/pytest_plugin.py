@@ -5,7 +5,10 @@ in the ini file. Then, for the project's pipeline (``reliability.yaml``, or
 ``--reliability-pipeline``), every step whose inputs have contracts gets a test that runs it
 on Hypothesis-generated valid inputs and checks its output contract, and every contract
 gets a mutation test (any corruption derived from its rules that it lets through fails the
-test, naming the mutation). Importing this module imports nothing but pytest.
+test, naming the mutation) on the step outputs recorded next to the contracts by
+``reliability contracts snapshot``. No pipeline runs: the tests work offline, each in a
+temporary working directory and home that is removed afterwards. Importing this module
+imports nothing but pytest.
 """
 
 from __future__ import annotations
@@ -116,38 +119,63 @@ class ContractItem(pytest.Item):
         self.target = target
 
     def runtest(self) -> None:
+        from reliability.contracts.testing import describe_failure, isolated
+
         assert isinstance(self.parent, ContractSuite)
         pipeline, contracts = self.parent._load()
-        if self.kind == "generated":
-            from reliability.contracts.testing import synthesized_test
-
-            n = self.config.getoption("reliability_max_examples") or 25
-            synthesized_test(pipeline, contracts, self.target, max_examples=n)()
-            return
-        self._mutations(pipeline, contracts)
-
-    def _mutations(self, pipeline: Any, contracts: Any) -> None:
-        from reliability.contracts.testing import baseline_outputs, mutation_test
-
-        state = self.config.stash[_STATE]
-        if "outputs" not in state:
+        with isolated() as root:
             try:
-                state["outputs"] = baseline_outputs(pipeline, contracts)
-            except Exception as exc:
-                state["outputs"] = exc
-        if isinstance(state["outputs"], Exception):
+                if self.kind == "generated":
+                    self._generated(pipeline, contracts, root)
+                else:
+                    self._mutations(pipeline, contracts, root)
+            except ContractTestFailure:
+                raise
+            except Exception as exc:  # every failure Hypothesis found, each described
+                raise ContractTestFailure(describe_failure(exc, lines=12)) from None
+
+    def _recorded(self, pipeline: Any, contracts: Any, root: Path) -> Any:
+        from reliability.contracts.snapshot import load_snapshot, snapshot_dir
+        from reliability.errors import ConfigError
+
+        try:
+            return load_snapshot(snapshot_dir(self.path, pipeline.name), pipeline, contracts,
+                                 root / "recorded")
+        except ConfigError as exc:
+            if self.kind == "generated":
+                return None  # generated inputs need only the parameters
+            raise ContractTestFailure(f"mutations cannot be injected: {exc}") from None
+
+    def _generated(self, pipeline: Any, contracts: Any, root: Path) -> None:
+        from reliability.contracts.testing import synthesized_test
+
+        snap = self._recorded(pipeline, contracts, root)
+        n = self.config.getoption("reliability_max_examples") or 25
+        synthesized_test(pipeline, contracts, self.target, max_examples=n,
+                         params=snap.params if snap else None)()
+
+    def _mutations(self, pipeline: Any, contracts: Any, root: Path) -> None:
+        from reliability.contracts.testing import check_recorded, mutation_test
+
+        snap = self._recorded(pipeline, contracts, root)
+        try:
+            check_recorded(pipeline, contracts, snap.outputs, snap.params)
+        except Exception as exc:
             raise ContractTestFailure(
-                "the clean baseline run broke a contract, so mutations cannot be injected: "
-                f"{state['outputs']}")
-        report = mutation_test(pipeline, contracts, state["outputs"],
+                "the recorded step outputs break a contract, so mutations cannot be "
+                f"injected: {exc}\nFix: record them again with `reliability contracts "
+                "snapshot`, or correct the contract") from None
+        report = mutation_test(pipeline, contracts, snap.outputs, snap.params,
                                only=lambda c: c.name == self.target)
-        killed = sum(o.killed for o in report.outcomes)
-        state.setdefault("rates", {})[self.target] = (killed, len(report.outcomes))
+        state = self.config.stash[_STATE]
+        state.setdefault("rates", {})[self.target] = (
+            len(report.applied) - len(report.survivors), len(report.applied),
+            [o.mutation for o in report.skipped])
         if report.survivors:
             lines = [f"  {o.mutation} (rule {o.rule}): {o.detail}" for o in report.survivors]
             raise ContractTestFailure(
                 f"contract {self.target!r} let {len(report.survivors)} of "
-                f"{len(report.outcomes)} mutation(s) through:\n" + "\n".join(lines))
+                f"{len(report.applied)} mutation(s) through:\n" + "\n".join(lines))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -169,8 +197,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.section("contract mutation kill rate")
     total_k = total_n = 0
-    for name, (k, n) in sorted(rates.items()):
+    for name, (k, n, skipped) in sorted(rates.items()):
         total_k, total_n = total_k + k, total_n + n
-        terminalreporter.write_line(f"{name}: {k}/{n} ({k / n if n else 1:.0%})")
+        note = f"; not applicable: {', '.join(skipped)}" if skipped else ""
+        terminalreporter.write_line(f"{name}: {k}/{n} ({k / n if n else 1:.0%}){note}")
     terminalreporter.write_line(f"overall: {total_k}/{total_n} "
                                 f"({total_k / total_n if total_n else 1:.0%})")

@@ -1,4 +1,4 @@
-"""``reliability contracts lint|diff|wiring|test`` — contract checks for people and CI.
+"""``reliability contracts lint|diff|wiring|snapshot|test`` — contract checks for people and CI.
 
 Exit codes: 0 clean; 1 the check found a problem (lint warnings, breaking changes, a
 failed contract test or surviving mutation); 2 bad input (from the main dispatcher).
@@ -7,6 +7,7 @@ failed contract test or surviving mutation); 2 bad input (from the main dispatch
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reliability.cli._args import at_least
@@ -39,7 +40,15 @@ def register(sub: Any) -> None:
     q = cs.add_parser("wiring", help="prove producers' outputs satisfy consumers' inputs")
     common(q)
     q.set_defaults(func=_wiring)
-    q = cs.add_parser("test", help="generated-input tests and mutation testing")
+    q = cs.add_parser("snapshot", help="run the pipeline once and record the step outputs "
+                      "contract tests use (commit them with the contracts)")
+    common(q)
+    q.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline parameter for the recorded run (repeatable)")
+    q.add_argument("--workers", type=at_least(1), help="worker processes for the run")
+    q.set_defaults(func=_snapshot)
+    q = cs.add_parser("test", help="generated-input tests and mutation testing on the "
+                      "recorded step outputs (offline; runs no pipeline)")
     common(q)
     q.add_argument("--max-examples", type=at_least(1), default=25)
     q.add_argument("--no-mutations", action="store_true", help="skip mutation testing")
@@ -49,12 +58,19 @@ def register(sub: Any) -> None:
 
 def load_project(dir_: str | None, pipeline_ref: str | None
                  ) -> tuple[Pipeline, ContractSet]:
+    pipeline, contracts, _ = _load(dir_, pipeline_ref)
+    return pipeline, contracts
+
+
+def _load(dir_: str | None, pipeline_ref: str | None
+          ) -> tuple[Pipeline, ContractSet, Path]:
     from reliability.contracts.loader import load_contracts
     from reliability.project import find_project
 
     project = find_project()
     pipeline = project.load_pipeline(pipeline_ref)
-    return pipeline, load_contracts(dir_ or project.contracts_dir, pipeline)
+    directory = Path(dir_).resolve() if dir_ else project.contracts_dir
+    return pipeline, load_contracts(directory, pipeline), directory
 
 
 def _console() -> Any:
@@ -121,30 +137,57 @@ def _wiring(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    from reliability.cli.run import parse_params
+    from reliability.contracts.snapshot import record_snapshot, snapshot_dir
+
+    pipeline, contracts, directory = _load(args.dir, args.pipeline)
+    target = snapshot_dir(directory, pipeline.name)
+    snap = record_snapshot(pipeline, contracts, target, parse_params(args.param),
+                           workers=args.workers)
+    size = sum(f.stat().st_size for f in target.iterdir() if f.is_file())
+    _console().print(f"recorded {len(snap.outputs)} step output(s) of {pipeline.name} in "
+                     f"{target} ({size / 1024:.0f} KiB): {', '.join(snap.outputs)}\n"
+                     "commit it with the contracts; `reliability contracts test` uses it")
+    return 0
+
+
 def _test(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from reliability.contracts.snapshot import load_snapshot, snapshot_dir
     from reliability.contracts.suite import run_suite, suite_stages
+    from reliability.contracts.testing import isolated
+    from reliability.errors import ConfigError
 
-    pipeline, contracts = load_project(args.dir, args.pipeline)
+    pipeline, contracts, directory = _load(args.dir, args.pipeline)
     stages = suite_stages(pipeline, contracts, mutations=not args.no_mutations)
-    with Progress(TextColumn("[bold]contract tests"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True),
-                  transient=True) as bar:
+    with isolated() as root, Progress(
+            TextColumn("[bold]contract tests"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), console=Console(stderr=True),
+            transient=True) as bar:
         task = bar.add_task("", total=len(stages))
 
         def advance(stage: str) -> None:
             done = stages.index(stage) if stage in stages else 0
             bar.update(task, completed=done, description=stage)
 
+        snap, missing = None, ""
+        try:
+            snap = load_snapshot(snapshot_dir(directory, pipeline.name), pipeline, contracts,
+                                 root / "recorded")
+        except ConfigError as exc:
+            missing = str(exc)
         result = run_suite(pipeline, contracts, max_examples=args.max_examples,
+                           params=snap.params if snap else None,
+                           recorded=snap.outputs if snap else None, missing=missing,
                            mutations=not args.no_mutations, progress=advance)
         bar.update(task, completed=len(stages))
     table = Table(title=f"contract tests: {pipeline.name}")
     for col in ("test", "result", "detail"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in result.rows:
         table.add_row(row.name, row.status, row.detail)
     console = _console()

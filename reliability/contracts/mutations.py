@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.contracts.engine import Contract, frame_library
-from reliability.contracts.spec import ColumnSpec, FrameSpec
+from reliability.contracts.spec import ColumnSpec, FrameSpec, dtype_family
 
 __all__ = ["Mutation", "derive_mutations"]
 
@@ -155,18 +155,25 @@ def _duplicate(frame: Any, col: str) -> Any:
 
 
 def _flip(frame: Any, col: str, dtype: str) -> Any:
+    """The column as another type: strings and categories become integers, floats become
+    strings, other numbers floats, and dates, times and bools strings (integers in polars,
+    which cannot cast them to text)."""
+    family = dtype_family(dtype)
+    to = ("int" if family == "text" else "str" if dtype.startswith("float") or
+          family != "number" else "float")
     if frame_library(frame) == "polars":
         import polars as pl
 
-        if dtype == "str":
+        if to == "int":
             return frame.with_columns(pl.int_range(pl.len()).alias(col))
-        target = pl.String if dtype.startswith("float") else pl.Float64
-        return frame.with_columns(pl.col(col).cast(target))
+        if to == "str" and family in ("time", "bool"):  # polars casts these to numbers only
+            return frame.with_columns(pl.col(col).cast(pl.Int64))
+        return frame.with_columns(pl.col(col).cast(pl.String if to == "str" else pl.Float64))
     df = frame.copy()
-    if dtype == "str":
+    if to == "int":
         df[col] = range(len(df))
     else:
-        df[col] = df[col].astype("str" if dtype.startswith("float") else "float64")
+        df[col] = df[col].astype("str" if to == "str" else "float64")
     return df
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reliability.contracts.testing import (
-    baseline_outputs,
+    check_recorded,
+    describe_failure,
     mutation_test,
     synthesizable,
     synthesized_test,
 )
-from reliability.errors import ReliabilityError
 
 if TYPE_CHECKING:
     from reliability.contracts.loader import ContractSet
@@ -50,13 +50,15 @@ def suite_stages(pipeline: Pipeline, contracts: ContractSet, *, mutations: bool 
     """The names :func:`run_suite` announces to ``progress``, in order."""
     stages = [f"generated inputs: {step}" for step in pipeline.validate()
               if any(c.step == step for c in contracts)]
-    return stages + (["baseline run", "mutations"] if mutations else [])
+    return stages + (["recorded inputs", "mutations"] if mutations else [])
 
 
 def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
-              max_examples: int = 25, mutations: bool = True,
-              progress: Callable[[str], None] | None = None) -> SuiteResult:
-    """Generated-input tests per step, a baseline run and mutation testing.
+              recorded: Mapping[str, Any] | None = None, max_examples: int = 25,
+              mutations: bool = True, progress: Callable[[str], None] | None = None,
+              missing: str = "") -> SuiteResult:
+    """Generated-input tests per step, then mutation testing on ``recorded`` step outputs
+    (a snapshot of a good run; ``missing`` says why there is none). Runs no pipeline.
 
     ``progress(stage)`` is called as each stage of :func:`suite_stages` begins.
     """
@@ -74,34 +76,42 @@ def run_suite(pipeline: Pipeline, contracts: ContractSet, *, params: Any = None,
         try:
             synthesized_test(pipeline, contracts, step, params=params,
                              max_examples=max_examples)()
-        except (AssertionError, Exception) as exc:
+        except Exception as exc:
             result.rows.append(SuiteRow(name, "failed", _brief(exc)))
         else:
             result.rows.append(SuiteRow(name, "passed", f"{max_examples} examples"))
     if not mutations:
         return result
-    announce("baseline run")
-    try:
-        outputs = baseline_outputs(pipeline, contracts, params)
-    except (ReliabilityError, Exception) as exc:
-        result.rows.append(SuiteRow("baseline run", "failed", _brief(exc)))
+    announce("recorded inputs")
+    if recorded is None:
+        result.rows.append(SuiteRow("recorded inputs", "failed", missing or (
+            "no recorded step outputs; record them with `reliability contracts snapshot`")))
         return result
-    result.rows.append(SuiteRow("baseline run", "passed", "every contract holds"))
+    try:
+        check_recorded(pipeline, contracts, recorded, params)
+    except Exception as exc:
+        result.rows.append(SuiteRow("recorded inputs", "failed", _brief(exc) + (
+            "\nFix: record them again with `reliability contracts snapshot`")))
+        return result
+    result.rows.append(SuiteRow("recorded inputs", "passed", "every contract holds"))
     announce("mutations")
-    report = mutation_test(pipeline, contracts, outputs, params)
+    report = mutation_test(pipeline, contracts, recorded, params)
     for contract, outcomes in sorted(report.by_contract().items()):
-        killed = sum(o.killed for o in outcomes)
-        survivors = [o.mutation for o in outcomes if not o.killed]
-        detail = f"kill rate {killed}/{len(outcomes)}"
+        applied = [o for o in outcomes if o.applied]
+        killed = sum(o.killed for o in applied)
+        survivors = [o.mutation for o in applied if not o.killed]
+        detail = f"kill rate {killed}/{len(applied)}"
         if survivors:
             detail += f"; survived: {', '.join(survivors[:6])}"
+        skipped = [o.mutation for o in outcomes if not o.applied]
+        if skipped:
+            detail += f"; not applicable: {', '.join(skipped[:6])}"
         result.rows.append(SuiteRow(f"mutations: {contract}",
                                     "failed" if survivors else "passed", detail))
     result.kill_rate = report.kill_rate
     return result
 
 
-def _brief(exc: BaseException, lines: int = 4) -> str:
-    """The first lines of an error (the headline and the first failing checks)."""
-    text = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-    return "\n".join(text[:lines])[:600]
+def _brief(exc: BaseException) -> str:
+    """The error's headline and first failing checks; each failure of a group."""
+    return describe_failure(exc, lines=4)

@@ -52,7 +52,7 @@ def test_fails_when_a_contract_is_broken(pytester: pytest.Pytester) -> None:
     assert outcomes.get("failed", 0) >= 2
     result.stdout.fnmatch_lines(["*FAILED*generated?validate?*"])
     result.stdout.fnmatch_lines(["*batch: column_in_dataframe failed*"])
-    result.stdout.fnmatch_lines(["*baseline run broke a contract*"])
+    result.stdout.fnmatch_lines(["*recorded step outputs break a contract*"])
 
 
 def test_a_malformed_contract_file_is_a_usage_error_not_a_traceback(

@@ -14,9 +14,10 @@ import pytest
 from pipelines.reference import pipeline as reference
 from reliability.contracts import Contract, derive_mutations, load_contracts
 from reliability.contracts.lint import lint_contracts
+from reliability.contracts.snapshot import load_snapshot, snapshot_dir
 from reliability.contracts.spec import ContractSpec
 from reliability.contracts.suite import run_suite
-from reliability.contracts.testing import baseline_outputs, mutation_test, synthesized_test
+from reliability.contracts.testing import mutation_test, synthesized_test
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,8 +27,13 @@ def contracts():  # type: ignore[no-untyped-def]
     return load_contracts(ROOT / "contracts", reference)
 
 
-def test_reference_kill_rate_is_total(contracts) -> None:  # type: ignore[no-untyped-def]
-    outputs = baseline_outputs(reference, contracts)
+def _recorded(contracts, tmp: Path):  # type: ignore[no-untyped-def]
+    return load_snapshot(snapshot_dir(ROOT / "contracts", "reference"), reference, contracts,
+                         tmp)
+
+
+def test_reference_kill_rate_is_total(contracts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    outputs = _recorded(contracts, tmp_path).outputs
     report = mutation_test(reference, contracts, outputs)
     assert len(report.outcomes) > 300
     assert report.survivors == [] and report.kill_rate == 1.0
@@ -77,15 +83,17 @@ def test_generated_inputs_find_a_broken_step(contracts) -> None:  # type: ignore
         object.__setattr__(spec, "fn", original)
 
 
-def test_suite_summary(contracts) -> None:  # type: ignore[no-untyped-def]
+def test_suite_summary(contracts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from reliability.contracts.suite import suite_stages
 
     seen: list[str] = []
-    result = run_suite(reference, contracts, max_examples=5, progress=seen.append)
+    snap = _recorded(contracts, tmp_path)
+    result = run_suite(reference, contracts, max_examples=5, progress=seen.append,
+                       params=snap.params, recorded=snap.outputs)
     assert result.ok and result.kill_rate == 1.0
     assert "mutation kill rate 100%" in result.headline()
     assert seen == suite_stages(reference, contracts)  # every stage announced, in order
-    assert seen[-2:] == ["baseline run", "mutations"] and len(seen) > 2
+    assert seen[-2:] == ["recorded inputs", "mutations"] and len(seen) > 2
 
 
 def test_lint_flags_silent_pass_settings(tmp_path: Path) -> None:
@@ -122,9 +130,17 @@ def test_contract_tests_leave_no_temporary_files(tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     code = ("from reliability.contracts import load_contracts\n"
+            "from reliability.contracts.snapshot import load_snapshot, snapshot_dir\n"
             "from reliability.contracts.suite import run_suite\n"
+            "from reliability.contracts.testing import isolated\n"
             "from pipelines.reference import pipeline\n"
-            "r = run_suite(pipeline, load_contracts('contracts', pipeline), max_examples=2)\n"
+            "import pathlib\n"
+            "c = load_contracts(pathlib.Path('contracts').resolve(), pipeline)\n"
+            "d = snapshot_dir(pathlib.Path('contracts').resolve(), 'reference')\n"
+            "with isolated() as root:\n"
+            "    s = load_snapshot(d, pipeline, c, root / 'recorded')\n"
+            "    r = run_suite(pipeline, c, max_examples=2, params=s.params, "
+            "recorded=s.outputs)\n"
             "assert r.ok, r.rows\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=subprocess_env(TMPDIR=str(scratch)),
