@@ -66,7 +66,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         project = find_project(config.rootpath)
         if str(project.root) not in sys.path:
             sys.path.insert(0, str(project.root))
-        directory = Path(_opt(config, "reliability_contracts_dir") or project.contracts_dir)
+        directory = Path(_opt(config, "reliability_contracts_dir")
+                         or project.contracts_dir).resolve()
         try:
             name = str(directory.resolve().relative_to(config.rootpath))
         except ValueError:

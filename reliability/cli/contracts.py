@@ -140,11 +140,12 @@ def _wiring(args: argparse.Namespace) -> int:
 def _snapshot(args: argparse.Namespace) -> int:
     from reliability.cli.run import parse_params
     from reliability.contracts.snapshot import record_snapshot, snapshot_dir
+    from reliability.project import find_project
 
     pipeline, contracts, directory = _load(args.dir, args.pipeline)
     target = snapshot_dir(directory, pipeline.name)
     snap = record_snapshot(pipeline, contracts, target, parse_params(args.param),
-                           workers=args.workers)
+                           workers=args.workers, project=find_project())
     size = sum(f.stat().st_size for f in target.iterdir() if f.is_file())
     _console().print(f"recorded {len(snap.outputs)} step output(s) of {pipeline.name} in "
                      f"{target} ({size / 1024:.0f} KiB): {', '.join(snap.outputs)}\n"

@@ -25,6 +25,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     paths = scaffold(root, args.name)
     for p in paths:
         print(f"created {p}")
+    # the contract tests' recorded inputs, from a run in a fresh process: the new project's
+    # `pipelines` package must not meet one this process has imported already
+    import os
+    import subprocess
+    import sys
+
+    import reliability
+
+    package = str(Path(reliability.__file__).resolve().parents[1])  # this same toolkit
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package, os.environ.get("PYTHONPATH", "")) if p)}
+    done = subprocess.run([sys.executable, "-m", "reliability", "contracts", "snapshot"],
+                          cwd=root, env=env, check=False)
+    if done.returncode != 0:
+        print("could not record the contract tests' inputs; run `reliability contracts "
+              "snapshot` in the project", file=sys.stderr)
+        return done.returncode
     where = "" if root.resolve() == Path.cwd().resolve() else f"cd {args.dir} && "
     print(f"\nnext: {where}reliability run && reliability contracts test && "
           "python -m pytest && reliability chaos run chaos/kill-worker.yaml")

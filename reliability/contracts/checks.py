@@ -136,29 +136,42 @@ def drift_statistic(method: str, reference: Any, current: Any, bins: int = 10) -
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def _column(frame: Any, name: str, where: tuple[str, Any] | None) -> Any:
+def _rows(frame: Any, where: tuple[str, Any] | None) -> Any:
+    """The rows of ``frame`` where column ``where[0]`` equals ``where[1]`` (all if None)."""
+    if where is None:
+        return frame
     if type(frame).__module__.startswith("polars"):
         import polars as pl
 
-        q = frame.lazy()
-        if where is not None:
-            q = q.filter(pl.col(where[0]) == where[1])
-        return q.select(pl.col(name).cast(pl.Float64)).collect().to_series().to_numpy()
-    rows = frame if where is None else frame[frame[where[0]] == where[1]]
+        return frame.lazy().filter(pl.col(where[0]) == where[1]).collect()
+    return frame[frame[where[0]] == where[1]]
+
+
+def _column(rows: Any, name: str) -> Any:
+    if type(rows).__module__.startswith("polars"):
+        import polars as pl
+
+        return rows.lazy().select(pl.col(name).cast(pl.Float64)).collect().to_series() \
+            .to_numpy()
     return rows[name].to_numpy(dtype="float64", na_value=float("nan"))
 
 
 def check_drift(specs: list[DriftSpec], frame: Any, baselines: Mapping[str, Any]) -> list[Finding]:
     out: list[Finding] = []
     for spec in specs:
+        try:
+            if spec.split is not None:
+                ref_rows = _rows(frame, (spec.split.column, spec.split.reference))
+                cur_rows = _rows(frame, (spec.split.column, spec.split.current))
+            else:
+                ref_rows, cur_rows = baselines[str(spec.baseline)], frame
+        except Exception as exc:
+            out.extend(Finding(col, f"drift_{spec.method}", 1, [f"{type(exc).__name__}"])
+                       for col in spec.columns)
+            continue
         for col in spec.columns:
             try:
-                if spec.split is not None:
-                    ref = _column(frame, col, (spec.split.column, spec.split.reference))
-                    cur = _column(frame, col, (spec.split.column, spec.split.current))
-                else:
-                    ref = _column(baselines[str(spec.baseline)], col, None)
-                    cur = _column(frame, col, None)
+                ref, cur = _column(ref_rows, col), _column(cur_rows, col)
             except Exception as exc:
                 out.append(Finding(col, f"drift_{spec.method}", 1, [f"{type(exc).__name__}"]))
                 continue

@@ -145,7 +145,7 @@ class Contract:
         if self.spec.validation.sample:
             value = _sample(value, lib, self.spec.validation.sample)
         rows, findings = self._validator(lib, frame_spec)(value)
-        if self.spec.drift:
+        if self.spec.drift and (detailed or not findings):  # the verdict is already known
             from reliability.contracts.checks import check_drift
 
             findings += check_drift(self.spec.drift, value, self._load_baselines())

@@ -2,7 +2,8 @@
 
     reliability contracts snapshot [-p KEY=VALUE ...]
 
-runs the pipeline once (a real run, in a temporary home, under its contracts) and writes
+runs the pipeline once (a real run, assembled as every run is, in a temporary home, under
+its contracts; ``reliability init`` records one for the project it creates) and writes
 ``contracts/<pipeline>/snapshot/``: ``manifest.json`` (pipeline, parameters, when, and per
 step the file, codec, size and sha256) plus one file per step output the contract tests
 need — the outputs of the steps that feed a contracted step and of the steps whose output
@@ -31,6 +32,7 @@ from reliability.errors import ConfigError, ReliabilityError
 if TYPE_CHECKING:
     from reliability.contracts.loader import ContractSet
     from reliability.pipeline import Pipeline
+    from reliability.project import Project
 
 __all__ = ["MANIFEST", "SNAPSHOT_DIR", "Snapshot", "load_snapshot", "needed_steps",
            "record_snapshot", "snapshot_dir"]
@@ -78,11 +80,12 @@ def _suffix(contracts: ContractSet, step: str) -> str:
 
 
 def record_snapshot(pipeline: Pipeline, contracts: ContractSet, directory: str | Path,
-                    params: Mapping[str, Any] | None = None, *,
-                    workers: int | None = None) -> Snapshot:
-    """Run ``pipeline`` once under ``contracts`` and record what the contract tests need."""
+                    params: Mapping[str, Any] | None = None, *, workers: int | None = None,
+                    project: Project | None = None) -> Snapshot:
+    """Run ``pipeline`` once under ``contracts`` (assembled as every run is, in a
+    temporary home) and record what the contract tests need in ``directory``."""
+    from reliability.assembly import RunOptions, assemble
     from reliability.contracts.hook import ContractHook
-    from reliability.runner.core import Runner
     from reliability.runner.store import encode
 
     p = pipeline.make_params(params)
@@ -90,30 +93,28 @@ def record_snapshot(pipeline: Pipeline, contracts: ContractSet, directory: str |
     pdict = dict(dump(mode="json")) if callable(dump) else dict(params or {})
     steps = needed_steps(pipeline, contracts)
     out = Path(directory)
-    with tempfile.TemporaryDirectory(prefix="contract-snapshot-") as home:
-        runner = Runner(pipeline, home=home, workers=workers,
-                        hooks=[ContractHook(contracts, params_model=pipeline.params_model)])
-        try:
-            result = runner.run(p, resume=False)
-            if not result.ok:
-                step, err = next(iter(result.failed.items()), ("?", result.status))
-                raise ReliabilityError(
-                    f"the run to record failed at step {step!r}: {err}. Fix: make the "
-                    "pipeline succeed (is its upstream reachable?), then record again")
-            rows = {r["step"]: r for r in runner.ledger.steps(result.run_id)}
-            values = {s: runner.store.load(rows[s]["output_hash"], rows[s]["output_codec"])
-                      for s in steps}
-            out.mkdir(parents=True, exist_ok=True)
-            _clear(out)
-            entries: dict[str, Any] = {}
-            for step, value in values.items():
-                staged = out / f".{step}.partial"
-                digest, codec, size = encode(value, staged)
-                name = f"{step}{_EXT.get(codec) or _suffix(contracts, step)}"
-                staged.replace(out / name)
-                entries[step] = {"file": name, "codec": codec, "bytes": size, "sha256": digest}
-        finally:
-            runner.close()
+    hook = ContractHook(contracts, params_model=pipeline.params_model)
+    with tempfile.TemporaryDirectory(prefix="contract-snapshot-") as home, assemble(
+            pipeline, RunOptions(home=home, workers=workers, contracts=False, sla=False,
+                                 hooks=[hook]), project=project) as asm:
+        result = asm.run(p, resume=False, source="contracts snapshot")
+        if not result.ok:
+            step, err = next(iter(result.failed.items()), ("?", result.status))
+            raise ReliabilityError(
+                f"the run to record failed at step {step!r}: {err}. Fix: make the "
+                "pipeline succeed (is its upstream reachable?), then record again")
+        rows = {r["step"]: r for r in asm.ledger.steps(result.run_id)}
+        values = {s: asm.store.load(rows[s]["output_hash"], rows[s]["output_codec"])
+                  for s in steps}
+        out.mkdir(parents=True, exist_ok=True)
+        _clear(out)
+        entries: dict[str, Any] = {}
+        for step, value in values.items():
+            staged = out / f".{step}.partial"
+            digest, codec, size = encode(value, staged)
+            name = f"{step}{_EXT.get(codec) or _suffix(contracts, step)}"
+            staged.replace(out / name)
+            entries[step] = {"file": name, "codec": codec, "bytes": size, "sha256": digest}
     when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest = {"pipeline": pipeline.name, "recorded_at": when, "params": pdict,
                 "steps": entries}

@@ -35,7 +35,8 @@ def test_init_then_run_contracts_test_pytest_and_chaos_run_all_pass(tmp_path: Pa
     assert {"reliability.yaml", "pipelines/shop_orders.py", "contracts/shop_orders.sla.yaml",
             "contracts/shop_orders.schedule.yaml", "chaos/kill-worker.yaml",
             "runbooks/step_failed.md.j2", "tests/test_shop_orders.py",
-            "contracts/shop_orders/generate.output.yaml"} <= created
+            "contracts/shop_orders/generate.output.yaml",
+            "contracts/shop_orders/snapshot/manifest.json"} <= created
 
     run = reliability(project, "run")
     assert run.returncode == 0, run.stdout + run.stderr
