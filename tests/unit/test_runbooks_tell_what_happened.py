@@ -35,8 +35,9 @@ def test_a_run_that_succeeded_gets_no_resume() -> None:
     failed = renderer.render(evidence(outcome="failed")).markdown
     assert "Resume the run" in failed and "reliability resume reference-1" in failed
     running = renderer.render(evidence()).markdown
-    assert "If it fails, resume it" in running and "reliability resume reference-1" in running
-    assert "| Run outcome | still running when this was written |" in running
+    assert "If the run fails, resume it" in running
+    assert "reliability resume reference-1" in running
+    assert "| Run outcome | not known when this was written |" in running
 
 
 def test_settling_keeps_custom_commands_and_recomputes_the_defaults() -> None:
