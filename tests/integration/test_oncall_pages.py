@@ -278,3 +278,26 @@ def test_bad_paths_queries_and_bodies_never_bring_the_server_down(
         code = err.code
     assert code < 500, (method, path, body)
     assert get(f"{server.url}/healthz") == (200, "ok\n")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=400) | st.sampled_from([
+    b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n",
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+    b"POST /alerts/webhook HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    b"POST /alerts/webhook HTTP/1.1\r\nContent-Length: 10\r\n\r\n{",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"]))
+def test_raw_garbage_on_the_socket_never_brings_the_server_down(
+        server: OnCallServer, raw: bytes) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        try:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.recv(100)
+        except OSError:  # the server may close a connection it will not serve
+            answer = b""
+    assert not answer.startswith(b"HTTP/1.1 5") and not answer.startswith(b"HTTP/1.0 5")
+    assert get(f"{server.url}/healthz") == (200, "ok\n")
