@@ -316,6 +316,8 @@ class AsyncProxyServer:
             # stop() cancels idle keep-alive connections. End the task normally:
             # asyncio 3.11's stream callback calls task.exception() on it.
             pass
+        except Exception:  # a bug: say so, drop only this connection
+            log.exception("proxy API: connection failed")
         finally:
             if task is not None:
                 self._clients.discard(task)
