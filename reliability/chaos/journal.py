@@ -199,6 +199,6 @@ class Journal:
 
 def _by_step(attempts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for a in sorted(attempts, key=lambda a: (a["step"], a["attempt"])):
+    for a in sorted(attempts, key=lambda a: (a["step"], a.get("attempt") or 0)):
         out.setdefault(a["step"], []).append(a)
     return out

@@ -251,3 +251,44 @@ test_schedule_text = _fuzz_text("schedule")
 test_schedule_structure = _fuzz_structure("schedule")
 test_project_text = _fuzz_text("project")
 test_project_structure = _fuzz_structure("project")
+
+
+# -- hand-edited chaos journals (`chaos report`) -------------------------------------------
+JOURNAL: dict[str, Any] = {
+    "format": "reliability.chaos.journal/1", "status": "passed", "score": 100.0, "seed": 7,
+    "pipeline": "reference", "environment": "local", "aborted": None, "error": None,
+    "experiment": {"title": "t", "description": "", "file": None},
+    "attempts": [{"step": "train", "attempt": 1, "status": "worker_lost", "start": 0.1,
+                  "end": 0.5, "error": "killed", "error_type": "WorkerLost"},
+                 {"step": "train", "attempt": 2, "status": "succeeded", "start": 0.6,
+                  "end": 1.2, "error": None, "error_type": None}],
+    "faults": [{"fault": "kill", "type": "kill_worker", "step": "train", "attempt": 1,
+                "source": "controller", "t": 0.3, "target": None}],
+    "steady_state": {"before": [{"probe": "run_succeeds", "ok": True, "detail": "ok"}],
+                     "after": [{"probe": "run_succeeds", "ok": True, "detail": "ok"}]},
+    "rollbacks": [{"action": "delete proxy", "ok": True, "proxy": "wine", "reason": "teardown",
+                   "toxic": None}],
+    "baseline": {"run_id": "b", "status": "succeeded", "duration": 1.0,
+                 "outputs": {"train": "ab"}, "failed": {}, "skipped": []},
+    "run": {"run_id": "r", "status": "succeeded", "duration": 1.2,
+            "outputs": {"train": "ab"}, "failed": {}, "skipped": []},
+}
+
+
+@FUZZ
+@given(data=mutated_structure(JOURNAL))
+def test_chaos_report_of_an_edited_journal(tmp_path: Path, data: Any) -> None:
+    import json
+
+    from reliability.chaos.journal import Journal
+    from reliability.chaos.report import render_report
+
+    f = tmp_path / "j.json"
+    f.write_text(json.dumps(data, default=str))
+    try:
+        journal = Journal.load(f)
+    except ConfigError as err:
+        assert err.file == str(f)  # noqa: PT017 -- the refusal itself is what is checked
+        return
+    render_report(journal)
+    journal.normalized()
