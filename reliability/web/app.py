@@ -245,17 +245,26 @@ class OnCallApp:
         return Response(200, _with_nav(html, extra).encode())
 
     def alerts(self, **_: Any) -> Response:
-        from reliability.runbooks.evidence import shell_quote
-
         with self.lock:
             rows = self.ledger.alerts(limit=MAX_LIMIT)
-        home = shell_quote(str(self.home))
+            commands = {a.run_id: self._resume(a.run_id) for a in rows if a.run_id}
         return self._page("alerts.html.j2", alerts=[
             {"id": a.id, "status": a.status, "alertname": a.alertname, "labels": a.labels,
              "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at,
-             "run_id": a.run_id, "command": (f"reliability resume {shell_quote(a.run_id)} "
-                                             f"--home {home}" if a.run_id else None)}
+             "run_id": a.run_id, "command": commands.get(a.run_id or "")}
             for a in rows])
+
+    def _resume(self, run_id: str) -> str | None:
+        """The command that finishes ``run_id``; None once it succeeded (or is gone)."""
+        from reliability.runbooks.evidence import shell_quote
+
+        try:
+            status = self.ledger.get_run(run_id).status
+        except LedgerError:
+            return None
+        if status == "succeeded":
+            return None
+        return f"reliability resume {shell_quote(run_id)} --home {shell_quote(str(self.home))}"
 
     def alert_page(self, alert_id: str, **_: Any) -> Response:
         return self._alert(int(alert_id), runbook=False)

@@ -116,6 +116,7 @@ def test_a_breach_fires_reaches_our_webhook_and_its_runbook_shows_the_failing_ru
         assert 'class="alert firing"' in listing and f'href="/alerts/{alert.id}/runbook"' \
             in listing
         assert "SLA breached in pipeline oncall_am" in listing  # the alert's summary
+        assert "reliability resume" not in listing  # its run succeeded
     finally:
         for proc in procs:
             stop(proc)
