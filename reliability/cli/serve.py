@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    metrics=not args.no_metrics, interval=args.interval)
     print(f"serving {server.url} (home {home}); Alertmanager webhook "
           f"{server.app.base_url}/alerts/webhook; Ctrl-C stops", flush=True)
+    if server.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {server.host}, beyond this host; the pages and the webhook "
+              "ask for no login, so put an authenticating proxy in front", file=sys.stderr,
+              flush=True)
     try:
         while True:
             time.sleep(3600)
