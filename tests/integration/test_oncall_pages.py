@@ -136,6 +136,25 @@ def test_an_error_budget_burn_shows_the_latest_failure_as_its_evidence(
     assert "SLA breached" in html and "etl-other" in html  # the newest production failure
 
 
+def test_a_contract_runbook_shows_the_failed_check_its_cases_and_the_fault(
+        home: Path) -> None:
+    with Ledger(home / "ledger.db") as led:
+        led.create_run("etl-bad", "etl", "etl-bad", {}, ["load"], trigger="schedule")
+        led.record_event("etl-bad", time.time(), "fault_injected", "load", 1,
+                         {"fault": "corrupt-amount", "type": "data"})
+        led.record_event("etl-bad", time.time(), "contract_violated", "load", 1, {
+            "error": "contract etl.load.output violated",
+            "failures": [{"contract": "etl.load.output", "column": "amount",
+                          "check": "in_range(0, 100)", "failure_count": 2,
+                          "failure_cases": [-5, 170]}]})
+        led.finish_run("etl-bad", "failed", "load broke its contract")
+    with serve(home, port=0) as srv:
+        status, html = get(f"{srv.url}/runbooks/etl/contract_violation.html?step=load")
+    assert status == 200 and "Contract violated: load in etl" in html
+    assert "in_range(0, 100)" in html and "-5, 170" in html and "2 failing value" in html
+    assert "corrupt-amount" in html and "etl-bad" in html
+
+
 # -- run pages --------------------------------------------------------------------------
 def test_run_list_and_run_page_link_each_other_and_the_runbooks(
         server: OnCallServer) -> None:
