@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from reliability.events import EventBus
 from reliability.pipeline import DataInterval, Pipeline, StepHook, load_pipeline
-from reliability.runs import Trigger, default_environment
+from reliability.runs import RunStatus, Trigger, default_environment
 
 if TYPE_CHECKING:
     from reliability.project import Project
@@ -131,7 +131,8 @@ class Assembly:
         from rich.markup import escape
 
         con = Console()
-        color = {"succeeded": "green", "failed": "red"}.get(result.status, "yellow")
+        color = {RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red"}.get(result.status,
+                                                                          "yellow")
         con.print(f"\nrun [bold]{escape(result.run_id)}[/] [{color}]{result.status}[/] in "
                   f"{result.duration:.2f}s" + (" (resumed)" if result.resumed else ""))
         notes = [escape(note) for note in self.notes]  # paths and URLs, printed as text
@@ -153,7 +154,7 @@ class Assembly:
         if result.skipped:
             con.print("  [yellow]not run (upstream failed): "
                       f"{escape(', '.join(result.skipped))}[/]")
-        if result.status == "cancelled":
+        if result.status == RunStatus.CANCELLED:
             con.print(f"  resume with: reliability resume {escape(result.run_id)}")
             return 130
         con.print(f"  audit:     reliability runs show {escape(result.run_id)}")

@@ -178,9 +178,14 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def _status(s: str) -> str:
-    color = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
-             "running": "cyan", "contract_violated": "red", "worker_lost": "magenta",
-             "timed_out": "red", "upstream_failed": "dim"}.get(s, "white")
+    from reliability.runs import AttemptStatus as A
+    from reliability.runs import RunStatus as R
+    from reliability.runs import StepStatus as S
+
+    color = {str(k): v for k, v in {
+             R.SUCCEEDED: "green", R.FAILED: "red", R.CANCELLED: "yellow",
+             R.RUNNING: "cyan", A.CONTRACT_VIOLATED: "red", A.WORKER_LOST: "magenta",
+             A.TIMED_OUT: "red", S.UPSTREAM_FAILED: "dim"}.items()}.get(s, "white")
     return f"[{color}]{s}[/]"
 
 
