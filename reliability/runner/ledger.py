@@ -649,6 +649,54 @@ class Ledger:
             " WHERE run_id=? AND status='running'", (time.time(), reason, run_id))
         return cur.rowcount
 
+    # -- runs driven by another orchestrator ------------------------------------------
+    def adopt_run(self, run_id: str, pipeline: str, run_key: str, params: Mapping[str, Any],
+                  steps: Sequence[str], *, code_version: str | None = None,
+                  interval: tuple[str, str] | None = None, trigger: str | None = None
+                  ) -> bool:
+        """Record a run another orchestrator executes, unless it is recorded already.
+
+        Its tasks may start in several processes at once: the first creates the run
+        (``running``, with no runner process of ours), later ones only add step rows that
+        are missing. Returns whether this call created the run.
+        """
+        now = time.time()
+        with self.tx() as db:
+            created = db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, pipeline, run_key, status, params,"
+                " code_version, interval_start, interval_end, trigger, host, created_at,"
+                " started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, pipeline, run_key, "running", json.dumps(params, sort_keys=True),
+                 code_version, interval[0] if interval else None,
+                 interval[1] if interval else None, trigger, socket.gethostname(), now,
+                 now)).rowcount
+            db.executemany(
+                "INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,'pending')",
+                [(run_id, s) for s in steps])
+        return bool(created)
+
+    def settle_run(self, run_id: str) -> str | None:
+        """Finish a run whose every step has ended: ``failed`` if one failed, else
+        ``succeeded``. Returns the status set, or None while steps are still open (or the
+        run was finished already), so of several processes exactly one finishes it."""
+        with self.tx() as db:
+            row = db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None or row["status"] in FINAL_RUN_STATES:
+                return None
+            states = [r[0] for r in db.execute("SELECT status FROM steps WHERE run_id=?",
+                                               (run_id,))]
+            if any(s not in ("succeeded", "failed", "upstream_failed") for s in states):
+                return None
+            status = "failed" if any(s != "succeeded" for s in states) else "succeeded"
+            error = None
+            if status == "failed":
+                bad = db.execute("SELECT step, error FROM steps WHERE run_id=? AND"
+                                 " status='failed' ORDER BY rowid LIMIT 1", (run_id,)).fetchone()
+                error = f"step {bad['step']!r} failed: {bad['error']}" if bad else None
+            db.execute("UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
+                       (status, time.time(), error, run_id))
+        return status
+
     # -- events -----------------------------------------------------------------------
     def record_event(self, run_id: str, t: float, kind: str, step: str | None,
                      attempt: int | None, details: Mapping[str, Any]) -> None:

@@ -1,0 +1,176 @@
+"""Adapter overhead per task: our step wrapper vs the bare task, inside each orchestrator.
+
+    python bench/bench_adapters.py airflow      # in the Airflow venv (nox -s airflow)
+    python bench/bench_adapters.py prefect      # in the Prefect venv (nox -s prefect)
+
+A chain of ``--steps`` tasks, each doing ``--work-ms`` of CPU work and returning a small
+dict, runs twice under the orchestrator: as bare ``@task`` functions handing each other
+their values (XCom / task results), and as a pipeline through our adapter (ledger, store,
+events, SLA monitor and metrics around every task; digests handed on). Each task's duration
+is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end).
+Target: wrapper overhead <= 10% of the bare task's time, or <= 2 ms per task.
+One warm-up run of each shape, then one measured run each; medians over the tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def work(ms: float, seed: int) -> dict[str, int]:
+    """Deterministic CPU work lasting about ``ms`` milliseconds."""
+    end = time.perf_counter() + ms / 1000
+    acc, i = seed, 0
+    while time.perf_counter() < end:
+        acc = (acc * 1103515245 + 12345) % 2**31
+        i += 1
+    return {"acc": acc % 1000, "seed": seed}
+
+
+def chain(steps: int, ms: float) -> Any:
+    """The benchmark pipeline: s0 -> s1 -> ... each doing ``ms`` of work."""
+    from reliability import Pipeline
+
+    pipe = Pipeline("bench")
+    prev: str | None = None
+    for i in range(steps):
+        def step(up: dict[str, int] | None = None, _i: int = i) -> dict[str, int]:
+            return work(ms, up["acc"] if up else _i)
+
+        pipe.add(step, name=f"s{i}", inputs={"up": prev} if prev else {})
+        prev = f"s{i}"
+    return pipe
+
+
+def report(host: str, bare: list[float], wrapped: list[float]) -> None:
+    b, w = statistics.median(bare), statistics.median(wrapped)
+    over = w - b
+    ratio = over / b if b else float("inf")
+    ok = over <= 0.002 or ratio <= 0.10
+    print(f"{host}: bare task {b * 1000:.1f} ms, wrapped task {w * 1000:.1f} ms "
+          f"(median of {len(bare)} tasks each)")
+    print(f"{host}: wrapper overhead {over * 1000:+.1f} ms per task = {ratio:+.1%} of the bare "
+          f"task; target <= 10% or <= 2 ms: {'met' if ok else 'NOT met'}")
+
+
+# -- Airflow ---------------------------------------------------------------------------------
+DAG_FILE = """\
+import json, sys, time
+sys.path[:0] = [{root!r}, {bench!r}]
+from airflow.sdk import DAG, task
+import datetime as dt
+from bench_adapters import chain, work
+from reliability.adapters.airflow import to_dag
+
+STEPS, MS = {steps}, {ms}
+with DAG("bench_bare", schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+         catchup=False) as bare:
+    prev = None
+    for i in range(STEPS):
+        @task(task_id=f"s{{i}}")
+        def step(up=None, _i=i):
+            return work(MS, up["acc"] if up else _i)
+        prev = step(prev) if prev is not None else step()
+
+wrapped = to_dag(chain(STEPS, MS), dag_id="bench_wrapped", home={home!r}, contracts=False)
+
+if __name__ == "__main__":
+    out = {{}}
+    for dag in (bare, wrapped, bare, wrapped):  # warm-up, then measured
+        run = dag.test()
+        assert str(run.state).endswith("success"), run.state
+        out[dag.dag_id] = [(ti.end_date - ti.start_date).total_seconds()
+                           for ti in run.get_task_instances()]
+    print("RESULT " + json.dumps(out))
+"""
+
+
+def bench_airflow(steps: int, ms: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        dags = home / "dags"
+        dags.mkdir()
+        env = dict(os.environ, AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+                   AIRFLOW__CORE__LOAD_EXAMPLES="False",
+                   AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING")
+        env.pop("AIRFLOW__CORE__EXECUTOR", None)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
+                       check=True, capture_output=True)
+        dag_file = dags / "bench_dags.py"
+        dag_file.write_text(DAG_FILE.format(root=str(ROOT), bench=str(ROOT / "bench"),
+                                            steps=steps, ms=ms, home=str(home / "rel")))
+        proc = subprocess.run([sys.executable, str(dag_file)], env=env, cwd=tmp,
+                              capture_output=True, text=True, check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            sys.exit(f"the benchmark DAGs failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+        out = json.loads(lines[-1].removeprefix("RESULT "))
+        report("airflow dag.test()", out["bench_bare"], out["bench_wrapped"])
+
+
+# -- Prefect ---------------------------------------------------------------------------------
+def bench_prefect(steps: int, ms: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(PREFECT_HOME=str(Path(tmp) / "prefect"),
+                          PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
+                          PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                          PREFECT_LOGGING_LEVEL="WARNING")
+        from prefect import flow, task
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.testing.utilities import prefect_test_harness
+
+        from reliability.adapters.prefect import to_flow
+
+        @task(persist_result=False)
+        def bare_step(up: dict[str, int] | None, i: int) -> dict[str, int]:
+            return work(ms, up["acc"] if up else i)
+
+        @flow(persist_result=False)
+        def bare() -> None:
+            prev = None
+            for i in range(steps):
+                prev = bare_step.submit(prev, i)
+            prev.result()
+
+        wrapped = to_flow(chain(steps, ms), name="bench-wrapped", home=Path(tmp) / "rel",
+                          contracts=False)
+
+        def durations(state: Any) -> list[float]:
+            with get_client(sync_client=True) as client:
+                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            return [(r.end_time - r.start_time).total_seconds() for r in runs]
+
+        with prefect_test_harness(server_startup_timeout=300):
+            bare(return_state=True)  # warm-up
+            wrapped(return_state=True)
+            b = durations(bare(return_state=True))
+            w = durations(wrapped(return_state=True))
+        report("prefect", b, w)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("host", choices=["airflow", "prefect"])
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--work-ms", type=float, default=50.0)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    {"airflow": bench_airflow, "prefect": bench_prefect}[args.host](args.steps, args.work_ms)
+    print(f"({args.host} benchmark took {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,556 @@
+"""What every orchestrator adapter shares: one step wrapper around each host task.
+
+An adapter turns a :class:`~reliability.pipeline.Pipeline` into the host's own graph (an
+Airflow DAG, a Prefect flow, ...), one host task per step, and makes each host task call
+:meth:`StepBridge.run_step` once. The bridge does what our own runner does around an
+attempt, in the process the host runs the task in:
+
+* opens the home's ledger and artifact store and the run's hooks (contracts, chaos) and
+  subscribers (metrics, SLA monitor, runbooks), once per process;
+* records the run, the attempt (the host's try number), its outcome and the worker pid in
+  the ledger, so ``reliability runs show``, runbooks and the ledger-fed ``/metrics`` read a
+  host's run like one of ours;
+* runs the step through :func:`~reliability.runner.worker.run_task` -- the same hooks,
+  encoding and hashing as our runner, so outputs are byte-identical -- and commits the
+  output to the content-addressed store;
+* hands the host a :data:`Ref` (a small JSON dict naming the committed object) instead of
+  the data, and resolves the upstream refs it is given back to store objects;
+* raises :class:`AttemptFailed` (retryable) or :class:`AttemptNotRetryable` (a contract
+  violation, an error the step's :class:`~reliability.pipeline.Retry` does not retry, or
+  the last try), which adapters map onto the host's retry hooks.
+
+An attempt whose process vanished (a SIGKILL of the host's task process) leaves its ledger
+row ``running``; the next attempt of the step records it as ``worker_lost``. With
+``isolate=True`` the step body runs in one of our supervised forked workers, so a killed
+body is noticed at once and retried by the host even where the host itself cannot recover.
+
+The reverse direction -- our hooks around a host task that keeps its own code -- is
+:meth:`StepBridge.guard`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from reliability.errors import ContractViolation, DefinitionError, RunError
+from reliability.events import Event, EventBus, EventKind
+from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, StepSpec
+from reliability.runner.ledger import Ledger
+from reliability.runner.store import ArtifactStore, encode
+from reliability.runner.worker import Result, Task, run_task
+
+__all__ = [
+    "AttemptFailed",
+    "AttemptNotRetryable",
+    "HostAttempt",
+    "Ref",
+    "StepBridge",
+    "host_run_id",
+]
+
+Ref = dict[str, str]
+"""What one host task hands the next: ``{"step", "digest", "codec"}`` of a committed object."""
+
+# events the ledger keeps (the runner's rule): started/succeeded are rebuilt from its tables
+_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
+_TERMINAL_RUN = {"succeeded": EventKind.RUN_SUCCEEDED, "failed": EventKind.RUN_FAILED}
+
+
+class AttemptFailed(RunError):
+    """A step attempt run by a host failed; ``retryable`` says if the host may try again."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, run_id: str, step: str, attempt: int,
+                 error_type: str) -> None:
+        super().__init__(message, run_id=run_id)
+        self.step = step
+        self.attempt = attempt
+        self.error_type = error_type
+
+    def __reduce__(self) -> tuple[Any, ...]:  # hosts pickle task exceptions
+        return (_rebuild, (type(self), str(self), self.run_id or "", self.step, self.attempt,
+                           self.error_type))
+
+
+class AttemptNotRetryable(AttemptFailed):
+    """The host must not retry: a contract violation (the data will not change), an error
+    the step's retry policy excludes, or the step's last try."""
+
+    retryable = False
+
+
+def _rebuild(cls: type[AttemptFailed], message: str, run_id: str, step: str, attempt: int,
+             error_type: str) -> AttemptFailed:
+    return cls(message, run_id=run_id, step=step, attempt=attempt, error_type=error_type)
+
+
+@dataclass(frozen=True, slots=True)
+class HostAttempt:
+    """One try of one step, as the host sees it.
+
+    ``attempt`` is the host's try number (1-based); ``retries_left`` whether the host will
+    run the step again if this try raises a retryable error (decides between a
+    ``step_retrying`` and a final ``step_failed`` in the ledger).
+    """
+
+    host_run_id: str
+    step: str
+    attempt: int
+    retries_left: bool
+    params: Mapping[str, Any] | None = None
+    interval: DataInterval | None = None
+    trigger: str = "manual"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:@+-]+")
+
+
+def host_run_id(pipeline: str, host_run: str) -> str:
+    """Our run id for a host's run: ``<pipeline>-<host run id>`` made safe for paths."""
+    safe = _UNSAFE.sub("-", str(host_run)).replace("..", ".").strip("-.") or "run"
+    return f"{pipeline}-{safe}"[:200]
+
+
+@dataclass
+class _Session:
+    """What one process opened for the bridge: ledger, store, bus, hooks, subscribers."""
+
+    pid: int
+    ledger: Ledger
+    store: ArtifactStore
+    bus: EventBus
+    hooks: list[StepHook]
+    monitor: Any = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    known_runs: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+
+    def close(self) -> None:
+        while self.closers:
+            with contextlib.suppress(Exception):
+                self.closers.pop()()
+
+
+class StepBridge:
+    """The step wrapper every adapter's host tasks call.
+
+    ``pipeline`` is a :class:`Pipeline` or a ``"module:attr"`` reference; ``home`` the
+    directory of ``ledger.db`` and ``store/`` (default: the project's, or
+    ``RELIABILITY_HOME``); ``hooks`` extra worker-side hooks such as a
+    :class:`~reliability.chaos.hook.ChaosHook`; ``contracts`` and ``sla`` load the
+    project's contracts and SLA monitor (with runbooks) when a project is found;
+    ``isolate`` runs each step body in a supervised forked worker.
+    """
+
+    def __init__(self, pipeline: Pipeline | str, *, home: str | Path | None = None,
+                 hooks: Sequence[StepHook] = (), contracts: bool = True, sla: bool = True,
+                 isolate: bool = False) -> None:
+        if isinstance(pipeline, str):
+            from reliability.pipeline import load_pipeline
+
+            pipeline = load_pipeline(pipeline)
+        self.pipeline = pipeline
+        self.order = pipeline.validate() if pipeline.steps else []
+        self.home = Path(home) if home is not None else None
+        self.extra_hooks = list(hooks)
+        self.contracts = contracts
+        self.sla = sla
+        self.isolate = isolate
+        self._session: _Session | None = None
+        self._code_version: str | None = None
+
+    @classmethod
+    def for_tasks(cls, name: str, **options: Any) -> StepBridge:
+        """A bridge for host tasks that keep their own code (see :meth:`guard`): its steps
+        are added one by one with :meth:`register` and have no dependencies of ours."""
+        return cls(Pipeline(name), **options)
+
+    def register(self, fn: Callable[..., Any], step: str, *, attempts: int = 1) -> StepSpec:
+        """Describe host task function ``fn`` as step ``step``: each parameter is an input
+        of that name (what contracts and faults address), ``attempts`` the host's tries."""
+        import inspect
+
+        from reliability.pipeline import Retry
+
+        params = inspect.signature(fn).parameters
+        spec = StepSpec(name=step, fn=fn, inputs={p: p for p in params},
+                        retry=Retry(attempts=max(1, attempts), backoff=0))
+        self.pipeline.steps[step] = spec
+        if step not in self.order:
+            self.order.append(step)
+        return spec
+
+    # -- what adapters translate -------------------------------------------------------
+    def spec(self, step: str) -> StepSpec:
+        return self.pipeline.steps[step]
+
+    def retries(self, step: str) -> int:
+        """How many retries the host should allow the step (its Retry's attempts - 1)."""
+        return self.pipeline.steps[step].retry.attempts - 1
+
+    def retry_delay(self, step: str, failed_attempt: int = 1) -> float:
+        """Seconds the host should wait after ``failed_attempt`` failed (no jitter)."""
+        retry = self.pipeline.steps[step].retry
+        return min(retry.backoff * retry.multiplier ** (failed_attempt - 1), retry.max_backoff)
+
+    @staticmethod
+    def retryable(exc: BaseException) -> bool:
+        """The host's retry predicate: False for what the bridge says must not retry."""
+        return not isinstance(exc, AttemptNotRetryable)
+
+    # -- the per-process session ---------------------------------------------------------
+    def session(self) -> _Session:
+        """Open (once per process) the ledger, store, hooks and subscribers."""
+        s = self._session
+        if s is not None and s.pid == os.getpid():
+            return s
+        self._session = s = self._open()
+        return s
+
+    def close(self) -> None:
+        if self._session is not None and self._session.pid == os.getpid():
+            self._session.close()
+        self._session = None
+
+    def _open(self) -> _Session:
+        from reliability.project import find_project
+
+        project = None
+        with contextlib.suppress(Exception):
+            project = find_project()
+        home = self.home if self.home is not None else (
+            project.home if project is not None else _default_home())
+        ledger = Ledger(home / "ledger.db")
+        store = ArtifactStore(home / "store")
+        bus = EventBus()
+        s = _Session(os.getpid(), ledger, store, bus, [])
+        s.closers.append(ledger.close)
+        s.closers.append(bus.subscribe(lambda ev: _record(ledger, ev), kinds=_AUDITED))
+        if self.contracts and project is not None:
+            from reliability.integrations import _contract_hook
+
+            hook = _contract_hook(project, self.pipeline, [])
+            if hook is not None:
+                s.hooks.append(hook)
+        s.hooks.extend(self.extra_hooks)
+        if self.sla:
+            from reliability.runbooks import RunbookRenderer
+            from reliability.sla import SLAMonitor
+
+            dirs = [project.runbooks_dir] if project is not None else []
+            s.monitor = SLAMonitor(None, bus, ledger=ledger, runbooks=RunbookRenderer(dirs))
+            s.monitor.start()
+            s.closers.append(s.monitor.stop)
+        return s
+
+    def code_version(self) -> str:
+        if self._code_version is None:
+            import inspect
+
+            sha = hashlib.sha256()
+            for name in sorted(self.pipeline.steps):
+                fn = self.pipeline.steps[name].fn
+                try:
+                    sha.update(inspect.getsource(fn).encode())
+                except (OSError, TypeError):
+                    sha.update(fn.__qualname__.encode())
+            self._code_version = sha.hexdigest()[:12]
+        return self._code_version
+
+    # -- one attempt -------------------------------------------------------------------
+    def run_step(self, at: HostAttempt, upstream: Mapping[str, Ref]) -> Ref:
+        """Run one attempt of ``at.step`` on the outputs named by ``upstream`` (step -> ref).
+
+        Returns the committed output's ref; raises :class:`AttemptFailed` or
+        :class:`AttemptNotRetryable`.
+        """
+        s = self.session()
+        spec = self.pipeline.steps[at.step]
+        params = self.pipeline.make_params(dict(at.params or {}))
+        run_id = self._adopt(s, at, params, self.order)
+        self._reconcile_lost(s, run_id, at.step, at.attempt)
+        refs = {p: upstream[src] for p, src in spec.inputs.items()}
+        for p, ref in refs.items():
+            if not s.store.has(ref["digest"]):
+                raise AttemptNotRetryable(
+                    f"step {at.step!r}: input {p!r} names object {ref['digest'][:16]} that "
+                    f"is not in the store {s.store.root}. Fix: run every task of the run "
+                    "against the same home", run_id=run_id, step=at.step, attempt=at.attempt,
+                    error_type="InputMissing")
+        staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
+        s.store.staging_dir(run_id)
+        task = Task(run_id=run_id, step=at.step, attempt=at.attempt,
+                    inputs={p: (str(s.store.path(r["digest"])), r["codec"])
+                            for p, r in refs.items()},
+                    params=params, interval=at.interval, staging_file=staging,
+                    quarantine_file=quarantine, scratch_dir=scratch)
+        hashes = {p: r["digest"] for p, r in refs.items()}
+        t0 = time.monotonic()
+        if self.isolate:
+            res, lost, pid = self._run_isolated(s, task, hashes)
+        else:
+            pid = os.getpid()
+            self._started(s, task, pid, hashes)
+            res, lost = run_task(self.pipeline, s.hooks, task), None
+        duration = time.monotonic() - t0
+        if res is not None:
+            for kind, details, stamp in res.events:
+                self._emit(s, EventKind(kind), run_id, at.step, at.attempt, details=details,
+                           time=stamp)
+        if res is not None and res.ok:
+            return self._commit(s, task, res, duration, pid)
+        if res is None:
+            assert lost is not None
+            self._lost(s, task, lost, pid, duration)
+            retryable = spec.retry.on_worker_lost
+            error_type, error = "WorkerLost", lost
+        else:
+            retryable = self._failed(s, task, res)
+            error_type, error = res.error_type or "Error", f"{res.error_type}: {res.error}"
+        self._retry_or_fail(s, at, run_id, retryable, error_type, error, duration)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _adopt(self, s: _Session, at: HostAttempt, params: Any, steps: Sequence[str]) -> str:
+        run_id = host_run_id(self.pipeline.name, at.host_run_id)
+        key = (run_id, tuple(steps))
+        if key in s.known_runs:
+            return run_id
+        from reliability.runner.core import _params_dict, _run_key
+
+        pdict = _params_dict(params)
+        interval = at.interval.to_utc() if at.interval is not None else None
+        created = s.ledger.adopt_run(
+            run_id, self.pipeline.name, _run_key(self.pipeline.name, pdict, interval), pdict,
+            steps, code_version=self.code_version(),
+            interval=(interval.start.isoformat(), interval.end.isoformat()) if interval
+            else None, trigger=at.trigger)
+        s.known_runs.add(key)
+        if created:
+            self._emit(s, EventKind.RUN_STARTED, run_id, details={
+                "resumed": False, "steps": list(steps),
+                "interval": interval.key() if interval else None, "trigger": at.trigger})
+        return run_id
+
+    def _reconcile_lost(self, s: _Session, run_id: str, step: str, attempt: int) -> None:
+        """Earlier attempts still ``running``: their process died; record them lost."""
+        for a in s.ledger.attempts(run_id, step):
+            if a["status"] != "running" or a["attempt"] >= attempt:
+                continue
+            error = (f"the process running attempt {a['attempt']} (pid {a['worker_pid']}) "
+                     "died before it ended; the orchestrator retried the step")
+            s.ledger.end_attempt(run_id, step, a["attempt"], "worker_lost", "WorkerLost", error)
+            s.store.discard_attempt(run_id, step, a["attempt"])
+            self._emit(s, EventKind.WORKER_LOST, run_id, step, a["attempt"], error=error,
+                       details={"worker_pid": a["worker_pid"]})
+
+    def _started(self, s: _Session, task: Task, pid: int, hashes: Mapping[str, str]) -> None:
+        s.ledger.start_attempt(task.run_id, task.step, task.attempt, pid, hashes)
+        self._emit(s, EventKind.STEP_STARTED, task.run_id, task.step, task.attempt,
+                   details={"worker_pid": pid, "timeout": None})
+
+    def _run_isolated(self, s: _Session, task: Task, hashes: Mapping[str, str]
+                      ) -> tuple[Result | None, str | None, int]:
+        from reliability.runner.pool import WorkerPool
+
+        pool = WorkerPool(self.pipeline, s.hooks, 1)
+        w = pool.spawn()
+        try:
+            self._started(s, task, w.pid, hashes)
+            w.conn.send(task)
+            wait([w.conn, w.proc.sentinel])
+            res: Result | None = None
+            if w.conn.poll():
+                with contextlib.suppress(EOFError, OSError):
+                    res = w.conn.recv()
+            if res is None:
+                w.proc.join(1)
+                return None, f"worker pid {w.pid} died (exit code {w.proc.exitcode})", w.pid
+            return res, None, w.pid
+        finally:
+            pool.shutdown(graceful=True)
+
+    def _commit(self, s: _Session, task: Task, res: Result, duration: float, pid: int) -> Ref:
+        assert res.digest is not None and res.codec is not None
+        s.store.commit(Path(task.staging_file), res.digest)
+        if res.scratch_used:
+            s.store.discard_attempt(task.run_id, task.step, task.attempt, output=False)
+        s.ledger.commit_step(task.run_id, task.step, task.attempt, res.digest, res.codec,
+                             res.size)
+        self._emit(s, EventKind.STEP_SUCCEEDED, task.run_id, task.step, task.attempt,
+                   duration=duration, details={"output_hash": res.digest, "size": res.size,
+                                               "worker_pid": pid})
+        self._settle(s, task.run_id)
+        return {"step": task.step, "digest": res.digest, "codec": res.codec}
+
+    def _failed(self, s: _Session, task: Task, res: Result) -> bool:
+        status = "contract_violated" if res.failures or res.quarantined else "failed"
+        s.store.discard_attempt(task.run_id, task.step, task.attempt)
+        s.ledger.end_attempt(task.run_id, task.step, task.attempt, status, res.error_type,
+                             res.error, res.traceback)
+        if status == "contract_violated":
+            self._emit(s, EventKind.CONTRACT_VIOLATED, task.run_id, task.step, task.attempt,
+                       error=res.error, details={"failures": res.failures,
+                                                 "quarantined": res.quarantined})
+        return res.retryable
+
+    def _lost(self, s: _Session, task: Task, error: str, pid: int, duration: float) -> None:
+        s.store.discard_attempt(task.run_id, task.step, task.attempt)
+        s.ledger.end_attempt(task.run_id, task.step, task.attempt, "worker_lost",
+                             "WorkerLost", error)
+        self._emit(s, EventKind.WORKER_LOST, task.run_id, task.step, task.attempt,
+                   duration=duration, error=error, details={"worker_pid": pid})
+
+    def _retry_or_fail(self, s: _Session, at: HostAttempt, run_id: str, retryable: bool,
+                       error_type: str, error: str, duration: float) -> None:
+        msg = f"run {run_id}: step {at.step!r} attempt {at.attempt} failed: {error}"
+        if retryable and at.retries_left:
+            self._emit(s, EventKind.STEP_RETRYING, run_id, at.step, at.attempt, error=error,
+                       duration=duration, details={"delay": self.retry_delay(at.step,
+                                                                             at.attempt),
+                                                   "error_type": error_type,
+                                                   "next_attempt": at.attempt + 1})
+            self._flush(s)
+            raise AttemptFailed(msg, run_id=run_id, step=at.step, attempt=at.attempt,
+                                error_type=error_type)
+        self._step_failed(s, run_id, at.step, at.attempt, error, error_type, duration)
+        raise AttemptNotRetryable(msg, run_id=run_id, step=at.step, attempt=at.attempt,
+                                  error_type=error_type)
+
+    def _step_failed(self, s: _Session, run_id: str, step: str, attempt: int | None,
+                     error: str, error_type: str, duration: float | None = None) -> None:
+        s.ledger.set_step(run_id, step, "failed", error)
+        self._emit(s, EventKind.STEP_FAILED, run_id, step, attempt, error=error,
+                   duration=duration, details={"error_type": error_type})
+        for down in sorted(self.pipeline.downstream(step)):
+            if down in self.pipeline.steps:
+                s.ledger.set_step(run_id, down, "upstream_failed",
+                                  f"upstream step {step!r} failed")
+                self._emit(s, EventKind.STEP_SKIPPED, run_id, down,
+                           details={"reason": "upstream failed", "upstream": step})
+        self._settle(s, run_id)
+        self._flush(s)
+
+    def _settle(self, s: _Session, run_id: str) -> None:
+        status = s.ledger.settle_run(run_id)
+        if status is None:
+            return
+        rec = s.ledger.get_run(run_id)
+        self._emit(s, _TERMINAL_RUN[status], run_id, duration=rec.duration, error=rec.error)
+
+    @staticmethod
+    def _flush(s: _Session) -> None:
+        """Let the runbooks queued so far be written: the host may end the process next."""
+        if s.monitor is not None:
+            s.monitor.flush()
+
+    def _emit(self, s: _Session, kind: EventKind, run_id: str, step: str | None = None,
+              attempt: int | None = None, **kw: Any) -> None:
+        s.bus.publish(Event(kind=kind, pipeline=self.pipeline.name, run_id=run_id, step=step,
+                            attempt=attempt, **kw))
+
+    # -- the reverse: our hooks around a host task's own code ------------------------------
+    def guard(self, fn: Callable[..., Any], at: HostAttempt, args: Sequence[Any],
+              kwargs: Mapping[str, Any]) -> Any:
+        """Call a host task's own function ``fn`` as attempt ``at`` of step ``at.step``.
+
+        Its arguments are the step's inputs: our hooks see them by parameter name (so
+        contracts and chaos faults address them as for a declared step), the attempt is
+        recorded in the ledger, the return value goes back to the host unchanged. A
+        contract violation quarantines the bad output and raises
+        :class:`AttemptNotRetryable`.
+        """
+        import inspect
+
+        s = self.session()
+        spec = self.pipeline.steps[at.step]
+        run_id = self._adopt(s, at, at.params, [at.step])
+        self._reconcile_lost(s, run_id, at.step, at.attempt)
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        inputs = dict(bound.arguments)
+        staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
+        ctx = StepContext(pipeline=self.pipeline.name, run_id=run_id, step=at.step,
+                          attempt=at.attempt, interval=at.interval, staging_dir=Path(scratch),
+                          params=at.params)
+        pid = os.getpid()
+        s.ledger.start_attempt(run_id, at.step, at.attempt, pid, {})
+        self._emit(s, EventKind.STEP_STARTED, run_id, at.step, at.attempt,
+                   details={"worker_pid": pid, "timeout": None})
+        t0 = time.monotonic()
+        output: Any = None
+        have_output = False
+        res: Result
+        try:
+            for hook in s.hooks:
+                inputs = hook.before(ctx, spec, inputs)
+            output = fn(**inputs)
+            have_output = True
+            for hook in s.hooks:
+                output = hook.after(ctx, spec, output)
+            digest, codec, size = encode(output, Path(staging))
+            res = Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted)
+        except Exception as exc:
+            import traceback
+
+            res = Result(ok=False, error_type=type(exc).__qualname__,
+                         error=str(exc) or repr(exc), traceback=traceback.format_exc(limit=20),
+                         retryable=spec.retry.should_retry(exc), events=ctx._emitted)
+            if isinstance(exc, ContractViolation):
+                res.failures = exc.failures
+                if have_output or exc.direction == "output":
+                    Path(quarantine).parent.mkdir(parents=True, exist_ok=True)
+                    encode(output, Path(quarantine))
+                    res.quarantined = quarantine
+        duration = time.monotonic() - t0
+        for kind, details, stamp in res.events:
+            self._emit(s, EventKind(kind), run_id, at.step, at.attempt, details=details,
+                       time=stamp)
+        if res.ok:
+            task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
+                        params=at.params, interval=at.interval, staging_file=staging,
+                        quarantine_file=quarantine, scratch_dir=scratch)
+            self._commit(s, task, res, duration, pid)
+            return output
+        task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
+                    params=at.params, interval=at.interval, staging_file=staging,
+                    quarantine_file=quarantine, scratch_dir=scratch)
+        retryable = self._failed(s, task, res)
+        self._retry_or_fail(s, at, run_id, retryable, res.error_type or "Error",
+                            f"{res.error_type}: {res.error}", duration)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record(ledger: Ledger, ev: Event) -> None:
+    details = dict(ev.details)
+    if ev.error:
+        details["error"] = ev.error
+    if ev.duration is not None:
+        details["duration"] = ev.duration
+    ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt, details)
+
+
+def _default_home() -> Path:
+    from reliability.runner.core import default_home
+
+    return default_home()
+
+
+def params_json(params: Any) -> dict[str, Any]:
+    """Plain JSON parameters for a host (run conf, flow parameters)."""
+    from reliability.runner.core import _params_dict
+
+    try:
+        return dict(json.loads(json.dumps(_params_dict(params))))
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"run parameters {params!r} are not JSON ({exc}). "
+                              "Fix: pass plain values") from None
