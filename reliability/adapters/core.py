@@ -31,6 +31,7 @@ The reverse direction -- our hooks around a host task that keeps its own code --
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,7 +39,6 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ from reliability.errors import ContractViolation, DefinitionError, RunError
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, StepSpec
 from reliability.runner.ledger import Ledger
-from reliability.runner.store import ArtifactStore, encode
+from reliability.runner.store import Store, encode
 from reliability.runner.worker import Result, Task, run_task
+from reliability.runs import Trigger
 
 __all__ = [
     "AttemptFailed",
@@ -90,6 +91,10 @@ class AttemptNotRetryable(AttemptFailed):
     retryable = False
 
 
+class _TimedOut(Exception):
+    """An isolated attempt ran past its step's timeout (and was killed)."""
+
+
 def _rebuild(cls: type[AttemptFailed], message: str, run_id: str, step: str, attempt: int,
              error_type: str) -> AttemptFailed:
     return cls(message, run_id=run_id, step=step, attempt=attempt, error_type=error_type)
@@ -128,7 +133,7 @@ class _Session:
 
     pid: int
     ledger: Ledger
-    store: ArtifactStore
+    store: Store
     bus: EventBus
     hooks: list[StepHook]
     monitor: Any = None
@@ -144,17 +149,19 @@ class _Session:
 class StepBridge:
     """The step wrapper every adapter's host tasks call.
 
-    ``pipeline`` is a :class:`Pipeline` or a ``"module:attr"`` reference; ``home`` the
-    directory of ``ledger.db`` and ``store/`` (default: the project's, or
-    ``RELIABILITY_HOME``); ``hooks`` extra worker-side hooks such as a
-    :class:`~reliability.chaos.hook.ChaosHook`; ``contracts`` and ``sla`` load the
-    project's contracts and SLA monitor (with runbooks) when a project is found;
-    ``isolate`` runs each step body in a supervised forked worker.
+    ``pipeline`` is a :class:`Pipeline` or a ``"module:attr"`` reference. The other
+    options are those of :class:`~reliability.assembly.RunOptions`, which assembles the
+    hooks and subscribers once per process: ``home`` (default: the project's, or
+    ``RELIABILITY_HOME``), extra worker-side ``hooks`` such as a
+    :class:`~reliability.chaos.hook.ChaosHook`, the project's ``contracts`` and its ``sla``
+    monitor (metrics, runbooks), the run's ``environment``. ``isolate`` runs each step body
+    in a supervised forked worker (:class:`~reliability.runner.executor.LocalExecutor`),
+    which also enforces the step's timeout.
     """
 
     def __init__(self, pipeline: Pipeline | str, *, home: str | Path | None = None,
                  hooks: Sequence[StepHook] = (), contracts: bool = True, sla: bool = True,
-                 isolate: bool = False) -> None:
+                 isolate: bool = False, environment: str | None = None) -> None:
         if isinstance(pipeline, str):
             from reliability.pipeline import load_pipeline
 
@@ -166,6 +173,8 @@ class StepBridge:
         self.contracts = contracts
         self.sla = sla
         self.isolate = isolate
+        self.environment = environment
+        self._tasks_mode = False
         self._session: _Session | None = None
         self._code_version: str | None = None
 
@@ -173,7 +182,9 @@ class StepBridge:
     def for_tasks(cls, name: str, **options: Any) -> StepBridge:
         """A bridge for host tasks that keep their own code (see :meth:`guard`): its steps
         are added one by one with :meth:`register` and have no dependencies of ours."""
-        return cls(Pipeline(name), **options)
+        bridge = cls(Pipeline(name), **options)
+        bridge._tasks_mode = True
+        return bridge
 
     def register(self, fn: Callable[..., Any], step: str, *, attempts: int = 1) -> StepSpec:
         """Describe host task function ``fn`` as step ``step``: each parameter is an input
@@ -185,9 +196,10 @@ class StepBridge:
         params = inspect.signature(fn).parameters
         spec = StepSpec(name=step, fn=fn, inputs={p: p for p in params},
                         retry=Retry(attempts=max(1, attempts), backoff=0))
-        self.pipeline.steps[step] = spec
         if step not in self.order:
             self.order.append(step)
+            self.close()  # a session opened before knew its steps without this one
+        self.pipeline.steps[step] = spec
         return spec
 
     # -- what adapters translate -------------------------------------------------------
@@ -223,34 +235,26 @@ class StepBridge:
         self._session = None
 
     def _open(self) -> _Session:
-        from reliability.project import find_project
+        from reliability.assembly import RunOptions, assemble
 
-        project = None
-        with contextlib.suppress(Exception):
-            project = find_project()
-        home = self.home if self.home is not None else (
-            project.home if project is not None else _default_home())
-        ledger = Ledger(home / "ledger.db")
-        store = ArtifactStore(home / "store")
-        bus = EventBus()
-        s = _Session(os.getpid(), ledger, store, bus, [])
-        s.closers.append(ledger.close)
-        s.closers.append(bus.subscribe(lambda ev: _record(ledger, ev), kinds=_AUDITED))
-        if self.contracts and project is not None:
-            from reliability.integrations import _contract_hook
-
-            hook = _contract_hook(project, self.pipeline, [])
+        graph = self.pipeline
+        if self._tasks_mode:  # host tasks: their inputs come from the host, not our steps
+            graph = Pipeline(self.pipeline.name, params=self.pipeline.params_model)
+            for name, spec in self.pipeline.steps.items():
+                graph.steps[name] = dataclasses.replace(spec, inputs={})
+        asm = assemble(graph, RunOptions(
+            home=self.home, workers=1, contracts=self.contracts and not self._tasks_mode,
+            sla=self.sla, hooks=self.extra_hooks, environment=self.environment))
+        hooks = list(asm.hooks)
+        if self._tasks_mode and self.contracts:
+            hook = _task_contracts(asm.project.contracts_dir, self.pipeline)
             if hook is not None:
-                s.hooks.append(hook)
-        s.hooks.extend(self.extra_hooks)
-        if self.sla:
-            from reliability.runbooks import RunbookRenderer
-            from reliability.sla import SLAMonitor
-
-            dirs = [project.runbooks_dir] if project is not None else []
-            s.monitor = SLAMonitor(None, bus, ledger=ledger, runbooks=RunbookRenderer(dirs))
-            s.monitor.start()
-            s.closers.append(s.monitor.stop)
+                hooks.insert(0, hook)
+        s = _Session(os.getpid(), asm.ledger, asm.store, asm.bus, hooks, asm.monitor)
+        s.closers.append(asm.close)
+        # the runner records only the runs it executes: the host's runs are recorded here
+        s.closers.append(asm.bus.subscribe(lambda ev: _record(asm.ledger, ev),
+                                           kinds=_AUDITED))
         return s
 
     def code_version(self) -> str:
@@ -290,14 +294,20 @@ class StepBridge:
         staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
         s.store.staging_dir(run_id)
         task = Task(run_id=run_id, step=at.step, attempt=at.attempt,
-                    inputs={p: (str(s.store.path(r["digest"])), r["codec"])
+                    inputs={p: (s.store.location(r["digest"]), r["codec"])
                             for p, r in refs.items()},
                     params=params, interval=at.interval, staging_file=staging,
                     quarantine_file=quarantine, scratch_dir=scratch)
         hashes = {p: r["digest"] for p, r in refs.items()}
         t0 = time.monotonic()
         if self.isolate:
-            res, lost, pid = self._run_isolated(s, task, hashes)
+            try:
+                res, lost, pid = self._run_isolated(s, task, hashes)
+            except _TimedOut as exc:
+                self._timed_out(s, task, str(exc), time.monotonic() - t0)
+                self._retry_or_fail(s, at, run_id, spec.retry.on_timeout, "Timeout", str(exc),
+                                    time.monotonic() - t0)
+                raise AssertionError("unreachable") from None  # pragma: no cover
         else:
             pid = os.getpid()
             self._started(s, task, pid, hashes)
@@ -322,23 +332,27 @@ class StepBridge:
 
     def _adopt(self, s: _Session, at: HostAttempt, params: Any, steps: Sequence[str]) -> str:
         run_id = host_run_id(self.pipeline.name, at.host_run_id)
-        key = (run_id, tuple(steps))
-        if key in s.known_runs:
+        seen = (run_id, tuple(steps))
+        if seen in s.known_runs:
             return run_id
         from reliability.runner.core import _params_dict, _run_key
 
         pdict = _params_dict(params)
         interval = at.interval.to_utc() if at.interval is not None else None
+        # one run per host run: the key names the host's run too, so two host runs with the
+        # same parameters are two runs here, as they are in the host
+        key = _run_key(f"{self.pipeline.name}@{at.host_run_id}", pdict, interval)
         created = s.ledger.adopt_run(
-            run_id, self.pipeline.name, _run_key(self.pipeline.name, pdict, interval), pdict,
-            steps, code_version=self.code_version(),
+            run_id, self.pipeline.name, key, pdict, steps, code_version=self.code_version(),
             interval=(interval.start.isoformat(), interval.end.isoformat()) if interval
-            else None, trigger=at.trigger)
-        s.known_runs.add(key)
+            else None, trigger=at.trigger, environment=self.environment)
+        s.known_runs.add(seen)
         if created:
             self._emit(s, EventKind.RUN_STARTED, run_id, details={
                 "resumed": False, "steps": list(steps),
-                "interval": interval.key() if interval else None, "trigger": at.trigger})
+                "interval": interval.key() if interval else None,
+                "trigger": Trigger.parse(at.trigger).value,
+                "environment": s.ledger.get_run(run_id).environment})
         return run_id
 
     def _reconcile_lost(self, s: _Session, run_id: str, step: str, attempt: int) -> None:
@@ -359,25 +373,34 @@ class StepBridge:
                    details={"worker_pid": pid, "timeout": None})
 
     def _run_isolated(self, s: _Session, task: Task, hashes: Mapping[str, str]
-                      ) -> tuple[Result | None, str | None, int]:
-        from reliability.runner.pool import WorkerPool
+                       ) -> tuple[Result | None, str | None, int]:
+        from reliability.runner.executor import LocalExecutor
 
-        pool = WorkerPool(self.pipeline, s.hooks, 1)
-        w = pool.spawn()
+        executor = LocalExecutor(1)
+        executor.start(self.pipeline, s.hooks)
+        pid = 0
+
+        def placed(worker: str | None) -> None:
+            nonlocal pid
+            pid = int(worker or 0)
+            self._started(s, task, pid, hashes)
+
+        timeout = self.pipeline.steps[task.step].timeout
+        deadline = time.monotonic() + timeout if timeout else None
         try:
-            self._started(s, task, w.pid, hashes)
-            w.conn.send(task)
-            wait([w.conn, w.proc.sentinel])
-            res: Result | None = None
-            if w.conn.poll():
-                with contextlib.suppress(EOFError, OSError):
-                    res = w.conn.recv()
-            if res is None:
-                w.proc.join(1)
-                return None, f"worker pid {w.pid} died (exit code {w.proc.exitcode})", w.pid
-            return res, None, w.pid
+            executor.submit(task, placed)
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                outcomes = executor.wait(left)
+                if outcomes:
+                    out = outcomes[0]
+                    return out.result, out.lost, pid
+                if deadline is not None and time.monotonic() >= deadline:
+                    executor.kill(task)
+                    raise _TimedOut(f"step ran past its timeout of {timeout}s and was "
+                                    "killed")
         finally:
-            pool.shutdown(graceful=True)
+            executor.shutdown(graceful=True)
 
     def _commit(self, s: _Session, task: Task, res: Result, duration: float, pid: int) -> Ref:
         assert res.digest is not None and res.codec is not None
@@ -409,6 +432,13 @@ class StepBridge:
                              "WorkerLost", error)
         self._emit(s, EventKind.WORKER_LOST, task.run_id, task.step, task.attempt,
                    duration=duration, error=error, details={"worker_pid": pid})
+
+    def _timed_out(self, s: _Session, task: Task, error: str, duration: float) -> None:
+        s.store.discard_attempt(task.run_id, task.step, task.attempt)
+        s.ledger.end_attempt(task.run_id, task.step, task.attempt, "timed_out", "Timeout",
+                             error)
+        self._emit(s, EventKind.STEP_TIMED_OUT, task.run_id, task.step, task.attempt,
+                   duration=duration, error=error)
 
     def _retry_or_fail(self, s: _Session, at: HostAttempt, run_id: str, retryable: bool,
                        error_type: str, error: str, duration: float) -> None:
@@ -530,6 +560,21 @@ class StepBridge:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _task_contracts(directory: Path, pipeline: Pipeline) -> StepHook | None:
+    """The project's contracts of the host tasks registered so far (contracts of other
+    tasks of the same DAG or flow are left to the processes that run those)."""
+    if not directory.is_dir():
+        return None
+    from reliability.contracts import ContractHook
+    from reliability.contracts.loader import ContractSet, load_specs
+
+    cset = ContractSet(pipeline=pipeline.name)
+    for contract in load_specs(directory, pipeline.name):
+        if contract.spec.pipeline == pipeline.name and contract.spec.step in pipeline.steps:
+            cset.add(contract)
+    return ContractHook(cset) if cset else None
+
+
 def _record(ledger: Ledger, ev: Event) -> None:
     details = dict(ev.details)
     if ev.error:
@@ -537,12 +582,6 @@ def _record(ledger: Ledger, ev: Event) -> None:
     if ev.duration is not None:
         details["duration"] = ev.duration
     ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt, details)
-
-
-def _default_home() -> Path:
-    from reliability.runner.core import default_home
-
-    return default_home()
 
 
 def params_json(params: Any) -> dict[str, Any]:

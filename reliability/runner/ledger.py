@@ -652,27 +652,35 @@ class Ledger:
     # -- runs driven by another orchestrator ------------------------------------------
     def adopt_run(self, run_id: str, pipeline: str, run_key: str, params: Mapping[str, Any],
                   steps: Sequence[str], *, code_version: str | None = None,
-                  interval: tuple[str, str] | None = None, trigger: str | None = None
-                  ) -> bool:
+                  interval: tuple[str, str] | None = None,
+                  trigger: Trigger | str | None = None, trigger_source: str | None = None,
+                  environment: str | None = None) -> bool:
         """Record a run another orchestrator executes, unless it is recorded already.
 
         Its tasks may start in several processes at once: the first creates the run
-        (``running``, with no runner process of ours), later ones only add step rows that
-        are missing. Returns whether this call created the run.
+        (``running``, with no runner process of ours), later ones only add the step rows
+        that are missing -- reopening the run if it had been settled without them. Returns
+        whether this call created the run.
         """
+        kind = Trigger.parse(trigger)
         now = time.time()
         with self.tx() as db:
             created = db.execute(
                 "INSERT OR IGNORE INTO runs (run_id, pipeline, run_key, status, params,"
-                " code_version, interval_start, interval_end, trigger, host, created_at,"
-                " started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, pipeline, run_key, "running", json.dumps(params, sort_keys=True),
-                 code_version, interval[0] if interval else None,
-                 interval[1] if interval else None, trigger, socket.gethostname(), now,
-                 now)).rowcount
-            db.executemany(
+                " code_version, interval_start, interval_end, trigger, trigger_source,"
+                " environment, host, created_at, started_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, pipeline, run_key, RunStatus.RUNNING.value,
+                 json.dumps(params, sort_keys=True), code_version,
+                 interval[0] if interval else None, interval[1] if interval else None,
+                 kind.value, trigger_source, environment or default_environment(),
+                 socket.gethostname(), now, now)).rowcount
+            added = db.executemany(
                 "INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,'pending')",
-                [(run_id, s) for s in steps])
+                [(run_id, s) for s in steps]).rowcount
+            if added and not created:
+                db.execute("UPDATE runs SET status='running', ended_at=NULL, error=NULL"
+                           " WHERE run_id=?", (run_id,))
         return bool(created)
 
     def settle_run(self, run_id: str) -> str | None:

@@ -65,3 +65,33 @@ def runner_outputs(pipeline: Pipeline, home: Path, params: dict[str, Any]) -> di
         runner.ledger.close()
     assert res.ok, res.failed
     return dict(res.outputs)
+
+
+def assert_contract_stop(home: Path, run_id: str) -> None:
+    """``small`` after extract broke its contract: one attempt, the rest upstream_failed,
+    the run failed, the bad output quarantined, the runbook written."""
+    import pandas as pd
+
+    assert [a["status"] for a in attempt_rows(home, run_id, "extract")] == [
+        "contract_violated"]
+    assert step_states(home, run_id) == {"extract": "failed", "transform": "upstream_failed",
+                                         "summary": "upstream_failed",
+                                         "fingerprint": "upstream_failed"}
+    assert run_status(home, run_id) == "failed"
+    bad = pd.read_pickle(home / "store" / "quarantine" / run_id / "extract.1.out")
+    assert bad["x"].max() == 7.5
+    runbook = home / "runbooks" / run_id / "contract_violation-extract.md"
+    assert runbook.is_file() and "extract" in runbook.read_text()
+
+
+def assert_retried_once(home: Path, pipeline: str, step: str) -> str:
+    """The only run of ``home``: ``step`` failed once, then succeeded; returns its id."""
+    run_id = only_run(home)
+    assert run_id.startswith(f"{pipeline}-")
+    rows = attempt_rows(home, run_id, step)
+    assert [(a["attempt"], a["status"]) for a in rows] == [(1, "failed"), (2, "succeeded")]
+    assert all(a["worker_pid"] for a in rows)
+    assert attempts_metric(home, run_id, pipeline, step) == {"failed": 1.0,
+                                                            "succeeded": 1.0}
+    assert run_status(home, run_id) == "succeeded"
+    return run_id

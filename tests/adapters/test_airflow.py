@@ -24,13 +24,14 @@ require_host("airflow")
 import host_pipelines as hp  # noqa: E402
 from helpers import ROOT, free_port, stop, subprocess_env, wait_for  # noqa: E402
 from ledger_checks import (  # noqa: E402
+    assert_contract_stop,
+    assert_retried_once,
     attempt_rows,
     attempts_metric,
     only_run,
     outputs,
     run_status,
     runner_outputs,
-    step_states,
 )
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.timeout(600)]
@@ -110,14 +111,8 @@ def test_exception_fault_once_is_retried_by_airflow_and_recorded(
     assert result["state"] == "success"
     assert result["tasks"]["transform"] == ["success", 2]  # Airflow's own retry
     home = tmp_path / "home"
-    run_id = only_run(home)
-    rows = attempt_rows(home, run_id, "transform")
-    assert [(a["attempt"], a["status"]) for a in rows] == [(1, "failed"), (2, "succeeded")]
-    assert rows[0]["error_type"] == "ConnectionError"
-    assert all(a["worker_pid"] for a in rows)
-    assert run_status(home, run_id) == "succeeded"
-    assert attempts_metric(home, run_id, "small", "transform") == {"succeeded": 1.0,
-                                                                  "failed": 1.0}
+    run_id = assert_retried_once(home, "small", "transform")
+    assert attempt_rows(home, run_id, "transform")[0]["error_type"] == "ConnectionError"
     # the digests Airflow's tasks committed are our own runner's
     assert outputs(home, run_id) == runner_outputs(hp.small, tmp_path / "ours", {})
 
@@ -134,18 +129,7 @@ def test_contract_violation_is_not_retried_and_skips_downstream(
         "fingerprint": "upstream_failed"}
     home = tmp_path / "home"
     run_id = only_run(home)
-    assert [a["status"] for a in attempt_rows(home, run_id, "extract")] == [
-        "contract_violated"]
-    assert step_states(home, run_id) == {"extract": "failed", "transform": "upstream_failed",
-                                         "summary": "upstream_failed",
-                                         "fingerprint": "upstream_failed"}
-    assert run_status(home, run_id) == "failed"
-    import pandas as pd
-
-    bad = pd.read_pickle(home / "store" / "quarantine" / run_id / "extract.1.out")
-    assert bad["x"].max() == 7.5
-    runbook = home / "runbooks" / run_id / "contract_violation-extract.md"
-    assert runbook.is_file() and "extract" in runbook.read_text()
+    assert_contract_stop(home, run_id)
     assert attempts_metric(home, run_id, "small", "extract") == {"contract_violated": 1.0}
 
 
@@ -212,3 +196,52 @@ def test_sigkill_of_the_task_process_is_recorded_and_retried(
     assert attempts_metric(home, run_id, "small", "transform") == {"worker_lost": 1.0,
                                                                   "succeeded": 1.0}
     assert outputs(home, run_id) == runner_outputs(hp.small, tmp_path / "ours", conf)
+
+
+GUARDED_DAG = """\
+import datetime as dt
+import json
+import sys
+sys.path[:0] = [{root!r}]
+from airflow.sdk import DAG, task
+from reliability.adapters.airflow import reliable
+from reliability.chaos.faults import ExceptionFault
+from reliability.chaos.hook import ChaosHook
+
+
+@task
+def rows():
+    return [1.0, 2.0, 3.0]
+
+
+@reliable(home={home!r}, hooks=[ChaosHook([ExceptionFault(step="clean", attempts=[1])])])
+@task(retries=2, retry_delay=dt.timedelta(0))
+def clean(rows):  # a team's own task, unchanged
+    return {{"n": len(rows), "total": sum(rows)}}
+
+
+with DAG("guarded", schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)) as dag:
+    clean(rows())
+
+if __name__ == "__main__":
+    run = dag.test()
+    tis = {{ti.task_id: [str(ti.state.value if hasattr(ti.state, "value") else ti.state),
+                         ti.try_number] for ti in run.get_task_instances()}}
+    print("RESULT " + json.dumps({{"state": str(run.state), "tasks": tis}}))
+"""
+
+
+def test_reliable_adds_our_hooks_to_an_existing_task(tmp_path: Path,
+                                                     airflow_env: dict[str, str]) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    home = tmp_path / "home"
+    dag_file = dags / "guarded.py"
+    dag_file.write_text(GUARDED_DAG.format(root=str(ROOT), home=str(home)))
+    proc = subprocess.run([sys.executable, str(dag_file)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=540, check=False,
+                          env=dict(airflow_env, AIRFLOW__CORE__DAGS_FOLDER=str(dags)))
+    result = _result(proc.returncode, proc.stdout + proc.stderr)
+    assert result["state"] == "success"
+    assert result["tasks"]["clean"] == ["success", 2]
+    assert_retried_once(home, "guarded", "clean")
