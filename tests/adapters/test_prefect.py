@@ -145,3 +145,13 @@ def test_reliable_adds_our_hooks_to_an_existing_task(tmp_path: Path, harness: No
 
     assert guarded() == {"n": 3, "total": 6.0}
     assert_retried_once(home, "guarded", "clean")
+
+
+def test_reference_pipeline_outputs_equal_our_runners(tmp_path: Path, harness: None) -> None:
+    from pipelines.reference import pipeline
+
+    from reliability.adapters.prefect import to_flow
+
+    refs = to_flow(pipeline, home=tmp_path / "home", contracts=False)(params={"seed": 5})
+    assert refs == runner_outputs(pipeline, tmp_path / "ours", {"seed": 5})
+    assert set(refs) == set(pipeline.steps)
