@@ -149,7 +149,6 @@ def test_reliable_adds_our_hooks_to_an_existing_task(tmp_path: Path, harness: No
 
 def test_reference_pipeline_outputs_equal_our_runners(tmp_path: Path, harness: None) -> None:
     from pipelines.reference import pipeline
-
     from reliability.adapters.prefect import to_flow
 
     refs = to_flow(pipeline, home=tmp_path / "home", contracts=False)(params={"seed": 5})

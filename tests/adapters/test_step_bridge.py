@@ -158,12 +158,12 @@ def test_isolated_step_survives_a_killed_worker(tmp_path: Path) -> None:
     thread = threading.Thread(target=first_try)
     thread.start()
     try:
-        wait_for((signals / "extract.running").exists, timeout=60, what="the first try")
+        wait_for((signals / "extract.running").exists, timeout=120, what="the first try")
         victim = int((signals / "extract.running").read_text())
         assert victim != os.getpid()
         os.kill(victim, signal.SIGKILL)
     finally:
-        thread.join(60)
+        thread.join(120)
     [err] = errors
     assert isinstance(err, AttemptFailed) and bridge.retryable(err)
     assert err.error_type == "WorkerLost"
