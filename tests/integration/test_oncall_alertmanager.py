@@ -3,13 +3,15 @@
 A step breaches its max_duration SLA; `reliability serve` exports the breach from the ledger
 on /metrics; Prometheus evaluates the generated rules and fires; Alertmanager, configured by
 `reliability sla alertmanager`, delivers to our webhook; the stored alert's runbook and the
-page behind its runbook_url show the failing run's evidence.
+page behind its runbook_url show the failing run's evidence; its resolution, sent by
+Alertmanager, marks it resolved.
 
 Set RELIABILITY_REQUIRE_PROMETHEUS=1 (CI does) to turn a missing binary into a failure.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.parse
@@ -117,6 +119,22 @@ def test_a_breach_fires_reaches_our_webhook_and_its_runbook_shows_the_failing_ru
             in listing
         assert "SLA breached in pipeline oncall_am" in listing  # the alert's summary
         assert "reliability resume" not in listing  # its run succeeded
+
+        # the breach is over: Alertmanager learns it (as from Prometheus, which would only
+        # say so once the 15-minute window passed) and sends the resolution to our webhook
+        ended = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{am_port}/api/v2/alerts", method="POST",
+            headers={"Content-Type": "application/json"}, data=json.dumps([{
+                "labels": alert.labels, "annotations": alert.annotations,
+                "startsAt": alert.starts_at, "endsAt": ended.isoformat()}]).encode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+        wait_for(lambda: server.app.ledger.get_alert(alert.id).status == "resolved", 60,
+                 "Alertmanager to deliver the resolution")
+        listing = get(f"{url}/alerts")
+        assert 'class="alert resolved"' in listing and 'class="alert firing"' not in listing
+        assert server.app.ledger.get_alert(alert.id).run_id == second.run_id  # kept
     finally:
         for proc in procs:
             stop(proc)
