@@ -130,10 +130,10 @@ class OnCallApp:
         except UnicodeDecodeError:
             raise HTTPError(400, "the path is not UTF-8 once percent-decoded") from None
         try:
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True,
-                                                   max_num_fields=20).items()}
+            params = parse_qs(url.query, keep_blank_values=True, max_num_fields=20)
         except (ValueError, UnicodeDecodeError):
             raise HTTPError(400, "bad query string (at most 20 fields)") from None
+        query = {k: v[-1] for k, v in params.items()}
         if method == "POST":
             if path != "/alerts/webhook":
                 raise HTTPError(405, f"POST is only accepted at /alerts/webhook, not {path}")
@@ -144,7 +144,8 @@ class OnCallApp:
             m = pattern.fullmatch(path.rstrip("/") or "/")
             if m:
                 handler = getattr(self, name)
-                return handler(query=query, headers=headers, **m.groupdict())  # type: ignore[no-any-return]
+                return handler(query=query, params=params, headers=headers,  # type: ignore[no-any-return]
+                               **m.groupdict())
         raise HTTPError(404, "no such page; see the links above")
 
     # -- pages ----------------------------------------------------------------------------
@@ -346,15 +347,14 @@ class OnCallApp:
             raise HTTPError(404, f"no chaos journal {journal_id!r}")
         return Response(200, _with_nav(render_report(Journal.load(path)), "").encode())
 
-    def scrape(self, headers: Mapping[str, str], query: dict[str, str], **_: Any
+    def scrape(self, headers: Mapping[str, str], params: dict[str, list[str]], **_: Any
                ) -> Response:
         from reliability.sla.exporter import _gzip_accepted, render_metrics
 
         if self.metrics is None:
             raise HTTPError(404, "metrics are off on this server")
-        names = {"name[]": [query["name[]"]]} if query.get("name[]") else None
         body, content_type = render_metrics(self.metrics.registry, headers.get("Accept"),
-                                            names)
+                                            params)
         if _gzip_accepted(headers.get("Accept-Encoding")):
             import gzip
 

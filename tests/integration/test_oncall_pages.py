@@ -266,6 +266,10 @@ def test_metrics_are_the_ledger_fed_exporter(server: OnCallServer) -> None:
     assert status == 200
     assert 'reliability_steps_total{pipeline="etl",status="failed",step="load"} 3.0' in text
     assert "reliability_ledger_replay_timestamp_seconds" in text
+    _, only = get(f"{server.url}/metrics?name[]=reliability_steps_total"
+                  "&name[]=reliability_step_attempts_total")
+    assert "reliability_steps_total{" in only and "reliability_step_attempts_total{" in only
+    assert "reliability_ledger_replay_timestamp_seconds" not in only
 
 
 # -- bad requests -----------------------------------------------------------------------
