@@ -41,7 +41,7 @@ from reliability.chaos.faults import (
     Hang,
     NetworkFault,
 )
-from reliability.errors import BlastRadiusError, ConfigError
+from reliability.errors import BlastRadiusError, ConfigError, shorten
 from reliability.pipeline import Pipeline
 
 __all__ = [
@@ -323,7 +323,7 @@ def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> Non
     br = spec.blast_radius
     where = f" ({file})" if file else ""
     if env not in br.environments:
-        raise BlastRadiusError(
+        raise _refused(
             f"environment {env!r} is outside the blast radius {br.environments}{where}. "
             "Fix: run where the experiment is allowed (RELIABILITY_ENV), or add the "
             "environment to blast_radius.environments")
@@ -332,11 +332,11 @@ def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> Non
                   [s.name for s in spec.target.services])
     for i, f in enumerate(spec.method):
         if f.step is not None and br.steps is not None and f.step not in br.steps:
-            raise BlastRadiusError(
+            raise _refused(
                 f"method[{i}] ({f.name}) aims at step {f.step!r}, outside the blast radius "
                 f"steps {br.steps}{where}. Fix: add it to blast_radius.steps or retarget")
         if isinstance(f, NetworkFault) and f.proxy not in proxies:
-            raise BlastRadiusError(
+            raise _refused(
                 f"method[{i}] ({f.name}) aims at proxy {f.proxy!r}, outside the blast radius "
                 f"proxies {sorted(proxies)}{where}. Fix: add it to blast_radius.proxies")
     _check_rollbacks(spec, proxies, where)
@@ -349,10 +349,15 @@ def _check_blast_radius(spec: ExperimentSpec, file: str | None, env: str) -> Non
         for i, s in enumerate(spec.target.services)]
     for key, value in addresses:
         if value and _host(value) not in hosts:
-            raise BlastRadiusError(
+            raise _refused(
                 f"{key}={value!r}: host {_host(value)!r} is outside the blast radius hosts "
                 f"{sorted(hosts)}{where}. Fix: list it in blast_radius.hosts if this "
                 "experiment may reach it (loopback only by default)")
+
+
+def _refused(message: str) -> BlastRadiusError:
+    """The refusal, with a long value from the file cut in the middle."""
+    return BlastRadiusError(shorten(message, 600))
 
 
 def _check_rollbacks(spec: ExperimentSpec, proxies: set[str], where: str) -> None:
@@ -362,12 +367,12 @@ def _check_rollbacks(spec: ExperimentSpec, proxies: set[str], where: str) -> Non
     others, so there each proxy is rolled back by name instead."""
     for i, rb in enumerate(spec.rollbacks):
         if rb.proxy is not None and rb.proxy not in proxies:
-            raise BlastRadiusError(
+            raise _refused(
                 f"rollbacks[{i}].proxy={rb.proxy!r} ({rb.type}) is outside the blast radius "
                 f"proxies {sorted(proxies)}{where}. Fix: add it to blast_radius.proxies, or "
                 "roll back a proxy the experiment may touch")
         if rb.type == "reset_proxy" and spec.target.proxy_api is not None:
-            raise BlastRadiusError(
+            raise _refused(
                 f"rollbacks[{i}] (reset_proxy) would reset every proxy on the shared server "
                 f"target.proxy_api={spec.target.proxy_api!r}, not only those in the blast "
                 f"radius{where}. Fix: replace it with 'remove_toxics' and 'enable_proxy' "

@@ -184,25 +184,28 @@ def _get(data: Any, path: tuple[Any, ...]) -> Any:
 def mutated_structure(draw: st.DrawFn, seed: Any) -> Any:
     import copy
 
+    def nasty() -> Any:  # a copy: the sampled lists and dicts are shared between examples
+        return copy.deepcopy(draw(NASTY))
+
     data = copy.deepcopy(seed)
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)
         path = draw(st.sampled_from(paths))
         if not path:
             if draw(st.booleans()):
-                return draw(NASTY)
+                return nasty()
             continue
         parent = _get(data, path[:-1])
         op = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
         if op == "replace":
-            parent[path[-1]] = draw(NASTY)
+            parent[path[-1]] = nasty()
         elif op == "delete":
             del parent[path[-1]]
         elif isinstance(parent, dict):
             parent[draw(st.sampled_from([*map(str, parent), "bogus", "pipeline", "run"]))
-                   + draw(st.sampled_from(["", "_x"]))] = draw(NASTY)
+                   + draw(st.sampled_from(["", "_x"]))] = nasty()
         else:
-            parent.append(draw(NASTY))
+            parent.append(nasty())
     return data
 
 

@@ -198,3 +198,12 @@ def test_markup_in_a_table_of_file_names_prints_as_text(
     monkeypatch.chdir(tmp_path)
     assert main(["sla", "check", "--sla", str(g)]) == 0
     assert "[red]dir[link=x]" in "".join(capsys.readouterr().out.split())
+
+
+def test_a_refusal_cuts_a_huge_value() -> None:
+    spec, _ = load_experiment(_experiment(target={"services": [
+        {"name": "s", "upstream": "h" * 200_000 + ":1"}]}))
+    with pytest.raises(BlastRadiusError) as info:
+        check_experiment(spec, None, env="local")
+    assert len(str(info.value)) < 1000
+    assert "characters cut" in str(info.value)
