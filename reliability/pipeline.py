@@ -210,13 +210,21 @@ class StepHook:
         return output
 
 
-@contextmanager
 def attempt_scope(hooks: Sequence[StepHook], ctx: StepContext, spec: StepSpec
-                  ) -> Iterator[None]:
-    """Enter every hook's :meth:`StepHook.attempt` (first hook outermost) around one attempt."""
+                  ) -> AbstractContextManager[None]:
+    """Every hook's :meth:`StepHook.attempt` as one scope around an attempt (the first
+    hook's outermost); free when no hook has one."""
+    scopes = [s for s in (hook.attempt(ctx, spec) for hook in hooks) if s is not _NO_SCOPE]
+    if not scopes:
+        return _NO_SCOPE
+    return scopes[0] if len(scopes) == 1 else _nested(scopes)
+
+
+@contextmanager
+def _nested(scopes: Sequence[AbstractContextManager[None]]) -> Iterator[None]:
     with ExitStack() as stack:
-        for hook in hooks:
-            stack.enter_context(hook.attempt(ctx, spec))
+        for scope in scopes:
+            stack.enter_context(scope)
         yield
 
 
