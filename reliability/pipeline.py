@@ -29,8 +29,8 @@ from typing import Any, overload
 
 from reliability.errors import CycleError, DefinitionError
 
-__all__ = ["DataInterval", "Pipeline", "Retry", "StepContext", "StepHook", "StepSpec",
-           "attempt_scope"]
+__all__ = ["NO_ATTEMPT_SCOPE", "DataInterval", "Pipeline", "Retry", "StepContext", "StepHook",
+           "StepSpec", "attempt_scope"]
 
 _RESERVED = frozenset({"ctx", "params"})
 
@@ -182,7 +182,9 @@ class StepContext:
         self._emitted.append((event_kind.value, checked, time.time()))
 
 
-_NO_SCOPE: AbstractContextManager[None] = nullcontext()  # stateless: shared by all attempts
+NO_ATTEMPT_SCOPE: AbstractContextManager[None] = nullcontext()
+"""What :meth:`StepHook.attempt` returns when a hook has nothing to undo for an attempt
+(stateless, shared): :func:`attempt_scope` skips it at no cost."""
 
 
 class StepHook:
@@ -200,7 +202,7 @@ class StepHook:
     def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
         """The attempt's scope: entered before its inputs are read, exited after its output
         was written or the attempt failed (an exception raised on exit fails the attempt)."""
-        return _NO_SCOPE
+        return NO_ATTEMPT_SCOPE
 
     def before(self, ctx: StepContext, spec: StepSpec, inputs: dict[str, Any]
                ) -> dict[str, Any]:
@@ -214,9 +216,10 @@ def attempt_scope(hooks: Sequence[StepHook], ctx: StepContext, spec: StepSpec
                   ) -> AbstractContextManager[None]:
     """Every hook's :meth:`StepHook.attempt` as one scope around an attempt (the first
     hook's outermost); free when no hook has one."""
-    scopes = [s for s in (hook.attempt(ctx, spec) for hook in hooks) if s is not _NO_SCOPE]
+    scopes = [scope for scope in (hook.attempt(ctx, spec) for hook in hooks)
+              if scope is not NO_ATTEMPT_SCOPE]
     if not scopes:
-        return _NO_SCOPE
+        return NO_ATTEMPT_SCOPE
     return scopes[0] if len(scopes) == 1 else _nested(scopes)
 
 

@@ -45,7 +45,7 @@ from reliability.chaos.faults import (
 )
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi
 from reliability.errors import ChaosError
-from reliability.pipeline import StepContext, StepHook, StepSpec
+from reliability.pipeline import NO_ATTEMPT_SCOPE, StepContext, StepHook, StepSpec
 
 __all__ = ["AttemptFaults", "ChaosHook", "toxic_name"]
 
@@ -112,7 +112,7 @@ class ChaosHook(StepHook):
     def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
         faults = self._by_step.get(spec.name)
         if not faults:
-            return super().attempt(ctx, spec)  # the shared no-op: costs the runner nothing
+            return NO_ATTEMPT_SCOPE
         return self._scope(ctx, faults)
 
     @contextmanager
