@@ -101,8 +101,8 @@ def _unix(text: str | None) -> float | None:
 
 
 def store_alerts(ledger: Ledger, alerts: list[_Alert],
-                 render: Callable[[AlertTarget, float | None], tuple[Evidence | None, str]]
-                 ) -> list[AlertRecord]:
+                 render: Callable[[AlertTarget, float | None],
+                                  tuple[Evidence | None, str | None]]) -> list[AlertRecord]:
     """Store each alert; a firing one with the runbook ``render`` gives for its target."""
     out = []
     for a in alerts:

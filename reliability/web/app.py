@@ -110,7 +110,10 @@ class OnCallApp:
         try:
             return self._dispatch(method, target, headers, body)
         except HTTPError as exc:
-            return self.error_page(exc.status, str(exc))
+            page = self.error_page(exc.status, str(exc))
+            if exc.status == 405:
+                page.headers.append(("Allow", "GET, HEAD, POST"))
+            return page
         except (ConfigError, LedgerError) as exc:
             return self.error_page(400 if isinstance(exc, ConfigError) else 404, str(exc))
         except ReliabilityError as exc:  # e.g. a runbook template that fails to render
@@ -215,8 +218,13 @@ class OnCallApp:
 
     def render_runbook(self, pipeline: str, family: str, *, step: str | None = None,
                        run_id: str | None = None, sla: str | None = None,
-                       before: float | None = None) -> tuple[Evidence | None, str]:
-        """The evidence of the failure behind an alert and its runbook page (HTML)."""
+                       before: float | None = None, strict: bool = True
+                       ) -> tuple[Evidence | None, str]:
+        """The evidence of the failure behind an alert and its runbook page (HTML).
+
+        A template that fails to render raises, unless not ``strict``: then the page says
+        why, and the evidence is still returned.
+        """
         from reliability.runbooks.from_ledger import find_evidence
 
         with self.lock:
@@ -227,7 +235,13 @@ class OnCallApp:
             summary=f"No production failure of this kind is recorded for pipeline "
                     f"{pipeline!r}{f' at step {step!r}' if step else ''}: this is the "
                     "generic runbook.", home=str(self.home))
-        return ev, self.renderer.render(shown).html
+        try:
+            return ev, self.renderer.render(shown).html
+        except ReliabilityError as exc:
+            if strict:
+                raise
+            page = self.error_page(500, f"the runbook could not be rendered: {exc}")
+            return ev, page.body.decode()
 
     def runbook(self, pipeline: str, family: str, query: dict[str, str], **_: Any
                 ) -> Response:
@@ -301,12 +315,12 @@ class OnCallApp:
 
         alerts = parse_webhook(body)
 
-        def render(target: Any, before: float | None) -> tuple[Evidence | None, str]:
+        def render(target: Any, before: float | None) -> tuple[Evidence | None, str | None]:
             if target.family not in FAMILIES and target.family not in \
                     self.renderer.families():
-                return None, ""
+                return None, None
             return self.render_runbook(target.pipeline, target.family, step=target.step,
-                                       sla=target.sla, before=before)
+                                       sla=target.sla, before=before, strict=False)
 
         with self.lock:
             stored = store_alerts(self.ledger, alerts, render)

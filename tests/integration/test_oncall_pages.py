@@ -243,6 +243,20 @@ def test_oversized_and_misdirected_posts_are_refused(server: OnCallServer) -> No
     assert get(f"{server.url}/healthz")[0] == 200
 
 
+def test_a_broken_runbook_template_never_loses_an_alert(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "step_failed.md.j2").write_text("# {{ no_such_variable }}\n")
+    with Ledger(home / "ledger.db") as led:
+        failed_run(led, "etl-new")
+    with serve(home, port=0, runbooks_dir=tmp_path / "runbooks") as srv:
+        status, page = get(f"{srv.url}/runbooks/etl/step_failed.html?step=load")
+        assert status == 500 and "no_such_variable" in page and "step_failed.md.j2" in page
+        status, answer = post(f"{srv.url}/alerts/webhook", webhook([alert("firing")]))
+        assert status == 200 and json.loads(answer)["stored"][0]["run_id"] == "etl-new"
+        status, book = get(f"{srv.url}/alerts/1/runbook")
+        assert status == 200 and "could not be rendered" in book and "no_such_variable" in book
+
+
 # -- chaos reports and metrics ----------------------------------------------------------
 def test_chaos_reports_are_listed_and_rendered(home: Path) -> None:
     from reliability.chaos.journal import FORMAT, Journal
