@@ -25,9 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import time as _now
 from typing import Any, overload
 
 from reliability.errors import CycleError, DefinitionError
+from reliability.events import STEP_EMITTABLE, check_step_event
 
 __all__ = ["NO_ATTEMPT_SCOPE", "DataInterval", "Pipeline", "Retry", "StepContext", "StepHook",
            "StepSpec", "attempt_scope"]
@@ -174,12 +176,11 @@ class StepContext:
         the time of this call. A bad kind or detail raises
         :class:`~reliability.errors.DefinitionError` here, at the call.
         """
-        import time
-
-        from reliability.events import check_step_event
-
+        if kind in STEP_EMITTABLE:  # the hooks' kinds: the hot path, nothing to check
+            self._emitted.append((kind, details, _now()))
+            return
         event_kind, checked = check_step_event(kind, details)
-        self._emitted.append((event_kind.value, checked, time.time()))
+        self._emitted.append((event_kind.value, checked, _now()))
 
 
 NO_ATTEMPT_SCOPE: AbstractContextManager[None] = nullcontext()
