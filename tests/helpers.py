@@ -53,10 +53,11 @@ def binary(name: str) -> str:
     return path
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(cmd: list[str], log: Path, *, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``cmd`` with stdout and stderr going to ``log``."""
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from reliability._lazy import require
-from reliability.sla.rules import DEFAULT_RUNBOOK_BASE, RUNBOOK_ROUTE, AlertRule, RuleSet
+from reliability.sla.rules import (
+    DEFAULT_RUNBOOK_BASE,
+    PRODUCTION,
+    RUNBOOK_ROUTE,
+    AlertRule,
+    RuleSet,
+)
 
 __all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "panel_ids",
            "rule_uid", "write_grafana"]
@@ -35,6 +41,7 @@ __all__ = ["DASHBOARD_UID", "build_dashboard", "grafana_alert_rules", "panel_ids
 DASHBOARD_UID = "reliability-pipelines"
 DS = "${datasource}"
 P = 'pipeline=~"$pipeline"'
+PROD = f"{P},{PRODUCTION}"  # SLO and duration panels: production runs only
 DEFAULT_ONCALL_URL = DEFAULT_RUNBOOK_BASE.removesuffix(RUNBOOK_ROUTE)
 _PIPE, _STEP = "${__field.labels.pipeline}", "${__field.labels.step}"
 _UID_MAX = 40  # Grafana's limit for alert rule uids
@@ -53,12 +60,13 @@ def _q(prometheus: Any, expr: str, legend: str) -> Any:
 
 
 def _inc(metric: str, by: str) -> str:
-    return f"sum by ({by}) (increase({metric}{{{P}}}[$__rate_interval]))"
+    """Counts per ``by`` and trigger: chaos and explore runs show as their own lines."""
+    return f"sum by ({by}, trigger) (increase({metric}{{{P}}}[$__rate_interval]))"
 
 
 def _quantile(q: float, metric: str, by: str) -> str:
     return (f"histogram_quantile({q}, sum by (le, {by}) "
-            f"(rate({metric}_bucket{{{P}}}[$__rate_interval])))")
+            f"(rate({metric}_bucket{{{PROD}}}[$__rate_interval])))")
 
 
 @dataclass(frozen=True)
@@ -85,11 +93,12 @@ def _panels() -> list[_Panel]:
                "stat", "alerts", "sla_breach", ("burn_page", "burn_ticket")),
         _Panel("SLOs", "SLA breaches (1h)", "short",
                [("sum by (pipeline, step, sla) "
-                 f"(increase(reliability_sla_breaches_total{{{P}}}[1h]))",
+                 f"(increase(reliability_sla_breaches_total{{{PROD}}}[1h]))",
                  "{{pipeline}} {{step}} {{sla}}")], "stat", "alerts", "sla_breach",
                ("breach", "deadline")),
         _Panel("Runs", "Runs by status", "short",
-               [(_inc("reliability_runs_total", "pipeline, status"), "{{pipeline}} {{status}}")]),
+               [(_inc("reliability_runs_total", "pipeline, status"),
+                 "{{pipeline}} {{status}} {{trigger}}")]),
         _Panel("Runs", "Run duration p50 / p95", "s",
                [(_quantile(0.5, run_h, "pipeline"), "p50 {{pipeline}}"),
                 (_quantile(0.95, run_h, "pipeline"), "p95 {{pipeline}}")]),
@@ -98,20 +107,21 @@ def _panels() -> list[_Panel]:
                family="sla_breach"),
         _Panel("Steps", "Attempts by outcome", "short",
                [(_inc("reliability_step_attempts_total", "pipeline, step, status"),
-                 "{{step}} {{status}}")], family="step_failed", alerts=("step_failed",)),
+                 "{{step}} {{status}} {{trigger}}")], family="step_failed",
+               alerts=("step_failed",)),
         _Panel("Steps", "Retries", "short",
-               [(_inc("reliability_step_retries_total", "pipeline, step"), "{{step}}")],
+               [(_inc("reliability_step_retries_total", "pipeline, step"), "{{step}} {{trigger}}")],
                family="step_failed"),
         _Panel("Failures", "Contract violations by check", "short",
                [(_inc("reliability_contract_violations_total", "pipeline, step, contract, check"),
-                 "{{step}} {{contract}} {{check}}")], page="alerts",
+                 "{{step}} {{contract}} {{check}} {{trigger}}")], page="alerts",
                family="contract_violation", alerts=("violation",)),
         _Panel("Failures", "Worker losses", "short",
-               [(_inc("reliability_worker_lost_total", "pipeline, step"), "{{step}}")],
+               [(_inc("reliability_worker_lost_total", "pipeline, step"), "{{step}} {{trigger}}")],
                page="alerts", family="worker_lost", alerts=("worker_lost",)),
         _Panel("Failures", "Faults injected", "short",
                [(_inc("reliability_faults_injected_total", "pipeline, step, fault"),
-                 "{{step}} {{fault}}")], page="chaos"),
+                 "{{step}} {{fault}} {{trigger}}")], page="chaos"),
     ]
 
 

@@ -5,7 +5,9 @@ Which fits when:
 * **Long-lived exporter** (:func:`serve_metrics`) -- a process that outlives single runs:
   the scheduler, a service running pipelines on demand, or ``reliability sla serve``.
   Prometheus scrapes it; counters keep rising across runs, so ``rate()`` and burn-rate
-  alerts work. Binds to loopback (127.0.0.1) unless told otherwise.
+  alerts work. Binds to loopback (127.0.0.1) unless told otherwise. It also serves a single
+  run (``reliability run --metrics-port``): closing it waits for Prometheus to scrape the
+  final values once, so the run's last failure still alerts.
 * **Pushgateway** (:func:`push_metrics`) -- a one-shot ``reliability run`` from cron/CI that
   ends before Prometheus would scrape it. Push the registry once, at the end of the run,
   grouped by pipeline (the job's last state replaces the previous one; no run id in the
@@ -18,6 +20,8 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +33,7 @@ from reliability.errors import SLAError
 __all__ = ["MetricsServer", "push_metrics", "render_metrics", "serve_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FINAL_SCRAPE_MAX = 65.0  # seconds close() waits for a last scrape at most (covers 1m intervals)
 _PLAIN = ("text/plain", "text/*", "*/*")
 
 
@@ -81,6 +86,7 @@ class _MetricsHandler(BaseHTTPRequestHandler):
             self._reply(500, [("Content-Type", "text/plain; charset=utf-8")],
                         f"error collecting metrics: {exc}\n".encode())
             return
+        self.server.served(body)
         headers = [("Content-Type", content_type)]
         if _gzip_accepted(self.headers.get("Accept-Encoding")):
             body = self.server.compress(body)
@@ -117,7 +123,32 @@ class _MetricsHTTPServer(ThreadingHTTPServer):
         self.address_family = family
         self.registry = registry
         self._gzipped: tuple[bytes, bytes] = (b"", gzip.compress(b"", compresslevel=1))
+        self.scraped = threading.Condition()
+        self.last_body: bytes | None = None  # what the latest scrape got
+        self.scrape_times: deque[float] = deque(maxlen=2)
         super().__init__(addr, _MetricsHandler)
+
+    def served(self, body: bytes) -> None:
+        with self.scraped:
+            self.last_body = body
+            self.scrape_times.append(time.monotonic())
+            self.scraped.notify_all()
+
+    def wait_for_final_scrape(self, timeout: float | None) -> bool:
+        """Block until a scrape has served the current values (see MetricsServer.close)."""
+        with self.scraped:
+            if self.last_body is None:
+                return True  # never scraped: nobody is waiting for these values
+            times = list(self.scrape_times)
+        if timeout is None:  # one and a half of the interval seen between scrapes, + 1 s
+            gap = times[-1] - times[0] if len(times) == 2 else FINAL_SCRAPE_MAX
+            timeout = min(1.5 * gap + 1.0, FINAL_SCRAPE_MAX)
+        try:
+            body = render_metrics(self.registry)[0]
+        except Exception:
+            return False
+        with self.scraped:
+            return self.scraped.wait_for(lambda: self.last_body == body, timeout)
 
     def compress(self, body: bytes) -> bytes:
         """gzip at level 1 (a 4 MB body in a few ms); an unchanged body reuses the last."""
@@ -146,10 +177,23 @@ class MetricsServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    def close(self, final_scrape: float | None = None) -> None:
+        """Stop serving.
+
+        If something scraped this server and the values changed since its last scrape,
+        first wait until a scrape has fetched them -- a run's final outcome must reach
+        Prometheus before its exporter goes -- for at most ``final_scrape`` seconds
+        (default: 1.5 times the interval seen between the last two scrapes plus a second,
+        up to :data:`FINAL_SCRAPE_MAX`; 0: do not wait). Returns at once when nothing ever
+        scraped it.
+        """
+        try:
+            if final_scrape is None or final_scrape > 0:
+                self._server.wait_for_final_scrape(final_scrape)
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self, self.port))

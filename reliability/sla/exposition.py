@@ -18,6 +18,11 @@ No ``_created`` series are emitted for these metrics (neither in the fast text n
 histogram they would add one series per label set to every scrape. prometheus-client's
 global ``disable_created_metrics()`` is left alone, so other collectors are unaffected.
 
+History: inside :meth:`SeriesCollector.replaying` counters and histograms only create their
+series (at zero) and gauges take their values: a process that rebuilds its state from a log
+(``reliability sla serve``) starts counting at zero like any restarted exporter, so
+Prometheus sees a counter reset, never a burst of old failures.
+
 Thread safety: updates hold one short lock (the caller's, :attr:`SeriesCollector.lock`);
 scrapes take a snapshot of the dirty values under it and render outside it, serialised
 by a second lock so an older snapshot never overwrites a newer rendering.
@@ -26,6 +31,7 @@ by a second lock so an older snapshot never overwrites a newer rendering.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import contextvars
 import math
 import threading
@@ -92,6 +98,7 @@ class Family:
                 raise DefinitionError(f"histogram {name!r}: label 'le' is reserved for its "
                                       "buckets. Fix: rename the label")
         self.values: dict[Labels, Any] = {}  # float, or [bucket counts..., sum] for histograms
+        self.counting = True  # False: inc/observe only create the series (replaying history)
         self.dirty: dict[Labels, None] = {}  # ordered, so new series keep creation order
         # rendering: label names in output order, where "le" goes, bucket bounds as text
         self._sorted = sorted((n, i) for i, n in enumerate(self.labelnames))
@@ -109,6 +116,9 @@ class Family:
             self.dirty[key] = None
 
     def inc(self, key: Labels, amount: float = 1.0) -> None:
+        if not self.counting:
+            self.touch(key)
+            return
         self.values[key] = self.values.get(key, 0.0) + amount
         self.dirty[key] = None
 
@@ -117,6 +127,9 @@ class Family:
         self.dirty[key] = None
 
     def observe(self, key: Labels, value: float) -> None:
+        if not self.counting:
+            self.touch(key)
+            return
         counts = self.values.get(key)
         if counts is None:
             counts = self.values[key] = [0.0] * (len(self.bounds) + 1)
@@ -204,6 +217,21 @@ class SeriesCollector:
         self.families = tuple(families)
         self.lock = threading.Lock()
         self._render_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        """Within: counters and histograms create their series at zero and count nothing;
+        gauges are set as usual. For rebuilding state from history."""
+        with self.lock:
+            counted = [f for f in self.families if f.kind != "gauge"]
+            for f in counted:
+                f.counting = False
+        try:
+            yield
+        finally:
+            with self.lock:
+                for f in counted:
+                    f.counting = True
 
     def describe(self) -> list[Any]:
         """The families without samples: lets the registry reject duplicate names."""

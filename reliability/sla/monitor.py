@@ -31,7 +31,7 @@ from typing import Any
 
 from reliability.events import Event, EventBus, EventKind
 from reliability.runbooks.evidence import Evidence, LedgerView, iso
-from reliability.sla.metrics import PipelineMetrics
+from reliability.sla.metrics import PipelineMetrics, is_production
 from reliability.sla.spec import SLA, SLAKind, SLASet, format_duration
 from reliability.sla.timers import TimerThread
 
@@ -85,6 +85,7 @@ class _Run:
     started: float
     interval: dict[str, str] | None
     deadline: bool = True  # finish_by counts (not for backfills)
+    production: bool = True  # not a chaos or explore run: counts toward budgets, freshness
     step_started: dict[str, float] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
     violated: set[str] = field(default_factory=set)
@@ -138,6 +139,7 @@ class SLAMonitor:
                 target=self._render_loop, name="reliability-runbooks", daemon=True)
             self._renderer_thread.start()
         for sset in self.slas.values():
+            self.metrics.declare(sset)
             self._arm_freshness(sset.pipeline, self._seed_last_success(sset.pipeline))
         return self
 
@@ -194,8 +196,9 @@ class SLAMonitor:
     def _run_started(self, ev: Event) -> None:
         interval = interval_of(ev.details)
         with self._lock:
-            run = self._runs[ev.run_id] = _Run(ev.pipeline, ev.run_id, ev.time, interval,
-                                               deadline_applies(ev.details))
+            run = self._runs[ev.run_id] = _Run(
+                ev.pipeline, ev.run_id, ev.time, interval, deadline_applies(ev.details),
+                is_production(ev.details.get("trigger")))
         sla = self._sla(ev.pipeline, None)
         if sla is None:
             return
@@ -249,6 +252,8 @@ class SLAMonitor:
                 self._breach(run, None, "max_duration", sla.max_duration, elapsed, live=False)
             if sla.finish_by is not None and run.deadline and ev.time > _deadline(sla, run):
                 self._breach(run, None, "finish_by", _deadline(sla, run), ev.time, live=False)
+        if run is not None and not run.production:
+            return  # a chaos or explore run: no freshness, no budget
         if ev.kind is EventKind.RUN_SUCCEEDED:
             self._arm_freshness(ev.pipeline, ev.time)
         if run is not None and ev.kind is not EventKind.RUN_CANCELLED:

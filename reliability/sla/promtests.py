@@ -1,8 +1,11 @@
 """``promtool test rules`` suites for the generated rules.
 
 For every alert :func:`~reliability.sla.rules.build_rules` makes, two cases: synthetic
-series that must make it fire (with the exact labels and annotations expected) and series
-that must leave it silent. Run them with ``promtool test rules <file>``.
+series that must make it fire (with the exact labels and annotations expected), and series
+that must leave it silent -- for alerts on run outcomes these include the firing series
+again, from chaos and explore runs (``trigger="chaos"``), which never count. A contract
+violation fires one alert per step however many checks failed, and its step's failure does
+not page again. Run them with ``promtool test rules <file>``.
 """
 
 from __future__ import annotations
@@ -42,15 +45,15 @@ def _scope(rule: AlertRule) -> dict[str, str]:
 def _burn(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
     assert rule.sla is not None and rule.sla.success_rate is not None
     metric = "reliability_steps_total" if rule.sla.step else "reliability_runs_total"
-    scope = _scope(rule)
-    fire = [{"series": _series(metric, {**scope, "status": "failed"}), "values": "0+1x240"},
-            {"series": _series(metric, {**scope, "status": "succeeded"}), "values": "0x240"}]
-    quiet = [{"series": _series(metric, {**scope, "status": "failed"}), "values": "0x240"},
+    scope = {**_scope(rule), "trigger": "schedule"}
+    fire = [{"series": _series(metric, {**scope, "status": "failed"}), "values": "0+1x70"},
+            {"series": _series(metric, {**scope, "status": "succeeded"}), "values": "0x70"}]
+    quiet = [{"series": _series(metric, {**scope, "status": "failed"}), "values": "0x70"},
              {"series": _series(metric, {**scope, "status": "succeeded"}),
-              "values": "0+1x240"}]
-    # every outcome failed for 4 hours: the error ratio is 1, at or past every threshold
-    # of the page tier (the 3d/1d windows of the ticket tier see it too)
-    return fire, quiet, "240m", True
+              "values": "0+1x70"}]
+    # every outcome failed for 70 minutes: the error ratio is 1 in every window, short and
+    # long, at or past every threshold of both tiers
+    return fire, quiet, "70m", True
 
 
 def _last_success(rule: AlertRule) -> tuple[str, int]:
@@ -82,33 +85,65 @@ def _deadline(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str
     scope = {"pipeline": rule.pipeline}
     deadline = {"series": _series("reliability_run_deadline_timestamp_seconds", scope),
                 "values": "60x10"}
-    running = _series("reliability_runs_in_progress", scope)
+    running = _series("reliability_runs_in_progress", {**scope, "trigger": "schedule"})
     return ([deadline, {"series": running, "values": "1x10"}],
             [deadline, {"series": running, "values": "0x10"}], "5m", True)
 
 
 _COUNTERS = {
     "breach": ("reliability_sla_breaches_total", {"step": "", "sla": "max_duration"}),
-    "violation": ("reliability_contract_violations_total",
-                  {"step": "validate", "contract": "schema", "check": "not_null"}),
+    "violation": ("reliability_step_attempts_total",
+                  {"step": "validate", "status": "contract_violated"}),
     "worker_lost": ("reliability_worker_lost_total", {"step": "train"}),
     "step_failed": ("reliability_steps_total", {"step": "train", "status": "failed"}),
 }
+_CHECKS = ("not_null", "unique", "in_range", "dtype", "min_rows")  # one bad output fails all
+_GROUPED = ("status", "trigger")  # labels an alert does not carry
+
+
+def _counter_series(rule: AlertRule, trigger: str) -> list[str]:
+    """The series one bad event makes: for a violation, the attempt's, and one per check
+    that failed (which must not split the alert)."""
+    metric, labels = _COUNTERS[rule.kind]
+    base = {"pipeline": rule.pipeline, **labels, "trigger": trigger}
+    if rule.kind == "violation":
+        step = {"pipeline": rule.pipeline, "step": labels["step"], "trigger": trigger}
+        return [_series(metric, base), *(
+            _series("reliability_contract_violations_total",
+                    {**step, "contract": "schema", "check": c}) for c in _CHECKS)]
+    return [_series(metric, base)]
 
 
 def _counter(rule: AlertRule) -> tuple[list[dict[str, str]], list[dict[str, str]], str, bool]:
-    metric, labels = _COUNTERS[rule.kind]
-    name = _series(metric, {"pipeline": rule.pipeline, **labels})
-    # fire: a series born 3 minutes in (increase() alone would miss it); quiet: flat zero
-    return ([{"series": name, "values": "_x2 1x7"}], [{"series": name, "values": "0x10"}],
-            "5m", True)
+    names = _counter_series(rule, "schedule")
+    # fire: series born 3 minutes in (increase() alone would miss them); quiet: flat zero
+    return ([{"series": n, "values": "_x2 1x7"} for n in names],
+            [{"series": n, "values": "0x10"} for n in names], "5m", True)
+
+
+def _chaos(rule: AlertRule) -> list[dict[str, str]]:
+    """Series of chaos and explore runs that would fire ``rule`` if they counted."""
+    if rule.kind in _COUNTERS:
+        born = [{"series": n, "values": "_x2 1x7"} for n in _counter_series(rule, "chaos")]
+        grown = [{"series": n, "values": "0x2 1x7"} for n in _counter_series(rule, "explore")]
+        return born + grown
+    if rule.kind.startswith("burn"):  # ten chaos failures to each production success
+        metric = "reliability_steps_total" if rule.sla and rule.sla.step else \
+            "reliability_runs_total"
+        return [{"series": _series(metric, {**_scope(rule), "trigger": t, "status": "failed"}),
+                 "values": "0+10x70"} for t in ("chaos", "explore")]
+    if rule.kind == "deadline":
+        return [{"series": _series("reliability_runs_in_progress",
+                                   {"pipeline": rule.pipeline, "trigger": "chaos"}),
+                 "values": "1x10"}]
+    return []
 
 
 def _fired_labels(rule: AlertRule) -> dict[str, str]:
     if rule.kind in _COUNTERS:
         _metric, labels = _COUNTERS[rule.kind]
         return {"pipeline": rule.pipeline, **{k: v for k, v in labels.items()
-                                              if k != "status"}}
+                                              if k not in _GROUPED}}
     return _scope(rule) if rule.kind.startswith("burn") or rule.kind in ("stale", "never") \
         else {"pipeline": rule.pipeline}
 
@@ -134,9 +169,19 @@ def rule_tests_document(rulesets: Iterable[RuleSet], rule_file: str) -> dict[str
                           "alert_rule_test": [{"eval_time": at, "alertname": rule.alert,
                                                "exp_alerts": expected}]})
             tests.append({"name": f"{who} stays silent", "interval": "1m",
-                          "input_series": quiet,
+                          "input_series": [*quiet, *_chaos(rule)],
                           "alert_rule_test": [{"eval_time": at, "alertname": rule.alert,
                                                "exp_alerts": []}]})
+            if rule.kind == "step_failed":  # its contract violation pages instead, once
+                violation = _series("reliability_step_attempts_total", {
+                    "pipeline": rule.pipeline, "step": "train", "status": "contract_violated",
+                    "trigger": "schedule"})
+                tests.append({"name": f"{who} stays silent when the step broke its contract",
+                              "interval": "1m",
+                              "input_series": [*fire, {"series": violation,
+                                                       "values": "_x2 1x7"}],
+                              "alert_rule_test": [{"eval_time": at, "alertname": rule.alert,
+                                                   "exp_alerts": []}]})
     return {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests}
 
 

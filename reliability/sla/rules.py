@@ -10,7 +10,11 @@ For each pipeline's :class:`~reliability.sla.spec.SLASet`:
 * ``finish_by`` becomes a running-past-deadline alert on the deadline timestamp;
 * breaches reported by the SLA monitor, contract violations, lost workers and failed steps
   alert on new counts -- also counting a series that appeared within the window, which
-  ``increase()`` alone would miss.
+  ``increase()`` alone would miss. A bad output pages once for its step, however many checks
+  it failed (its step's failure does not page a second time).
+
+Only production runs count: every selector leaves out the series of chaos and explore runs
+(``trigger`` label, see :mod:`reliability.sla.metrics`).
 
 Every alert carries ``summary``, ``description`` and ``runbook_url`` annotations; the URL is
 ``<runbook base>/<pipeline>/<family>.html``, with ``?step=<step>`` when the alert is about one
@@ -27,10 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reliability.runs import Trigger
 from reliability.sla.spec import SLA, SLASet, format_duration
 
-__all__ = ["BURN_WINDOWS", "AlertRule", "RecordingRule", "RuleSet", "build_rules",
-           "burn_threshold", "generate_rules", "rules_document"]
+__all__ = ["BURN_WINDOWS", "PRODUCTION", "AlertRule", "RecordingRule", "RuleSet",
+           "build_rules", "burn_threshold", "generate_rules", "rules_document"]
 
 RUNBOOK_ROUTE = "/runbooks"
 DEFAULT_RUNBOOK_BASE = "http://127.0.0.1:8080" + RUNBOOK_ROUTE
@@ -99,12 +104,22 @@ class RuleSet:
     alerts: list[AlertRule]
 
 
-def _sel(**labels: str) -> str:
+# label matcher of production runs' series (also matches series without the label)
+PRODUCTION = f'trigger!~"{"|".join(t.value for t in Trigger if not t.production)}"'
+
+
+def _sel_any(**labels: str) -> str:
+    """A label selector (``name_re`` matches by regex)."""
     parts = []
     for k, v in labels.items():
         op = "=~" if k.endswith("_re") else "="
         parts.append(f'{k.removesuffix("_re")}{op}"{v}"')
     return "{" + ",".join(parts) + "}"
+
+
+def _sel(**labels: str) -> str:
+    """A label selector of production runs' series."""
+    return _sel_any(**labels)[:-1] + ("," if labels else "") + PRODUCTION + "}"
 
 
 def _num(x: float) -> str:
@@ -123,28 +138,17 @@ def burn_threshold(factor: float, budget: float) -> str:
     return f"> {_num(threshold)}" if threshold < 1 else ">= 1"
 
 
-REPLAY_METRIC = "reliability_ledger_replay_timestamp_seconds"
-
-
 def _new_counts(metric: str, selector: str, by: str) -> str:
-    """Counts that grew within the window, including series born within it.
+    """Counts that grew within the window, including series born within it (at 1: no
+    earlier sample, so ``increase()`` alone would miss it).
 
-    A ledger-fed exporter (``reliability sla serve``) that restarts exports every counter
-    again at its total since the ledger began: those series look born, but are history.
-    While its replay marker is younger than the window, born series do not count (growth
-    still does).
+    Our exporters count from zero when they start -- the ledger-fed one too: it rebuilds
+    state from the ledger but creates the counters of history at zero -- so a restart shows
+    as a counter reset, never as series born at their totals.
     """
     s, w = f"{metric}{selector}", NEW_COUNT_WINDOW
-    # the replayed series' first sample lands a scrape after the marker's value: allow up
-    # to Prometheus' 5-minute lookback for it on top of the window
     return (f"sum by ({by}) (increase({s}[{w}])) > 0 or "
-            f"sum by ({by}) ({s} unless {s} offset {w}) > 0 "
-            f"unless on () (time() - {REPLAY_METRIC} < {_seconds(w) + 300})")
-
-
-def _seconds(window: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return int(window[:-1]) * units[window[-1]]
+            f"sum by ({by}) ({s} unless {s} offset {w}) > 0")
 
 
 def _ratio_record(step: str | None, window: str) -> str:
@@ -187,7 +191,7 @@ class _Builder:
         assert sla.success_rate is not None
         budget = sla.success_rate.error_budget
         scope = {"pipeline": self.p, **({"step": sla.step} if sla.step else {})}
-        sel = _sel(**scope)
+        sel = _sel_any(**scope)  # recorded from production runs only
         what = "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}" if sla.step \
             else "pipeline {{ $labels.pipeline }}"
         out = []
@@ -216,11 +220,12 @@ class _Builder:
         if sla.freshness is not None:
             out += [self._stale(sla), self._never(sla)]
         if sla.finish_by is not None and sla.step is None:
-            dl = _sel(pipeline=self.p)
+            dl, running = _sel_any(pipeline=self.p), _sel(pipeline=self.p)
             out.append(self.alert(
                 "ReliabilityRunPastDeadline",
                 f"(time() > reliability_run_deadline_timestamp_seconds{dl}) and on (pipeline) "
-                f"(reliability_runs_in_progress{dl} > 0)", "deadline", "sla_breach",
+                f"(sum by (pipeline) (reliability_runs_in_progress{running}) > 0)",
+                "deadline", "sla_breach",
                 "pipeline {{ $labels.pipeline }} is still running past its deadline",
                 f"A run of pipeline {{{{ $labels.pipeline }}}} has not finished by its "
                 f"finish_by deadline ({format_duration(sla.finish_by.offset)} after the "
@@ -233,10 +238,11 @@ class _Builder:
         assert sla.freshness is not None
         if sla.step:
             return (f"reliability_step_last_success_timestamp_seconds"
-                    f"{_sel(pipeline=self.p, step=sla.step)}",
+                    f"{_sel_any(pipeline=self.p, step=sla.step)}",
                     "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}",
                     format_duration(sla.freshness))
-        return (f"reliability_last_success_timestamp_seconds{_sel(pipeline=self.p)}",
+        return (f"reliability_last_success_timestamp_seconds"
+                f"{_sel_any(pipeline=self.p)}",
                 "pipeline {{ $labels.pipeline }}", format_duration(sla.freshness))
 
     def _stale(self, sla: SLA) -> AlertRule:
@@ -265,6 +271,12 @@ class _Builder:
     def common(self) -> list[AlertRule]:
         sel = _sel(pipeline=self.p)
         step_what = "step {{ $labels.step }} of pipeline {{ $labels.pipeline }}"
+        # one per output that broke its contract, however many of its checks failed
+        violations = _new_counts("reliability_step_attempts_total",
+                                 _sel(pipeline=self.p, status="contract_violated"),
+                                 "pipeline, step")
+        failed = _new_counts("reliability_steps_total", _sel(pipeline=self.p, status="failed"),
+                             "pipeline, step")
         return [
             self.alert(
                 "ReliabilitySLABreached",
@@ -277,13 +289,11 @@ class _Builder:
                 "{{ $labels.step }} in pipeline {{ $labels.pipeline }} (an empty step is the "
                 "whole run).", severity="page", runbook_step=_STEP_LABEL),
             self.alert(
-                "ReliabilityContractViolated",
-                _new_counts("reliability_contract_violations_total", sel,
-                            "pipeline, step, contract, check"),
+                "ReliabilityContractViolated", violations,
                 "violation", "contract_violation",
-                "contract {{ $labels.contract }} violated at " + step_what,
-                "Check {{ $labels.check }} of contract {{ $labels.contract }} failed at "
-                f"{step_what}; the output was quarantined and downstream steps skipped.",
+                "output of " + step_what + " broke its contract",
+                f"The output of {step_what} failed checks of its data contract (the run's "
+                "runbook lists each); it was quarantined and downstream steps skipped.",
                 severity="page", runbook_step=_STEP_LABEL),
             self.alert(
                 "ReliabilityWorkerLost",
@@ -294,8 +304,8 @@ class _Builder:
                 severity="ticket", runbook_step=_STEP_LABEL),
             self.alert(
                 "ReliabilityStepFailed",
-                _new_counts("reliability_steps_total", _sel(pipeline=self.p, status="failed"),
-                            "pipeline, step"),
+                # a step failed by a contract violation pages as that, once
+                f"({failed}) unless on (pipeline, step) ({violations})",
                 "step_failed", "step_failed", step_what + " failed",
                 f"{step_what} failed after its retries; its downstream steps were skipped.",
                 severity="page", runbook_step=_STEP_LABEL),

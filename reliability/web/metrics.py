@@ -2,7 +2,9 @@
 
 The same exporter ``reliability sla serve`` runs and ``reliability serve`` embeds: the run
 ledger's events are replayed onto an event bus feeding :class:`PipelineMetrics`, then followed
-by polling; with SLAs, deadlines and error budgets are published too.
+by polling; with SLAs, deadlines and error budgets are published too. The replay rebuilds
+state and creates the series of history at zero; counting starts when the exporter starts,
+so a restart is a counter reset to Prometheus and the first new failure an increase.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ class LedgerMetrics:
         self._budgets = None
         view = LedgerView(home / "ledger.db")
         if slas is not None:
+            self.metrics.declare(slas)
             DeadlineGauge(slas, self.metrics).attach(bus)
             self._budgets = BudgetGauge(slas, self.metrics, view)
             self._budgets.attach(bus)
         self.feed = LedgerFeed(view, bus, interval=interval)
-        _replay_marker(self.registry)
-        self.feed.poll()  # a damaged ledger fails here, not in the background
+        with self.metrics.replaying():
+            self.feed.poll()  # a damaged ledger fails here, not in the background
         if self._budgets is not None:
             self._budgets.refresh()  # also for pipelines with no run in the replayed events
 
@@ -55,13 +58,3 @@ class LedgerMetrics:
     def stop(self) -> None:
         self.feed.stop()
 
-
-def _replay_marker(registry: Any) -> None:
-    """Tell the alert rules this exporter replays history (see ``rules._new_counts``)."""
-    from prometheus_client import Gauge
-
-    from reliability.sla.rules import REPLAY_METRIC
-
-    Gauge(REPLAY_METRIC, "Unix time this exporter began replaying the run ledger; its "
-          "counters are totals since the ledger began", registry=registry
-          ).set_to_current_time()

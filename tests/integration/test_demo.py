@@ -38,7 +38,9 @@ def test_demo_runs_the_reference_pipeline_under_contracts_chaos_and_slas(
     assert "outputs_equal_baseline" in out
     assert res.stderr.count("running reference") == 2  # baseline and chaos run both shown
     assert "WARNING" not in res.stderr
-    assert 'reliability_worker_lost_total{pipeline="reference",step="train"} 1' in out
+    # the chaos run's loss counts in the chaos series, not in production's
+    assert ('reliability_worker_lost_total{pipeline="reference",step="train",trigger="chaos"} 1'
+            in out)
     home = tmp_path / ".reliability"
     journal = json.loads((home / "reports" / "chaos-journal.json").read_text())
     held = {p["probe"] for p in journal["steady_state"]["after"] if p["ok"]}

@@ -91,10 +91,10 @@ def test_a_breach_fires_reaches_our_webhook_and_its_runbook_shows_the_failing_ru
             rows = query(api, 'sum(reliability_sla_breaches_total{pipeline="oncall_am"})')
             return float(rows[0]["value"][1]) if rows else 0.0
 
+        first = runner.run(resume=False)  # unmonitored: a good run, no breach on record
         with monitor:
-            first = runner.run(resume=False)
-            wait_for(lambda: breaches() == 1.0, 30, "Prometheus to see the first breach")
-            second = runner.run(resume=False)  # the breach count grows: the alert fires
+            second = runner.run(resume=False)  # its breach is the first: the alert fires
+            wait_for(lambda: breaches() == 1.0, 30, "Prometheus to see the breach")
         assert first.ok and second.ok
         wait_for(lambda: any(a.status == "firing" and a.alertname == "ReliabilitySLABreached"
                              for a in server.app.ledger.alerts()), 90,

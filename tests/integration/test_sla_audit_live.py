@@ -111,7 +111,8 @@ def test_sla_serve_exports_the_deadline_gauge(tmp_path: Path,
     (tmp_path / "s.sla.yaml").write_text(
         "pipeline: servedemo\nrun: {finish_by: {offset: 2h, relative_to: interval_end}}\n")
     body = _serve_metrics(tmp_path, home, tmp_path / "s.sla.yaml",
-                          'reliability_runs_in_progress{pipeline="servedemo"} 2')
+                          'reliability_runs_in_progress{pipeline="servedemo",trigger="backfill"} 1')
+    assert 'reliability_runs_in_progress{pipeline="servedemo",trigger="manual"} 1.0' in body
     line = next(ln for ln in body.splitlines()
                 if ln.startswith("reliability_run_deadline_timestamp_seconds{"))
     # the open run's deadline: 3 January 02:00 UTC; the finished run's and the backfill's
@@ -152,22 +153,23 @@ def test_sla_serve_exports_error_budgets_from_the_ledger(tmp_path: Path,
     labels, value = line.rsplit(" ", 1)
     assert 'pipeline="budgetdemo"' in labels
     assert float(value) == pytest.approx(1 - (1 / 3) / 0.5)  # a third of runs failed
-    marker = next(ln for ln in body.splitlines()
-                  if ln.startswith("reliability_ledger_replay_timestamp_seconds "))
-    assert abs(float(marker.split()[1]) - time.time()) < 60  # replaying since start-up
+    # history is state, not news: its counters are there, at zero (counting starts now)
+    assert ('reliability_runs_total{pipeline="budgetdemo",status="failed",trigger="manual"} 0.0'
+            in body.splitlines())
 
 
 def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -> None:
-    """After `sla serve` restarts, its counters reappear at their totals: not new failures.
+    """`sla serve` rebuilds its state from the ledger but counts from zero, as any restarted
+    exporter: to Prometheus a restart is a counter reset, never a burst of old failures.
 
-    The worker-lost series of a step comes back at 5 at minute 20 (the exporter was down for
-    20 minutes), with the replay marker set then: silent. At minute 27 it grows to 6: a real
-    new loss, which fires even while the marker is young. Without a marker (the runner's
-    own exporter, counting from zero) a series born at 5 fires at once.
+    The worker-lost series of a step stood at 5 until minute 10; the exporter was down for
+    ten minutes and came back at minute 20 with the series at 0: silent (a reset). At
+    minute 27 it grows to 1: a real new loss, which fires at once. A series first seen at 0
+    (a first start) is silent too; one born at 5 (a live loss before the first scrape)
+    fires at once.
     """
     (tmp_path / "rules.yml").write_text(generate_rules(SLASet("etl", [SLA(max_duration=60)])))
-    lost = 'reliability_worker_lost_total{pipeline="etl",step="load"}'
-    marker = "reliability_ledger_replay_timestamp_seconds"
+    lost = 'reliability_worker_lost_total{pipeline="etl",step="load",trigger="schedule"}'
     fired = [{"exp_labels": {"pipeline": "etl", "step": "load", "severity": "ticket"},
               "exp_annotations": {
                   "summary": "a worker died running step load of pipeline etl",
@@ -178,21 +180,20 @@ def test_a_restarted_ledger_exporter_does_not_alert_on_history(tmp_path: Path) -
                                  "?step=load"}}]
     case = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [
         {"interval": "1m",
-         "input_series": [{"series": lost, "values": "_x20 5x6 6x5"},
-                          {"series": marker, "values": "_x20 1200x11"}],
+         "input_series": [{"series": lost, "values": "5x10 _x9 0x7 1x5"}],
          "alert_rule_test": [
-             {"eval_time": "25m", "alertname": "ReliabilityWorkerLost", "exp_alerts": []},
-             {"eval_time": "29m", "alertname": "ReliabilityWorkerLost", "exp_alerts": fired}]},
-        {"interval": "1m",  # replayed series first scraped a minute after the marker
-         "input_series": [{"series": lost, "values": "_x21 3x39"},
-                          {"series": marker, "values": "_x20 1200x40"}],
+             *({"eval_time": f"{m}m", "alertname": "ReliabilityWorkerLost", "exp_alerts": []}
+               for m in (20, 21, 25, 26)),
+             {"eval_time": "28m", "alertname": "ReliabilityWorkerLost", "exp_alerts": fired}]},
+        {"interval": "1m",
+         "input_series": [{"series": lost, "values": "_x20 0x25"}],
          "alert_rule_test": [
              {"eval_time": f"{m}m", "alertname": "ReliabilityWorkerLost", "exp_alerts": []}
-             for m in (21, 30, 35, 36, 40, 45)]},
+             for m in (20, 21, 30, 45)]},
         {"interval": "1m",
          "input_series": [{"series": lost, "values": "_x20 5x10"}],
          "alert_rule_test": [
-             {"eval_time": "25m", "alertname": "ReliabilityWorkerLost",
+             {"eval_time": "21m", "alertname": "ReliabilityWorkerLost",
               "exp_alerts": fired}]}]}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(case))
     proc = subprocess.run([binary("promtool"), "test", "rules", "t.yml"], cwd=tmp_path,

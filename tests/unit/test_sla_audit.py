@@ -116,17 +116,17 @@ def test_outcome_series_exist_at_zero_from_the_run_start() -> None:
                       details={"steps": ["a", "b"]}))
     for status in ("succeeded", "failed"):
         assert reg.get_sample_value("reliability_runs_total",
-                                    {"pipeline": "p", "status": status}) == 0.0
+                                    {"pipeline": "p", "status": status, "trigger": "manual"}) == 0.0
         for step in ("a", "b"):
             assert reg.get_sample_value("reliability_steps_total", {
-                "pipeline": "p", "step": step, "status": status}) == 0.0
+                "pipeline": "p", "step": step, "status": status, "trigger": "manual"}) == 0.0
     bus.publish(Event(kind=EventKind.STEP_FAILED, pipeline="p", run_id="r1", step="a",
                       attempt=1, error="boom"))
     bus.publish(Event(kind=EventKind.RUN_FAILED, pipeline="p", run_id="r1"))
     assert reg.get_sample_value("reliability_runs_total",
-                                {"pipeline": "p", "status": "failed"}) == 1.0
-    assert reg.get_sample_value("reliability_steps_total",
-                                {"pipeline": "p", "step": "a", "status": "failed"}) == 1.0
+                                {"pipeline": "p", "status": "failed", "trigger": "manual"}) == 1.0
+    assert reg.get_sample_value("reliability_steps_total", {
+        "pipeline": "p", "step": "a", "status": "failed", "trigger": "manual"}) == 1.0
 
 
 # -- `reliability sla serve`: the deadline gauge without a monitor ----------------------------

@@ -83,7 +83,8 @@ def test_fast_text_matches_generate_latest_sample_for_sample(
     # the escapes round-trip: the parser gives back the raw label value
     assert ("reliability_contract_violations", "counter", "Failed contract checks.",
             "reliability_contract_violations_total",
-            (("check", "ge"), ("contract", NASTY), ("pipeline", "p"), ("step", "b"))) in expected
+            (("check", "ge"), ("contract", NASTY), ("pipeline", "p"), ("step", "b"),
+             ("trigger", "manual"))) in expected
     # byte for byte the same lines, only the order of series may differ
     assert sorted(fast.splitlines()) == sorted(slow.splitlines())
 
@@ -121,21 +122,23 @@ def test_a_change_after_a_scrape_shows_in_the_next_scrape(
     assert after == samples(generate_latest(reg))
     changed = {k[3:]: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
     p_a = (("pipeline", "p"), ("step", "a"))
-    ok_a = (("pipeline", "p"), ("status", "succeeded"), ("step", "a"))
+    run_a = (*p_a, ("trigger", "manual"))
+    ok_a = (("pipeline", "p"), ("status", "succeeded"), ("step", "a"), ("trigger", "manual"))
     buckets_from_5s = ("5.0", "15.0", "30.0", "60.0", "120.0", "300.0", "600.0", "1200.0",
                        "1800.0", "3600.0", "7200.0", "14400.0", "21600.0", "+Inf")
     expected: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float | None, float]] = {
-        ("reliability_step_duration_seconds_bucket", (("le", le), *p_a)): (1.0, 2.0)
+        ("reliability_step_duration_seconds_bucket", (("le", le), *run_a)): (1.0, 2.0)
         for le in buckets_from_5s}  # the 0.5 s observation sits in "1.0" already
     assert changed == {
         **expected,
         ("reliability_step_attempts_total", ok_a): (1.0, 2.0),
         ("reliability_steps_total", ok_a): (1.0, 2.0),
-        ("reliability_step_duration_seconds_count", p_a): (1.0, 2.0),
-        ("reliability_step_duration_seconds_sum", p_a): (0.5, 2.5),
+        ("reliability_step_duration_seconds_count", run_a): (1.0, 2.0),
+        ("reliability_step_duration_seconds_sum", run_a): (0.5, 2.5),
         ("reliability_step_last_success_timestamp_seconds", p_a): (1.7e9, 1.8e9),
         ("reliability_sla_breaches_total",
-         (("pipeline", "new"), ("sla", "freshness"), ("step", "z"))): (None, 1.0),
+         (("pipeline", "new"), ("sla", "freshness"), ("step", "z"), ("trigger", "manual"))):
+        (None, 1.0),
         ("reliability_error_budget_remaining_ratio",
          (("pipeline", "p"), ("step", ""))): (0.25, 0.125),
     }
@@ -165,7 +168,8 @@ def test_collector_is_a_prometheus_collector_with_proper_families(
     assert kinds["reliability_runs"] == "counter"
     assert kinds["reliability_step_duration_seconds"] == "histogram"
     assert kinds["reliability_runs_in_progress"] == "gauge"
-    assert reg.get_sample_value("reliability_runs_in_progress", {"pipeline": "p"}) == 0
+    assert reg.get_sample_value("reliability_runs_in_progress",
+                                {"pipeline": "p", "trigger": "manual"}) == 0
 
 
 def test_family_rejects_bad_types_and_le_labels() -> None:
@@ -218,7 +222,7 @@ def test_events_and_scrapes_from_several_threads_lose_nothing() -> None:
     scraper.join()
     final = samples(render_registry(reg))
     for n in range(threads):
-        p = (("pipeline", f"p{n}"), ("step", "s"))
+        p = (("pipeline", f"p{n}"), ("step", "s"), ("trigger", "manual"))
         assert final["reliability_step_duration_seconds", "histogram",
                      "Duration of successful step attempts.",
                      "reliability_step_duration_seconds_count", p] == per_thread

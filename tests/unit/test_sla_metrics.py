@@ -27,8 +27,14 @@ def fed() -> tuple[CollectorRegistry, EventBus]:
     return reg, bus
 
 
+PRODUCTION_GAUGES = ("reliability_last_success_timestamp_seconds",
+                     "reliability_step_last_success_timestamp_seconds")
+
+
 def value(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return reg.get_sample_value(name, {"pipeline": "p", **labels})
+    """A sample of a run started with no trigger (``trigger="manual"``)."""
+    trigger = {} if name in PRODUCTION_GAUGES else {"trigger": "manual"}
+    return reg.get_sample_value(name, {"pipeline": "p", **trigger, **labels})
 
 
 def test_a_run_with_retries_loss_timeout_and_violation(fed: tuple[CollectorRegistry, EventBus]

@@ -99,7 +99,8 @@ def test_live_duration_breach_arrives_while_the_step_still_runs(tmp_path: Path) 
     assert breach.details["limit"] == 0.3
     assert len(mon.breaches) == 1                   # reported once, not again at the end
     assert reg.get_sample_value("reliability_sla_breaches_total", {
-        "pipeline": "slowpipe", "step": "sleepy", "sla": "max_duration"}) == 1
+        "pipeline": "slowpipe", "step": "sleepy", "sla": "max_duration",
+        "trigger": "manual"}) == 1
     # the breach is in the audit trail too
     assert [e["step"] for e in runner.ledger.events(result.run_id, "sla_breached")] == ["sleepy"]
 
