@@ -48,8 +48,9 @@ class RunOptions:
     display: bool = False        # the live terminal display (the CLI turns it on)
     quiet: bool = False
     environment: str | None = None
-    executor: str | Executor = "local"
-    scheduler: str | None = None  # a Dask scheduler address; None starts a LocalCluster
+    executor: str | Executor | None = None  # None: the project's (executor:), else local
+    scheduler: str | None = None  # a Dask scheduler address; None: the project's
+                                  # (dask.scheduler:), else a LocalCluster
     hooks: Sequence[StepHook] = ()
     seed: int | None = None
     bus: EventBus | None = None
@@ -203,8 +204,11 @@ def _runner(pipe: Pipeline, project: Project, opts: RunOptions, bus: EventBus,
 
     workers = opts.workers if opts.workers is not None else project.spec.workers
     home = Path(opts.home) if opts.home is not None else project.home
+    spec = project.spec
+    store = project.open_store(home) if spec.store is not None else None
     return Runner(pipe, home=home, workers=workers, bus=bus, hooks=hooks, seed=opts.seed,
-                  executor=opts.executor, scheduler=opts.scheduler,
+                  executor=opts.executor or spec.executor or "local",
+                  scheduler=opts.scheduler or spec.dask.scheduler, store=store,
                   environment=opts.environment or default_environment())
 
 

@@ -7,6 +7,12 @@
     chaos: chaos                             # chaos experiments
     runbooks: runbooks                       # Jinja runbook templates (override built-ins)
     workers: 2
+    executor: local                          # or dask: attempts on Dask distributed
+    dask:
+      scheduler: tcp://10.0.0.5:8786         # an existing cluster (default: a LocalCluster)
+    store:                                   # default: HOME/store on this machine
+      url: s3://bucket/prefix                # or a directory every worker mounts
+      options: {endpoint_url: "http://minio:9000"}   # fsspec storage options
     serve:                                   # `reliability serve` (runbook_url points here)
       host: 127.0.0.1
       port: 8080
@@ -20,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -30,7 +36,8 @@ from reliability.errors import ConfigError, DefinitionError
 if TYPE_CHECKING:
     from reliability.pipeline import Pipeline
 
-__all__ = ["PROJECT_FILE", "Project", "ProjectSpec", "ServeSpec", "find_project"]
+__all__ = ["PROJECT_FILE", "DaskSpec", "Project", "ProjectSpec", "ServeSpec", "StoreSpec",
+           "find_project"]
 
 PROJECT_FILE = "reliability.yaml"
 
@@ -51,6 +58,20 @@ class ServeSpec(Spec):
         return f"http://{host}:{self.port}"
 
 
+class DaskSpec(Spec):
+    """The Dask cluster of ``executor: dask`` (``--scheduler`` wins)."""
+
+    scheduler: str | None = Field(default=None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$")
+
+
+class StoreSpec(Spec):
+    """Where the artifact store lives: a directory (relative to the project root) or an
+    object store URL (``s3://bucket/prefix``) with fsspec ``options``."""
+
+    url: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class ProjectSpec(Spec):
     pipeline: str = "pipelines.reference:pipeline"
     home: str = ".reliability"
@@ -59,6 +80,9 @@ class ProjectSpec(Spec):
     runbooks: str = "runbooks"
     sla: str | None = None
     workers: int | None = Field(default=None, ge=1, le=512)
+    executor: Literal["local", "dask"] | None = None
+    dask: DaskSpec = DaskSpec()
+    store: StoreSpec | None = None
     serve: ServeSpec = ServeSpec()
 
     @field_validator("pipeline")
@@ -104,6 +128,17 @@ class Project:
         command line wins over both)."""
         env = os.environ.get("RELIABILITY_HOME")
         return Path(env) if env else self.root / self.spec.home
+
+    def open_store(self, home: Path | None = None) -> Any:
+        """The artifact store: ``store:`` of the project file, else ``HOME/store``."""
+        from reliability.runner.store import is_remote, open_store
+
+        if self.spec.store is None:
+            return open_store((home or self.home) / "store")
+        url = self.spec.store.url
+        if not is_remote(url):
+            url = str(self.root / url)
+        return open_store(url, self.spec.store.options)
 
     @property
     def contracts_dir(self) -> Path:

@@ -184,6 +184,10 @@ class LeaseStore:
                 fix="point --home at a writable directory, or move the damaged file aside"
                 ) from None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Shipped to workers in other processes (Dask): each opens its own connection."""
+        return {"path": self.path, "_conn": None, "_pid": -1}
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         if self._conn is None or self._pid != os.getpid():  # never share across a fork

@@ -96,7 +96,7 @@ def _options(args: argparse.Namespace) -> Any:
                       sla=not getattr(args, "no_sla", False), display=True,
                       quiet=getattr(args, "quiet", False),
                       metrics_port=getattr(args, "metrics_port", None),
-                      executor=getattr(args, "executor", None) or "local",
+                      executor=getattr(args, "executor", None),
                       scheduler=getattr(args, "scheduler", None),
                       environment=getattr(args, "environment", None))
 

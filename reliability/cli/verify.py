@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
                        "quarantine what is corrupt")
     p.add_argument("--home", help="ledger and artifact store directory (default: project home)")
     p.add_argument("--store", metavar="URL",
-                   help="the artifact store, if not HOME/store (a directory or s3://bucket/prefix)")
+                   help="the artifact store (default: store: of reliability.yaml, else "
+                   "HOME/store); a directory or s3://bucket/prefix")
     p.add_argument("--run", metavar="RUN", help="only the outputs of this run")
     p.add_argument("--no-quarantine", action="store_true",
                    help="report corrupt objects, leave them in place")
@@ -33,14 +34,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from reliability.runner.ledger import Ledger
     from reliability.runner.store import fsck, open_store
 
-    home = Path(args.home) if args.home else find_project().home
+    project = find_project()
+    home = Path(args.home) if args.home else project.home
     db = home / "ledger.db"
     if not db.exists():
         from reliability.errors import LedgerError
 
         raise LedgerError(f"no run ledger at {db}. Fix: run a pipeline first "
                           "(`reliability run`), or pass --home")
-    store = open_store(args.store or home / "store")
+    store = open_store(args.store) if args.store else project.open_store(home)
     refs: dict[str, list[tuple[str, str]]] = {}
     with Ledger(db) as led:
         runs = [led.get_run(args.run)] if args.run else led.list_runs(limit=1 << 62)

@@ -186,6 +186,9 @@ class _Connection:
                 self.refresh(pending)
 
     def close(self) -> None:
+        for topic in ("all", _RESULTS):  # else the scheduler reports our leaving to us
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(topic)
         with contextlib.suppress(Exception):
             self.client.close(timeout=10)
         if self.cluster is not None:
@@ -208,7 +211,7 @@ def _connect(scheduler: str | None, workers: int) -> _Connection:
             conn.close()
         if scheduler:
             try:
-                client = Client(scheduler, set_as_default=False, timeout=30)
+                client = Client(scheduler, set_as_default=False, timeout=10)
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})",
                                   path=("dask", "scheduler"),
@@ -220,7 +223,7 @@ def _connect(scheduler: str | None, workers: int) -> _Connection:
             # the default 15 s after which the cluster gives up on it and closes the nanny
             dask.config.set({"distributed.deploy.lost-worker-timeout": "600s"})
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None,
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                    silence_logs=logging.ERROR)
             client = Client(cluster, set_as_default=False)
         conn = _Connection(key, client, cluster)

@@ -498,9 +498,11 @@ class ObjectStore:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
                  part_size: int = 64 << 20) -> None:
         self.url = url.rstrip("/")
-        self.options = dict(storage_options or {})
         self.part_size = part_size
         with _REMOTE_LOCK:
+            if storage_options is None:  # the options this process opened it with before
+                storage_options = _REMOTE.get(self.url, {})
+            self.options = dict(storage_options)
             _REMOTE[self.url] = dict(self.options)
         self.fs, key = _fs(self.url)
         self.root = self.url
@@ -512,7 +514,7 @@ class ObjectStore:
         self._scratch = Path(tempfile.gettempdir()) / "reliability-scratch" / scratch_key
         try:
             self.fs.call_s3("head_bucket", Bucket=self.bucket)
-        except OSError as exc:
+        except Exception as exc:  # OSError, or botocore's (no credentials, bad endpoint)
             raise StorageError(
                 f"cannot reach the object store bucket {self.bucket!r} ({exc})", path=self.url,
                 fix="create the bucket, check the endpoint and the credentials "
