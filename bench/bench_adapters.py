@@ -148,10 +148,18 @@ def bench_prefect(steps: int, ms: float) -> None:
                           contracts=False)
 
         def durations(state: Any) -> list[float]:
+            """Each task run's start to end as Prefect's API recorded it (task states
+            reach the API as events, a moment after the flow returns)."""
+            flt = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            deadline = time.monotonic() + 60
             with get_client(sync_client=True) as client:
-                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-            return [(r.end_time - r.start_time).total_seconds() for r in runs]
+                while True:
+                    runs = client.read_task_runs(flow_run_filter=flt)
+                    if len(runs) == steps and all(r.start_time and r.end_time for r in runs):
+                        return [(r.end_time - r.start_time).total_seconds() for r in runs]
+                    if time.monotonic() > deadline:
+                        sys.exit("Prefect's API did not record the task runs within 60 s")
+                    time.sleep(0.2)
 
         with prefect_test_harness(server_startup_timeout=300):
             bare(return_state=True)  # warm-up

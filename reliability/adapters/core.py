@@ -64,6 +64,7 @@ Ref = dict[str, str]
 
 # events the ledger keeps (the runner's rule): started/succeeded are rebuilt from its tables
 _AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
+_SESSIONS: dict[tuple[Any, ...], _Session] = {}  # this process's open sessions
 _TERMINAL_RUN = {"succeeded": EventKind.RUN_SUCCEEDED, "failed": EventKind.RUN_FAILED}
 
 
@@ -175,7 +176,6 @@ class StepBridge:
         self.isolate = isolate
         self.environment = environment
         self._tasks_mode = False
-        self._session: _Session | None = None
         self._code_version: str | None = None
 
     @classmethod
@@ -222,17 +222,34 @@ class StepBridge:
 
     # -- the per-process session ---------------------------------------------------------
     def session(self) -> _Session:
-        """Open (once per process) the ledger, store, hooks and subscribers."""
-        s = self._session
-        if s is not None and s.pid == os.getpid():
-            return s
-        self._session = s = self._open()
+        """Open (once per process) the ledger, store, contracts and subscribers.
+
+        Shared by every bridge of the same pipeline, home and options in the process:
+        hosts re-import a DAG file or flow module per task, and each import builds a new
+        bridge; they all reuse the first one's assembly (and its one SLA monitor).
+        """
+        key = self._key()
+        s = _SESSIONS.get(key)
+        if s is None or s.pid != os.getpid():
+            s = _SESSIONS[key] = self._open()
         return s
 
     def close(self) -> None:
-        if self._session is not None and self._session.pid == os.getpid():
-            self._session.close()
-        self._session = None
+        """Close this process's session of the bridge's pipeline, home and options."""
+        s = _SESSIONS.pop(self._key(), None)
+        if s is not None and s.pid == os.getpid():
+            s.close()
+
+    def _key(self) -> tuple[Any, ...]:
+        home = str(self.home.resolve()) if self.home is not None else None
+        tasks = tuple(sorted(self.pipeline.steps)) if self._tasks_mode else None
+        return (self.pipeline.name, home, self.contracts, self.sla, self.environment, tasks,
+                id(self.pipeline) if self._tasks_mode else None)
+
+    def _hooks(self, s: _Session) -> list[StepHook]:
+        """The session's contract hook first (data is checked before chaos corrupts it or a
+        step sees it), then this bridge's own hooks."""
+        return [*s.hooks, *self.extra_hooks]
 
     def _open(self) -> _Session:
         from reliability.assembly import RunOptions, assemble
@@ -244,7 +261,7 @@ class StepBridge:
                 graph.steps[name] = dataclasses.replace(spec, inputs={})
         asm = assemble(graph, RunOptions(
             home=self.home, workers=1, contracts=self.contracts and not self._tasks_mode,
-            sla=self.sla, hooks=self.extra_hooks, environment=self.environment))
+            sla=self.sla, environment=self.environment))
         hooks = list(asm.hooks)
         if self._tasks_mode and self.contracts:
             hook = _task_contracts(asm.project.contracts_dir, self.pipeline)
@@ -311,7 +328,7 @@ class StepBridge:
         else:
             pid = os.getpid()
             self._started(s, task, pid, hashes)
-            res, lost = run_task(self.pipeline, s.hooks, task), None
+            res, lost = run_task(self.pipeline, self._hooks(s), task), None
         duration = time.monotonic() - t0
         if res is not None:
             for kind, details, stamp in res.events:
@@ -377,7 +394,7 @@ class StepBridge:
         from reliability.runner.executor import LocalExecutor
 
         executor = LocalExecutor(1)
-        executor.start(self.pipeline, s.hooks)
+        executor.start(self.pipeline, self._hooks(s))
         pid = 0
 
         def placed(worker: str | None) -> None:
@@ -520,12 +537,13 @@ class StepBridge:
         output: Any = None
         have_output = False
         res: Result
+        hooks = self._hooks(s)
         try:
-            for hook in s.hooks:
+            for hook in hooks:
                 inputs = hook.before(ctx, spec, inputs)
             output = fn(**inputs)
             have_output = True
-            for hook in s.hooks:
+            for hook in hooks:
                 output = hook.after(ctx, spec, output)
             digest, codec, size = encode(output, Path(staging))
             res = Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted)

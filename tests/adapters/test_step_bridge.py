@@ -57,7 +57,8 @@ def _run_all(bridge: StepBridge, params: dict[str, Any] | None = None) -> dict[s
     return refs
 
 
-def test_a_failed_try_is_retryable_and_the_next_try_commits(tmp_path: Path) -> None:
+def test_a_failed_try_is_retryable_and_the_next_try_commits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home = tmp_path / "home"
     chaos = ChaosHook([ExceptionFault(step="transform", error="ConnectionError",
                                       attempts=[1])])
@@ -81,6 +82,11 @@ def test_a_failed_try_is_retryable_and_the_next_try_commits(tmp_path: Path) -> N
                                                                   "succeeded": 1.0}
     ours = runner_outputs(hp.small, tmp_path / "ours", {})
     assert {s: r["digest"] for s, r in refs.items()} == ours == outputs(home, run_id)
+    from reliability.cli.main import main
+
+    assert main(["runs", "show", run_id, "--home", str(home)]) == 0
+    shown = capsys.readouterr().out
+    assert "transform" in shown and "ConnectionError" in shown
 
 
 def test_a_contract_violation_is_not_retryable_and_fails_downstream(tmp_path: Path) -> None:
