@@ -53,6 +53,26 @@ def chain(steps: int, ms: float) -> Any:
     return pipe
 
 
+def wrapper_alone(steps: int) -> None:
+    """The step wrapper without a host: ``run_step`` per step (ledger, store, events, SLA
+    monitor) around a step doing no work, measured in this process."""
+    from reliability.adapters import HostAttempt, StepBridge
+
+    with tempfile.TemporaryDirectory() as tmp:
+        n = max(steps, 30)
+        bridge = StepBridge(chain(n, 0), home=tmp, contracts=False)
+        refs: dict[str, Any] = {}
+        bridge.run_step(HostAttempt("warm-up", "s0", 1, True), {})  # opens the session
+        cost = []
+        for step in bridge.order:
+            t0 = time.perf_counter()
+            refs[step] = bridge.run_step(HostAttempt("bench", step, 1, True), refs)
+            cost.append(time.perf_counter() - t0)
+        bridge.close()
+    print(f"step wrapper alone: {statistics.median(cost) * 1000:.2f} ms per step "
+          f"(median of {n}; ledger, store, events and SLA monitor included)")
+
+
 def report(host: str, bare: list[float], wrapped: list[float]) -> None:
     b, w = statistics.median(bare), statistics.median(wrapped)
     over = w - b
@@ -176,6 +196,7 @@ def main() -> None:
     ap.add_argument("--work-ms", type=float, default=50.0)
     args = ap.parse_args()
     t0 = time.perf_counter()
+    wrapper_alone(args.steps)
     {"airflow": bench_airflow, "prefect": bench_prefect}[args.host](args.steps, args.work_ms)
     print(f"({args.host} benchmark took {time.perf_counter() - t0:.0f} s)")
 
