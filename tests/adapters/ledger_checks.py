@@ -46,12 +46,12 @@ def attempts_metric(home: Path, run_id: str, pipeline: str, step: str) -> dict[s
     for ev in read_events(LedgerView(home / "ledger.db"), run_id=run_id):
         bus.publish(ev)
     out: dict[str, float] = {}
-    for status in ("succeeded", "failed", "worker_lost", "contract_violated", "timed_out"):
-        value = metrics.registry.get_sample_value(
-            "reliability_step_attempts_total",
-            {"pipeline": pipeline, "step": step, "status": status})
-        if value:
-            out[status] = value
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name == "reliability_step_attempts_total" and sample.value
+                    and labels.get("pipeline") == pipeline and labels.get("step") == step):
+                out[labels["status"]] = out.get(labels["status"], 0.0) + sample.value
     return out
 
 
