@@ -43,10 +43,11 @@ def get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _up(url: str) -> bool:
+def _up(url: str, says: bytes = b"") -> bool:
+    """Whether ``url`` answers 200 (with ``says`` in its body)."""
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
+            return bool(resp.status == 200 and says in resp.read())
     except OSError:
         return False
 
@@ -68,7 +69,7 @@ class AlertWatch:
         while not self._stop.is_set():
             try:
                 alerts = get_json(f"{self.api}/alerts")["data"]["alerts"]
-            except OSError:
+            except (OSError, ValueError, KeyError):
                 alerts = []
             now = time.time()
             for a in alerts:
@@ -103,7 +104,8 @@ def prometheus(tmp_path: Path, target_port: int, rules: str) -> Iterator[tuple[s
                   f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                   f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "prometheus.log")
     try:
-        wait_for(lambda: proc.poll() is not None or _up(f"http://127.0.0.1:{port}/-/ready"),
+        wait_for(lambda: proc.poll() is not None or _up(f"http://127.0.0.1:{port}/-/ready",
+                                                         b"Prometheus"),
                  60, "Prometheus to be ready")
         assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
         yield f"http://127.0.0.1:{port}/api/v1", time.time()
@@ -127,13 +129,15 @@ def cli(root: Path, log: Path, *args: str) -> Any:
                  env=env)
 
 
-def run_to_end(root: Path, log: Path, *args: str) -> None:
+def run_to_end(root: Path, log: Path, *args: str, status: int = 0) -> None:
+    """Run the pipeline through the CLI; its exit status must be ``status``."""
     proc = cli(root, log, "run", "--new", *args)
     try:
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             stop(proc)
+    assert proc.returncode == status, log.read_text()
 
 
 def _events(home: Path) -> tuple[str, list[dict[str, Any]], float | None]:
@@ -144,10 +148,11 @@ def _events(home: Path) -> tuple[str, list[dict[str, Any]], float | None]:
         return run.run_id, led.events(run.run_id), good.ended_at if good else None
 
 
-def occurrences(rule: AlertRule, events: list[dict[str, Any]], watched: float,
+def occurrences(rule: AlertRule, events: list[dict[str, Any]], ready: float, exposed: float,
                 last_good: float | None) -> dict[Key, float]:
     """The alerts ``rule`` must fire after the bad run, and when each condition began to
-    hold where Prometheus could see it (``watched``: Prometheus and the exporter are up)."""
+    hold where Prometheus could see it (``ready``: Prometheus is up; ``exposed``: the
+    exporter too)."""
     sev = rule.labels.get("severity", "")
     step = rule.sla.step or "" if rule.sla else ""
 
@@ -165,11 +170,11 @@ def occurrences(rule: AlertRule, events: list[dict[str, Any]], watched: float,
     if kind == "stale":  # the last success grew older than the freshness SLA
         assert rule.sla is not None and rule.sla.freshness is not None
         return {} if last_good is None else {
-            (rule.alert, sev, step, ""): max(watched, last_good + rule.sla.freshness)}
-    if kind == "never":  # no success for as long as the freshness SLA (its `for:`)
+            (rule.alert, sev, step, ""): max(ready, exposed, last_good + rule.sla.freshness)}
+    if kind == "never":  # no success seen for as long as the freshness SLA (its `for:`)
         assert rule.sla is not None and rule.sla.freshness is not None
         return {} if last_good is not None else {
-            (rule.alert, sev, step, ""): watched + rule.sla.freshness}
+            (rule.alert, sev, step, ""): ready + rule.sla.freshness}
     if kind == "deadline":
         return {(rule.alert, sev, "", ""): at("sla_breached", sla="finish_by")}
     if kind == "breach":
@@ -212,16 +217,16 @@ def test_every_generated_alert_fires_on_its_first_occurrence(
             if serve is not None:
                 wait_for(lambda: any(t["health"] == "up" for t in get_json(
                     f"{api}/targets")["data"]["activeTargets"]), 30, "the first scrape")
-                run_to_end(root, tmp_path / "bad-run.log", "-p", "mode=bad")
+                run_to_end(root, tmp_path / "bad-run.log", "-p", "mode=bad", status=1)
             else:
                 run_to_end(root, tmp_path / "bad-run.log", "-p", "mode=bad",
-                           "--metrics-port", str(port))
+                           "--metrics-port", str(port), status=1)
             run_id, events, last_good = _events(home)
             if serve is None:  # the run's exporter is up from the run's start
                 exposed = next(float(e["time"]) for e in events if e["kind"] == "run_started")
             expected: dict[Key, float] = {}
             for rule in rs.alerts:
-                expected.update(occurrences(rule, events, max(ready, exposed), last_good))
+                expected.update(occurrences(rule, events, ready, exposed, last_good))
             deadline = time.monotonic() + 30
             while not set(expected) <= set(watch.first) and time.monotonic() < deadline:
                 time.sleep(0.05)
