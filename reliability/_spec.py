@@ -31,9 +31,9 @@ class Spec(BaseModel):
 
 #: Bounds on what a spec file may hold: bigger, deeper or alias-inflated documents are
 #: refused before they can exhaust memory, the stack or the time of the command reading them.
-MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 64
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 
 
 def cut(value: Any, limit: int = 160) -> str:
@@ -127,14 +127,42 @@ def _bounded_loader() -> Any:
             super().__init__(problem=problem, problem_mark=mark)
             self.fix = fix
 
-    class BoundedLoader(yaml.SafeLoader):
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    # libyaml (when PyYAML has it) scans and parses; composing stays in Python, bounded
+    parser: Any = getattr(yaml.cyaml, "CParser", None) if yaml.__with_libyaml__ else None
+    if parser is None:
+        from yaml.parser import Parser
+        from yaml.reader import Reader
+        from yaml.scanner import Scanner
+
+        class PyParser(Reader, Scanner, Parser):
+            def __init__(self, stream: str) -> None:
+                Reader.__init__(self, stream)
+                Scanner.__init__(self)
+                Parser.__init__(self)
+
+        parser = PyParser
+
+    class BoundedLoader(Composer, SafeConstructor, Resolver, parser):  # type: ignore[misc]
         def __init__(self, stream: str) -> None:
-            super().__init__(stream)
+            parser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
             self._depth = 0
+            self._nodes = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             self._depth += 1
+            self._nodes += 1
             try:
+                if self._nodes > MAX_NODES:
+                    raise Refused(f"the document has more than {MAX_NODES} values",
+                                  self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                                  "split it: a spec needs far fewer")
                 if self._depth > MAX_DEPTH:
                     raise Refused(f"nesting is deeper than {MAX_DEPTH} levels",
                                   self.peek_event().start_mark,  # type: ignore[no-untyped-call]

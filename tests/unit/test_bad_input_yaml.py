@@ -113,7 +113,12 @@ def test_a_huge_value_is_cut_in_the_message(tmp_path: Path) -> None:
 
 def test_an_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
     err = _refused(tmp_path, "sla", "# " + "x" * (5 * 1024 * 1024) + "\npipeline: chain\n")
-    assert "larger than 4 MB" in err.reason
+    assert "larger than 2 MB" in err.reason
+
+
+def test_a_document_of_too_many_values_is_refused_fast(tmp_path: Path) -> None:
+    err = _refused(tmp_path, "sla", "- x\n" * 120_000, within=5.0)
+    assert "more than 100000 values" in err.reason
 
 
 def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:
