@@ -54,9 +54,11 @@ def _up(url: str, says: bytes = b"") -> bool:
 
 @dataclass
 class AlertWatch:
-    """Polls ``/api/v1/alerts`` and keeps when each firing alert was first seen."""
+    """Polls ``/api/v1/alerts`` and keeps when each firing alert was first seen, and when
+    the exporter was first scraped."""
 
     api: str
+    target_up: float | None = None
     first: dict[Key, float] = field(default_factory=dict)
     seen: dict[Key, set[str]] = field(default_factory=dict)  # distinct label sets per key
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -68,6 +70,10 @@ class AlertWatch:
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
+                if self.target_up is None and any(
+                        t["health"] == "up"
+                        for t in get_json(f"{self.api}/targets")["data"]["activeTargets"]):
+                    self.target_up = time.time()
                 alerts = get_json(f"{self.api}/alerts")["data"]["alerts"]
             except (OSError, ValueError, KeyError):
                 alerts = []
@@ -148,11 +154,11 @@ def _events(home: Path) -> tuple[str, list[dict[str, Any]], float | None]:
         return run.run_id, led.events(run.run_id), good.ended_at if good else None
 
 
-def occurrences(rule: AlertRule, events: list[dict[str, Any]], ready: float, exposed: float,
+def occurrences(rule: AlertRule, events: list[dict[str, Any]], ready: float, scraped: float,
                 last_good: float | None) -> dict[Key, float]:
     """The alerts ``rule`` must fire after the bad run, and when each condition began to
-    hold where Prometheus could see it (``ready``: Prometheus is up; ``exposed``: the
-    exporter too)."""
+    hold where Prometheus could see it (``ready``: Prometheus is up; ``scraped``: it first
+    scraped the exporter)."""
     sev = rule.labels.get("severity", "")
     step = rule.sla.step or "" if rule.sla else ""
 
@@ -170,7 +176,7 @@ def occurrences(rule: AlertRule, events: list[dict[str, Any]], ready: float, exp
     if kind == "stale":  # the last success grew older than the freshness SLA
         assert rule.sla is not None and rule.sla.freshness is not None
         return {} if last_good is None else {
-            (rule.alert, sev, step, ""): max(ready, exposed, last_good + rule.sla.freshness)}
+            (rule.alert, sev, step, ""): max(scraped, last_good + rule.sla.freshness)}
     if kind == "never":  # no success seen for as long as the freshness SLA (its `for:`)
         assert rule.sla is not None and rule.sla.freshness is not None
         return {} if last_good is not None else {
@@ -211,7 +217,6 @@ def test_every_generated_alert_fires_on_its_first_occurrence(
             wait_for(lambda: serve.poll() is not None or _up(f"http://127.0.0.1:{port}/"),
                      60, "`reliability sla serve` to answer")
             assert serve.poll() is None, (tmp_path / "serve.log").read_text()
-            exposed = time.time()
         with prometheus(tmp_path, port, generate_rules(sset)) as (api, ready):
             watch = AlertWatch(api)
             if serve is not None:
@@ -222,11 +227,10 @@ def test_every_generated_alert_fires_on_its_first_occurrence(
                 run_to_end(root, tmp_path / "bad-run.log", "-p", "mode=bad",
                            "--metrics-port", str(port), status=1)
             run_id, events, last_good = _events(home)
-            if serve is None:  # the run's exporter is up from the run's start
-                exposed = next(float(e["time"]) for e in events if e["kind"] == "run_started")
+            assert watch.target_up is not None
             expected: dict[Key, float] = {}
             for rule in rs.alerts:
-                expected.update(occurrences(rule, events, ready, exposed, last_good))
+                expected.update(occurrences(rule, events, ready, watch.target_up, last_good))
             deadline = time.monotonic() + 30
             while not set(expected) <= set(watch.first) and time.monotonic() < deadline:
                 time.sleep(0.05)
