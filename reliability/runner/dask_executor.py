@@ -130,6 +130,7 @@ class _Connection:
     cluster: LocalCluster | None
     workers: dict[str, _WorkerInfo] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)  # joined, not yet looked at
+    busy: dict[str, int] = field(default_factory=dict)  # address -> attempts of all our runs
     executors: set[DaskExecutor] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -144,6 +145,7 @@ class _Connection:
             with self.lock:
                 info = self.workers.pop(addr, None)
                 self.pending.discard(addr)
+                self.busy.pop(addr, None)
                 listeners = list(self.executors)
             for ex in listeners:
                 ex._worker_gone(addr, info, set(msg.get("processing-tasks") or ()),
@@ -233,6 +235,12 @@ def _connect(scheduler: str | None, workers: int) -> _Connection:
         return conn
 
 
+def _release_slot(conn: _Connection, addr: str) -> None:
+    """One attempt less on ``addr`` (call with ``conn.lock`` held)."""
+    if conn.busy.get(addr, 0) > 0:
+        conn.busy[addr] -= 1
+
+
 def close_clusters() -> None:
     """Close every Dask client and ``LocalCluster`` this process opened (also at exit)."""
     with _CONNECT_LOCK:
@@ -269,7 +277,6 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._active: dict[str, _Attempt] = {}  # key -> attempt
         self._keys: dict[int, str] = {}  # id(task) -> key
-        self._busy: dict[str, int] = {}  # worker address -> our attempts there
         self._deaths: dict[str, int] = {}  # step -> workers lost running it (this run)
         self._outcomes: deque[Outcome] = deque()
         self._rfd, self._wfd = -1, -1
@@ -292,19 +299,19 @@ class DaskExecutor:
     def slots(self) -> int:
         conn = self._connection()
         conn.sync()
-        with conn.lock, self._lock:
-            return sum(max(0, w.nthreads - self._busy.get(a, 0))
+        with conn.lock:  # runs side by side share the workers: no attempt waits in a queue
+            return sum(max(0, w.nthreads - conn.busy.get(a, 0))
                        for a, w in conn.workers.items())
 
     def submit(self, task: Task, placed: Callable[[str | None], None]) -> str | None:
         conn = self._connection()
         with conn.lock, self._lock:
-            free = [(self._busy.get(a, 0) - w.nthreads, a) for a, w in conn.workers.items()
-                    if self._busy.get(a, 0) < w.nthreads]
+            free = [(conn.busy.get(a, 0) - w.nthreads, a) for a, w in conn.workers.items()
+                    if conn.busy.get(a, 0) < w.nthreads]
             assert free, "DaskExecutor.submit() with no free slot"
             addr = min(free)[1]
             info = conn.workers[addr]
-            self._busy[addr] = self._busy.get(addr, 0) + 1
+            conn.busy[addr] = conn.busy.get(addr, 0) + 1
         wid = str(info.pid) if info.pid and self._is_local(info) else addr
         placed(wid)  # in the ledger before the attempt can start
         key = f"{self._plugin}-{task.step}-{task.attempt}-{uuid.uuid4().hex[:8]}"
@@ -329,11 +336,12 @@ class DaskExecutor:
         return out
 
     def kill(self, task: Task) -> None:
-        with self._lock:
+        conn = self._connection()
+        with conn.lock, self._lock:
             key = self._keys.pop(id(task), None)
             att = self._active.pop(key, None) if key else None
             if att is not None:
-                self._busy[att.worker] -= 1
+                _release_slot(conn, att.worker)
         if att is None:
             return
         att.future.release()
@@ -348,10 +356,10 @@ class DaskExecutor:
         with self._lock:
             left = list(self._active.values())
         for att in left:
-            if graceful:
-                att.future.release()
-            else:
+            if not graceful:
                 self.kill(att.task)
+            elif self._take(att.key) is not None:
+                att.future.release()
         conn = self._conn
         if conn is not None:
             with conn.lock:
@@ -380,11 +388,12 @@ class DaskExecutor:
         self.wake()
 
     def _take(self, key: str) -> _Attempt | None:
-        with self._lock:
+        conn = self._connection()
+        with conn.lock, self._lock:
             att = self._active.pop(key, None)
             if att is not None:
                 self._keys.pop(id(att.task), None)
-                self._busy[att.worker] -= 1
+                _release_slot(conn, att.worker)
             return att
 
     def _result(self, key: str, blob: Any) -> bool:
@@ -429,7 +438,6 @@ class DaskExecutor:
             for att in gone:
                 del self._active[att.key]
                 self._keys.pop(id(att.task), None)
-            self._busy.pop(addr, None)
         cause = stimulus.rsplit("-", 1)[0] if stimulus else "remove-worker"
         pid = f" (pid {info.pid})" if info is not None and info.pid else ""
         for att in gone:
