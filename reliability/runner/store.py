@@ -398,8 +398,12 @@ class ArtifactStore:
                 if not VERIFY or self.verify(digest):
                     staged.unlink()
                     return final
-                self._keep_aside(final, digest)
-                os.replace(staged, final)
+                with self._repairing(digest):  # one repair at a time, across processes
+                    if self.verify(digest):  # another commit repaired it meanwhile
+                        staged.unlink()
+                        return final
+                    self._keep_aside(final, digest)
+                    os.replace(staged, final)
                 self.repaired.append(digest)
                 _log.warning("object %s was corrupt: kept aside, replaced by the committed "
                              "bytes", digest)
@@ -420,6 +424,18 @@ class ArtifactStore:
         except OSError as exc:
             raise storage_error(exc, "commit an object into the store", final) from exc
         return final
+
+    @contextlib.contextmanager
+    def _repairing(self, digest: str) -> Iterator[None]:
+        import fcntl
+
+        self.quarantine.mkdir(parents=True, exist_ok=True)
+        with (self.quarantine / f".repair-{digest[:16]}.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _keep_aside(self, final: Path, digest: str) -> None:
         """Keep a copy of a corrupt object for inspection (a second name for its inode)."""
@@ -641,7 +657,8 @@ class ObjectStore:
                     break
                 if etag is None:
                     continue  # deleted meanwhile: create it again
-                self._copy_aside(final, digest)
+                if self._copy_aside(final, digest, etag) is None:
+                    continue  # repaired by another commit meanwhile: look again
                 try:
                     self._upload(final, staged_key, digest, {"IfMatch": etag})
                 except CorruptObject:
@@ -665,12 +682,25 @@ class ObjectStore:
     def _fs_path(self, url: str) -> str:
         return url.split("://", 1)[1] if "://" in url else url
 
-    def _copy_aside(self, key: str, digest: str) -> str:
+    def _copy_aside(self, key: str, digest: str, etag: str | None = None) -> str | None:
+        """Copy the (corrupt) object ``key`` to ``quarantine/corrupt/``; with ``etag``, only
+        that version of it: None if it changed meanwhile, or the copy turned out intact."""
         dest = self._key("quarantine", "corrupt", f"{digest}.{time.time_ns()}")
         bucket, k = self._bk(key)
         dbucket, dk = self._bk(dest)
-        self.fs.call_s3("copy_object", Bucket=dbucket, Key=dk,
-                        CopySource={"Bucket": bucket, "Key": k})
+        cond = {"CopySourceIfMatch": etag} if etag else {}
+        try:
+            self.fs.call_s3("copy_object", Bucket=dbucket, Key=dk,
+                            CopySource={"Bucket": bucket, "Key": k}, **cond)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            if etag is None:
+                raise
+            return None  # another version by now
+        if etag is not None and self._hash(dest)[0] == digest:  # a server that ignored
+            self._rm(dest)  # the condition copied a repaired object: not corrupt
+            return None
         return self._url(dest)
 
     def discard_attempt(self, run_id: str, step: str, attempt: int, *,
