@@ -71,14 +71,21 @@ class _RunPlugin(WorkerPlugin):
         self.pipeline: Pipeline | None = None
         self.hooks: list[StepHook] = []
 
+        self.error: str | None = None
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"payload": self.payload, "paths": self.paths, "pipeline": None, "hooks": []}
+        return {"payload": self.payload, "paths": self.paths, "pipeline": None, "hooks": [],
+                "error": None}
 
     def setup(self, worker: Any) -> None:
         for p in reversed(self.paths):  # the runner's import path, where it exists here
             if p not in sys.path and os.path.isdir(p):
                 sys.path.insert(0, p)
-        self.pipeline, hooks, remotes = cloudpickle.loads(self.payload)
+        try:
+            self.pipeline, hooks, remotes = cloudpickle.loads(self.payload)
+        except Exception as exc:  # reported by each attempt, which fails without retries
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
         self.hooks = list(hooks)
         set_remote_options(remotes)
 
@@ -90,9 +97,15 @@ def _attempt(plugin: str, key: str, task: Task) -> None:
     stream), so the runner needs no second round trip to fetch it.
     """
     worker = get_worker()
-    state = worker.plugins[plugin]
-    assert isinstance(state, _RunPlugin) and state.pipeline is not None
-    res = run_task(state.pipeline, state.hooks, task)
+    state = worker.plugins.get(plugin)
+    if not isinstance(state, _RunPlugin) or state.pipeline is None:
+        why = state.error if isinstance(state, _RunPlugin) else "the run's plugin is missing"
+        res = Result(ok=False, error_type="DefinitionError", retryable=False, error=(
+            f"the pipeline could not be loaded on Dask worker {worker.address} ({why}). "
+            "Fix: install the pipeline's package (and pipeline-reliability[dask]) on the "
+            "workers, or share the project directory on the same path"))
+    else:
+        res = run_task(state.pipeline, state.hooks, task)
     worker.log_event(_RESULTS, {"key": key, "result": _dumps(res)})
 
 

@@ -204,3 +204,65 @@ def test_cli_runs_on_an_existing_scheduler_from_the_project_file(
     assert main(["run", "-q", "--home", str(tmp_path / "home2"), "--executor", "dask",
                  "--scheduler", "tcp://127.0.0.1:9", "--param", f"log={log}"]) == 2
     assert time.monotonic() - start < 60
+
+
+daily = Pipeline("dask-daily")
+
+
+@daily.step
+def where(ctx: StepContext) -> dict[str, object]:
+    """Which interval, and whether this ran inside a Dask worker."""
+    from distributed import get_worker
+
+    try:
+        get_worker()
+        on_dask = True
+    except ValueError:
+        on_dask = False
+    assert ctx.interval is not None
+    return {"day": ctx.interval.start.date().isoformat(), "dask": on_dask}
+
+
+def test_a_parallel_backfill_runs_on_dask_from_the_project_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "reliability.yaml").write_text(
+        "pipeline: tests.integration.test_dask_executor:daily\nexecutor: dask\nworkers: 2\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT))
+    home = tmp_path / "home"
+    assert main(["backfill", "tests.integration.test_dask_executor:daily", "--start",
+                 "2026-01-01", "--end", "2026-01-04", "--every", "1d", "-j", "2",
+                 "--home", str(home)]) == 0
+    runner = Runner(daily, home=home)
+    runs = runner.ledger.list_runs()
+    assert len(runs) == 3 and {r.status for r in runs} == {"succeeded"}
+    seen = sorted(runner.store.load(runner.ledger.steps(r.run_id)[0]["output_hash"], "json")
+                  ["day"] for r in runs)
+    assert seen == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    for r in runs:
+        out = runner.store.load(runner.ledger.steps(r.run_id)[0]["output_hash"], "json")
+        assert out["dask"] is True
+
+
+def test_a_pipeline_the_workers_cannot_import_fails_once_with_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "vanishing_pipeline.py").write_text(
+        "from reliability import Pipeline\n"
+        "pipeline = Pipeline('vanishing')\n\n"
+        "@pipeline.step\n"
+        "def only() -> int:\n"
+        "    return 1\n")
+    monkeypatch.syspath_prepend(str(code))
+    module = importlib.import_module("vanishing_pipeline")
+    (code / "vanishing_pipeline.py").unlink()  # imported here, not importable on workers
+    runner = Runner(module.pipeline, home=tmp_path / "home", executor="dask", workers=2)
+    res = runner.run()
+    assert res.status == "failed"
+    (attempt,) = runner.ledger.attempts(res.run_id, "only")  # not retried: no retry helps
+    assert attempt["error_type"] == "DefinitionError"
+    assert "could not be loaded on Dask worker" in attempt["error"]
+    assert "vanishing_pipeline" in attempt["error"] and "Fix: install" in attempt["error"]
