@@ -110,9 +110,26 @@ def _unique_guaranteed(prod: FrameSpec, keys: list[str]) -> bool:
     return any(prod.columns.get(k) is not None and prod.columns[k].unique for k in keys)
 
 
+def dtype_satisfies(have: str, want: str) -> bool:
+    """Whether every column of declared dtype ``have`` passes a check for ``want``:
+    the same dtype, or a ``datetime``/``timedelta`` of any unit where ``want`` names none
+    (``datetime64[ns]`` satisfies ``datetime``; a zoned one does not)."""
+    if have == want:
+        return True
+    from reliability.contracts.dtypes import parse_dtype
+
+    h, w = parse_dtype(have), parse_dtype(want)
+    if h is None or w is None:
+        return False
+    if h.name == w.name:
+        return True
+    return (w.kind in ("datetime", "timedelta") and w.unit is None and h.kind == w.kind
+            and h.tz is None)
+
+
 def column_mismatches(have: ColumnSpec, want: ColumnSpec) -> list[str]:
     out: list[str] = []
-    if have.dtype != want.dtype:
+    if not dtype_satisfies(str(have.dtype), str(want.dtype)):
         out.append(f"dtype {have.dtype} is produced, {want.dtype} is expected")
         return out
     if have.nullable and not want.nullable:

@@ -137,3 +137,20 @@ def test_diff_cli_exit_codes_and_git_revisions(tmp_path: Path,
                  "--fail-on", "never"]) == 0
     with pytest.raises(ConfigError, match="git cat-file"):
         _cli(["contracts", "diff", "HEAD:nope", "contracts/reference"])
+
+
+@pytest.mark.parametrize(("have", "want", "ok"), [
+    ("datetime64[ns]", "datetime", True),
+    ("datetime64[us]", "datetime", True),
+    ("datetime64[ns, UTC]", "datetime", False),   # a zoned column fails a naive contract
+    ("datetime", "datetime64[ns]", False),        # any unit does not promise nanoseconds
+    ("timedelta64[ms]", "timedelta", True),
+    ("int64", "int64", True),
+    ("int32", "int64", False),
+    ("str", "string", True),
+])
+def test_wiring_accepts_a_producer_dtype_that_satisfies_the_consumer(
+        have: str, want: str, ok: bool) -> None:
+    from reliability.contracts.wiring import dtype_satisfies
+
+    assert dtype_satisfies(have, want) is ok
