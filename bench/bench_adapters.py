@@ -9,7 +9,8 @@ their values (XCom / task results), and as a pipeline through our adapter (ledge
 events, SLA monitor and metrics around every task; digests handed on). Each task's duration
 is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end).
 Target: wrapper overhead <= 10% of the bare task's time, or <= 2 ms per task.
-One warm-up run of each shape, then one measured run each; medians over the tasks.
+One warm-up run of each shape, then three measured runs of each, interleaved; medians over
+all their tasks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = 3  # measured runs of each shape, interleaved, after one warm-up run of each
 
 
 def work(ms: float, seed: int) -> dict[str, int]:
@@ -79,7 +81,7 @@ def report(host: str, bare: list[float], wrapped: list[float]) -> None:
     ratio = over / b if b else float("inf")
     ok = over <= 0.002 or ratio <= 0.10
     print(f"{host}: bare task {b * 1000:.1f} ms, wrapped task {w * 1000:.1f} ms "
-          f"(median of {len(bare)} tasks each)")
+          f"(medians of {len(bare)} and {len(wrapped)} tasks)")
     print(f"{host}: wrapper overhead {over * 1000:+.1f} ms per task = {ratio:+.1%} of the bare "
           f"task; target <= 10% or <= 2 ms: {'met' if ok else 'NOT met'}")
 
@@ -93,7 +95,7 @@ import datetime as dt
 from bench_adapters import chain, work
 from reliability.adapters.airflow import to_dag
 
-STEPS, MS = {steps}, {ms}
+STEPS, MS, ROUNDS = {steps}, {ms}, {rounds}
 with DAG("bench_bare", schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
          catchup=False) as bare:
     prev = None
@@ -106,12 +108,13 @@ with DAG("bench_bare", schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=
 wrapped = to_dag(chain(STEPS, MS), dag_id="bench_wrapped", home={home!r}, contracts=False)
 
 if __name__ == "__main__":
-    out = {{}}
-    for dag in (bare, wrapped, bare, wrapped):  # warm-up, then measured
+    out = {{"bench_bare": [], "bench_wrapped": []}}
+    for n, dag in enumerate((bare, wrapped) * (1 + ROUNDS)):  # a warm-up round, then measured
         run = dag.test()
         assert str(run.state).endswith("success"), run.state
-        out[dag.dag_id] = [(ti.end_date - ti.start_date).total_seconds()
-                           for ti in run.get_task_instances()]
+        if n >= 2:
+            out[dag.dag_id] += [(ti.end_date - ti.start_date).total_seconds()
+                                for ti in run.get_task_instances()]
     print("RESULT " + json.dumps(out))
 """
 
@@ -129,7 +132,8 @@ def bench_airflow(steps: int, ms: float) -> None:
                        check=True, capture_output=True)
         dag_file = dags / "bench_dags.py"
         dag_file.write_text(DAG_FILE.format(root=str(ROOT), bench=str(ROOT / "bench"),
-                                            steps=steps, ms=ms, home=str(home / "rel")))
+                                            steps=steps, ms=ms, rounds=ROUNDS,
+                                            home=str(home / "rel")))
         proc = subprocess.run([sys.executable, str(dag_file)], env=env, cwd=tmp,
                               capture_output=True, text=True, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -181,11 +185,14 @@ def bench_prefect(steps: int, ms: float) -> None:
                         sys.exit("Prefect's API did not record the task runs within 60 s")
                     time.sleep(0.2)
 
+        b: list[float] = []
+        w: list[float] = []
         with prefect_test_harness(server_startup_timeout=300):
             bare(return_state=True)  # warm-up
             wrapped(return_state=True)
-            b = durations(bare(return_state=True))
-            w = durations(wrapped(return_state=True))
+            for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+                b += durations(bare(return_state=True))
+                w += durations(wrapped(return_state=True))
         report("prefect", b, w)
 
 
