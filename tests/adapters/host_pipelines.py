@@ -28,7 +28,9 @@ def _hold(ctx: StepContext, params: Params) -> None:
     if ctx.step != params.hold or ctx.attempt != 1 or not params.signal_dir:
         return
     marker = Path(params.signal_dir) / f"{ctx.step}.running"
-    marker.write_text(str(os.getpid()))
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(str(os.getpid()))
+    tmp.replace(marker)  # watchers never see the marker without its pid
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (Path(params.signal_dir) / "release").exists():
         time.sleep(0.05)
