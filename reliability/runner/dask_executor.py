@@ -59,6 +59,7 @@ __all__ = ["DaskExecutor", "close_clusters"]
 _log = logging.getLogger("reliability.dask")
 _KEY_PREFIX = "reliability-attempt"
 _RESULTS = "reliability-results"  # the scheduler event topic results travel on
+_SEND_INTERVAL = 0.002  # seconds between the client's batches to the scheduler
 
 
 # -- on the workers -----------------------------------------------------------------------
@@ -241,6 +242,11 @@ def _connect(scheduler: str | None, workers: int) -> _Connection:
                                    host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                    silence_logs=logging.ERROR)
             client = Client(cluster, set_as_default=False)
+        # the client sends to the scheduler at most once per 10 ms by default: every step
+        # of a chain (submit, result, submit) would wait for it
+        comm = getattr(client, "scheduler_comm", None)
+        if comm is not None and getattr(comm, "interval", 0) > _SEND_INTERVAL:
+            comm.interval = _SEND_INTERVAL
         conn = _Connection(key, client, cluster)
         client.subscribe_topic("all", conn.on_event)
         client.subscribe_topic(_RESULTS, conn.on_result)
