@@ -25,7 +25,20 @@ row ``running``; the next attempt of the step records it as ``worker_lost``. Wit
 body is noticed at once and retried by the host even where the host itself cannot recover.
 
 The reverse direction -- our hooks around a host task that keeps its own code -- is
-:meth:`StepBridge.guard`.
+:meth:`StepBridge.guard` (with :meth:`StepBridge.for_tasks` and :meth:`StepBridge.register`).
+
+Writing an adapter is a translation of four things:
+
+1. the graph: one host task per step of ``bridge.order``; data dependencies are
+   ``spec.inputs.values()`` (pass their refs), ordering-only ones ``spec.after``;
+2. the try: build a :class:`HostAttempt` from the host's context (its run id, try number,
+   whether it will retry) and return ``bridge.run_step(attempt, upstream_refs)``;
+3. retries: ``bridge.retries(step)`` tries more, ``bridge.retry_delay(step, n)`` apart,
+   and the host's retry predicate is ``bridge.retryable(exc)`` (declaratively: no retry on
+   :class:`AttemptNotRetryable`); a host that cannot filter sets
+   ``HostAttempt.host_filters_errors=False``;
+4. skipping: a failed step's downstream tasks must not run (the ledger already marks them
+   ``upstream_failed``).
 """
 
 from __future__ import annotations
@@ -107,7 +120,10 @@ class HostAttempt:
 
     ``attempt`` is the host's try number (1-based); ``retries_left`` whether the host will
     run the step again if this try raises a retryable error (decides between a
-    ``step_retrying`` and a final ``step_failed`` in the ledger).
+    ``step_retrying`` and a final ``step_failed`` in the ledger). ``host_filters_errors``
+    is False for hosts whose retries cannot consult :class:`AttemptNotRetryable` (ZenML's
+    ``StepRetryConfig``, Metaflow's ``@retry``): the bridge then refuses a try of a step
+    that already failed for good, and answers a try of a committed step with its output.
     """
 
     host_run_id: str
@@ -117,6 +133,7 @@ class HostAttempt:
     params: Mapping[str, Any] | None = None
     interval: DataInterval | None = None
     trigger: str = "manual"
+    host_filters_errors: bool = True
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:@+-]+")
@@ -300,6 +317,10 @@ class StepBridge:
         params = self.pipeline.make_params(dict(at.params or {}))
         run_id = self._adopt(s, at, params, self.order)
         self._reconcile_lost(s, run_id, at.step, at.attempt)
+        if not at.host_filters_errors:
+            done = self._settled_step(s, run_id, at)
+            if done is not None:
+                return done
         refs = {p: upstream[src] for p, src in spec.inputs.items()}
         for p, ref in refs.items():
             if not s.store.has(ref["digest"]):
@@ -371,6 +392,24 @@ class StepBridge:
                 "trigger": Trigger.parse(at.trigger).value,
                 "environment": s.ledger.get_run(run_id).environment})
         return run_id
+
+    def _settled_step(self, s: _Session, run_id: str, at: HostAttempt) -> Ref | None:
+        """A try of a step whose outcome is already final: its committed output, or
+        :class:`AttemptNotRetryable` for a step that failed for good -- a host whose
+        retries cannot filter errors runs it again after a contract violation."""
+        row = next((r for r in s.ledger.steps(run_id) if r["step"] == at.step), None)
+        if row is None:
+            return None
+        if row["status"] == "succeeded" and row["output_hash"] and s.store.has(
+                row["output_hash"]):
+            return {"step": at.step, "digest": row["output_hash"],
+                    "codec": row["output_codec"]}
+        if row["status"] in ("failed", "upstream_failed"):
+            raise AttemptNotRetryable(
+                f"run {run_id}: step {at.step!r} already {row['status'].replace('_', ' ')}"
+                f" ({row['error']}); try {at.attempt} does not run it again",
+                run_id=run_id, step=at.step, attempt=at.attempt, error_type="StepFailed")
+        return None
 
     def _reconcile_lost(self, s: _Session, run_id: str, step: str, attempt: int) -> None:
         """Earlier attempts still ``running``: their process died; record them lost."""

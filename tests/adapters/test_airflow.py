@@ -45,13 +45,14 @@ sys.path[:0] = [{here!r}, {root!r}]
 from pathlib import Path
 
 import host_pipelines as hp
+import pipelines.reference
 from reliability.adapters.airflow import to_dag
 from reliability.chaos.faults import ExceptionFault
 from reliability.chaos.hook import ChaosHook
 from reliability.contracts import ContractHook, load_contracts
 
 HOOKS = {hooks}
-dag = to_dag(hp.small, dag_id={dag_id!r}, home={home!r}, contracts=False, hooks=HOOKS)
+dag = to_dag({pipeline}, dag_id={dag_id!r}, home={home!r}, contracts=False, hooks=HOOKS)
 
 if __name__ == "__main__":
     run = dag.test(run_conf=json.loads(sys.argv[1]), use_executor={use_executor})
@@ -77,13 +78,13 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _run_dag(tmp_path: Path, env: dict[str, str], dag_id: str, hooks: str,
              conf: dict[str, Any], *, use_executor: bool = False,
-             background: bool = False) -> Any:
+             background: bool = False, pipeline: str = "hp.small") -> Any:
     dags = tmp_path / "dags"
     dags.mkdir(exist_ok=True)
     home = tmp_path / "home"
     dag_file = dags / f"{dag_id}.py"
     dag_file.write_text(DAG_FILE.format(here=str(HERE), root=str(ROOT), hooks=hooks,
-                                        dag_id=dag_id, home=str(home),
+                                        dag_id=dag_id, home=str(home), pipeline=pipeline,
                                         use_executor=use_executor))
     run_env = dict(env, AIRFLOW__CORE__DAGS_FOLDER=str(dags))
     cmd = [sys.executable, str(dag_file), json.dumps(conf)]
@@ -131,6 +132,18 @@ def test_contract_violation_is_not_retried_and_skips_downstream(
     run_id = only_run(home)
     assert_contract_stop(home, run_id)
     assert attempts_metric(home, run_id, "small", "extract") == {"contract_violated": 1.0}
+
+
+def test_reference_pipeline_outputs_equal_our_runners(
+        tmp_path: Path, airflow_env: dict[str, str]) -> None:
+    from pipelines.reference import pipeline
+
+    result = _run_dag(tmp_path, airflow_env, "reference_digests", "[]", {"seed": 5},
+                      pipeline="pipelines.reference.pipeline")
+    assert result["state"] == "success"
+    home = tmp_path / "home"
+    assert outputs(home, only_run(home)) == runner_outputs(pipeline, tmp_path / "ours",
+                                                           {"seed": 5})
 
 
 @pytest.fixture

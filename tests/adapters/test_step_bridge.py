@@ -4,6 +4,7 @@ no orchestrator needed (this runs in the main suite)."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -101,6 +102,30 @@ def test_a_contract_violation_is_not_retryable_and_fails_downstream(tmp_path: Pa
         bridge.close()
     assert not bridge.retryable(info.value)
     assert_contract_stop(home, host_run_id("small", HOST_RUN))
+    # a host that retries every error (ZenML, Metaflow) runs the step again: refused,
+    # nothing runs, no attempt is recorded
+    unfiltered = dataclasses.replace(_at("extract", 2, params={"bad": True}),
+                                     host_filters_errors=False)
+    try:
+        with pytest.raises(AttemptNotRetryable, match="already failed"):
+            bridge.run_step(unfiltered, {})
+    finally:
+        bridge.close()
+    assert_contract_stop(home, host_run_id("small", HOST_RUN))
+
+
+def test_a_committed_step_tried_again_returns_its_output(tmp_path: Path) -> None:
+    bridge = StepBridge(hp.small, home=tmp_path / "home", contracts=False, sla=False)
+    try:
+        first = bridge.run_step(_at("extract"), {})
+        again = bridge.run_step(dataclasses.replace(  # a host that retries every error
+            _at("extract", 2), host_filters_errors=False), {})
+    finally:
+        bridge.close()
+    assert again == first
+    run_id = host_run_id("small", HOST_RUN)
+    assert [a["status"] for a in attempt_rows(tmp_path / "home", run_id, "extract")] == [
+        "succeeded"]
 
 
 def test_the_last_try_fails_the_step_for_good(tmp_path: Path) -> None:
