@@ -308,6 +308,8 @@ def start_metrics(sched: Scheduler, port: int, host: str = "127.0.0.1",
 
     def stop() -> None:
         detach()
-        server.close()
+        # A long-lived scheduler waits for a final scrape only where it knows the scrape
+        # interval; otherwise SIGTERM would wait out the cap for a scraper that may be gone.
+        server.close(final_scrape=None if server.scrape_interval() is not None else 0)
 
     return stop, server.port

@@ -177,6 +177,12 @@ class MetricsServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
 
+    def scrape_interval(self) -> float | None:
+        """Seconds between the last two scrapes, or None before the second one."""
+        with self._server.scraped:
+            times = list(self._server.scrape_times)
+        return times[-1] - times[0] if len(times) == 2 else None
+
     def close(self, final_scrape: float | None = None) -> None:
         """Stop serving.
 
