@@ -18,7 +18,7 @@ import time
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["airflow", "prefect"]
+nox.options.sessions = ["airflow", "prefect", "dagster", "metaflow"]
 nox.options.error_on_missing_interpreters = True
 
 HOSTS: dict[str, dict[str, str]] = {
@@ -27,6 +27,10 @@ HOSTS: dict[str, dict[str, str]] = {
                 "tests": "tests/adapters/test_airflow.py"},
     "prefect": {"extra": "prefect", "constraints": "",
                 "tests": "tests/adapters/test_prefect.py"},
+    "dagster": {"extra": "dagster", "constraints": "",
+                "tests": "tests/adapters/test_dagster.py"},
+    "metaflow": {"extra": "metaflow", "constraints": "",
+                 "tests": "tests/adapters/test_metaflow.py"},
 }
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4"]
 
@@ -55,3 +59,15 @@ def airflow(session: nox.Session) -> None:
 def prefect(session: nox.Session) -> None:
     """Prefect 3.9.1: flows from pipelines, on Prefect's test harness."""
     _host(session, "prefect")
+
+
+@nox.session
+def dagster(session: nox.Session) -> None:
+    """Dagster 1.13.28: jobs from pipelines, in process and on the multiprocess executor."""
+    _host(session, "dagster")
+
+
+@nox.session
+def metaflow(session: nox.Session) -> None:
+    """Metaflow 2.19.39: generated flows through metaflow.Runner, local datastore."""
+    _host(session, "metaflow")

@@ -2,12 +2,15 @@
 
     python bench/bench_adapters.py airflow      # in the Airflow venv (nox -s airflow)
     python bench/bench_adapters.py prefect      # in the Prefect venv (nox -s prefect)
+    python bench/bench_adapters.py dagster      # in the Dagster venv (nox -s dagster)
+    python bench/bench_adapters.py metaflow     # in the Metaflow venv (nox -s metaflow)
 
 A chain of ``--steps`` tasks, each doing ``--work-ms`` of CPU work and returning a small
 dict, runs twice under the orchestrator: as bare ``@task`` functions handing each other
 their values (XCom / task results), and as a pipeline through our adapter (ledger, store,
 events, SLA monitor and metrics around every task; digests handed on). Each task's duration
-is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end).
+is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end,
+Dagster's step duration, Metaflow's task creation to its last metadata: a whole task process).
 Target: wrapper overhead <= 10% of the bare task's time, or <= 2 ms per task.
 One warm-up run of each shape, then three measured runs of each, interleaved; medians over
 all their tasks.
@@ -196,15 +199,121 @@ def bench_prefect(steps: int, ms: float) -> None:
         report("prefect", b, w)
 
 
+# -- Dagster ---------------------------------------------------------------------------------
+def bench_dagster(steps: int, ms: float) -> None:
+    import dagster as dg
+
+    from reliability.adapters.dagster import run_config, to_job
+
+    bare_ops = []
+    deps: dict[str, dict[str, Any]] = {}
+    for i in range(steps):
+        def body(context, **up: Any) -> dict[str, int]:  # type: ignore[no-untyped-def]
+            seed = next(iter(up.values()))["acc"] if up else int(context.op.name[1:])
+            return work(ms, seed)
+
+        ins = {"up": dg.In(dict)} if i else {}
+        bare_ops.append(dg.op(name=f"s{i}", ins=ins, out=dg.Out(dict))(body))
+        deps[f"s{i}"] = {"up": dg.DependencyDefinition(f"s{i - 1}")} if i else {}
+    bare = dg.GraphDefinition(name="bench_bare", node_defs=bare_ops,
+                              dependencies=deps).to_job()
+
+    def durations(result: Any) -> list[float]:
+        assert result.success
+        return [ev.event_specific_data.duration_ms / 1000 for ev in result.all_events
+                if ev.event_type_value == "STEP_SUCCESS"]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wrapped = to_job(chain(steps, ms), name="bench_wrapped", home=Path(tmp) / "rel",
+                         contracts=False)
+        bare.execute_in_process()  # warm-up
+        wrapped.execute_in_process(run_config=run_config())
+        b: list[float] = []
+        w: list[float] = []
+        for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+            b += durations(bare.execute_in_process())
+            w += durations(wrapped.execute_in_process(run_config=run_config()))
+    report("dagster execute_in_process", b, w)
+
+
+# -- Metaflow --------------------------------------------------------------------------------
+BARE_FLOW = """\
+from metaflow import FlowSpec, step
+from bench_adapters import work
+
+
+class BenchBareFlow(FlowSpec):
+    @step
+    def start(self):
+        self.up = None
+        self.next(self.s0)
+{steps}
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    BenchBareFlow()
+"""
+BARE_STEP = """
+    @step
+    def s{i}(self):
+        self.up = work({ms}, self.up["acc"] if self.up else {i})
+        self.next(self.{nxt})
+"""
+
+
+def bench_metaflow(steps: int, ms: float) -> None:
+    from reliability.adapters.metaflow import flow_source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        (cwd / "bench_chain.py").write_text(
+            f"from bench_adapters import chain\npipe = chain({steps}, {ms})\n")
+        (cwd / "bench_bare.py").write_text(BARE_FLOW.format(steps="".join(
+            BARE_STEP.format(i=i, ms=ms, nxt=f"s{i + 1}" if i + 1 < steps else "end")
+            for i in range(steps))))
+        sys.path[:0] = [str(cwd), str(ROOT / "bench")]
+        (cwd / "bench_wrapped.py").write_text(flow_source(
+            "bench_chain:pipe", class_name="BenchWrappedFlow", home=cwd / "rel",
+            contracts=False))
+        env = {"USERNAME": os.environ.get("USERNAME", "bench"),
+               "METAFLOW_DEFAULT_DATASTORE": "local", "METAFLOW_DEFAULT_METADATA": "local",
+               "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT / "bench"), str(ROOT),
+                                              os.environ.get("PYTHONPATH", "")])}
+        os.environ["USERNAME"] = env["USERNAME"]
+        os.chdir(cwd)
+        from metaflow import Runner
+
+        def durations(flow: str) -> list[float]:
+            with Runner(str(cwd / flow), show_output=False, env=env, cwd=tmp) as runner:
+                result = runner.run()
+                assert result.status == "successful", result.stderr[-4000:]
+                return [(t.finished_at - t.created_at).total_seconds()
+                        for s in result.run if s.id.startswith("s") for t in s]
+
+        durations("bench_bare.py")  # warm-up
+        durations("bench_wrapped.py")
+        b: list[float] = []
+        w: list[float] = []
+        for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+            b += durations("bench_bare.py")
+            w += durations("bench_wrapped.py")
+        os.chdir(ROOT)
+    report("metaflow (task processes)", b, w)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("host", choices=["airflow", "prefect"])
+    ap.add_argument("host", choices=["airflow", "prefect", "dagster", "metaflow"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--work-ms", type=float, default=50.0)
     args = ap.parse_args()
     t0 = time.perf_counter()
     wrapper_alone(args.steps)
-    {"airflow": bench_airflow, "prefect": bench_prefect}[args.host](args.steps, args.work_ms)
+    {"airflow": bench_airflow, "prefect": bench_prefect, "dagster": bench_dagster,
+     "metaflow": bench_metaflow}[args.host](args.steps, args.work_ms)
     print(f"({args.host} benchmark took {time.perf_counter() - t0:.0f} s)")
 
 

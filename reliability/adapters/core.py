@@ -650,3 +650,20 @@ def params_json(params: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise DefinitionError(f"run parameters {params!r} are not JSON ({exc}). "
                               "Fix: pass plain values") from None
+
+
+def load_hooks(ref: str) -> list[StepHook]:
+    """Import ``"module:attr"`` naming a list of step hooks (hosts that start each task in a
+    fresh process from a file or a component's source take hooks by reference)."""
+    import importlib
+
+    module_name, _, attr = ref.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attr) if attr else None
+    except ImportError as exc:
+        raise DefinitionError(f"cannot import hooks {ref!r}: {exc}. Fix: put the module on "
+                              "PYTHONPATH where the orchestrator runs tasks") from None
+    if not isinstance(found, (list, tuple)):
+        raise DefinitionError(f"hooks {ref!r} is {type(found).__name__}, not a list of step "
+                              "hooks. Fix: point at a list, e.g. 'myproject.chaos:hooks'")
+    return list(found)

@@ -95,3 +95,22 @@ def assert_retried_once(home: Path, pipeline: str, step: str) -> str:
                                                             "succeeded": 1.0}
     assert run_status(home, run_id) == "succeeded"
     return run_id
+
+
+def assert_kill_recovered(home: Path, step: str, victim: int, ours: Path,
+                          params: dict[str, Any]) -> str:
+    """The only run of ``home`` (pipeline ``small``): ``step``'s first attempt was the
+    killed process ``victim``, recorded lost; the host's retry succeeded, to our runner's
+    digests. Returns the run id."""
+    from host_pipelines import small
+
+    run_id = only_run(home)
+    rows = attempt_rows(home, run_id, step)
+    assert [(a["attempt"], a["status"]) for a in rows] == [(1, "worker_lost"),
+                                                           (2, "succeeded")]
+    assert rows[0]["worker_pid"] == victim
+    assert run_status(home, run_id) == "succeeded"
+    assert attempts_metric(home, run_id, "small", step) == {"worker_lost": 1.0,
+                                                           "succeeded": 1.0}
+    assert outputs(home, run_id) == runner_outputs(small, ours, params)
+    return run_id
