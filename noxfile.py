@@ -18,7 +18,7 @@ import time
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["airflow", "prefect", "dagster", "metaflow"]
+nox.options.sessions = ["airflow", "prefect", "dagster", "metaflow", "kfp"]
 nox.options.error_on_missing_interpreters = True
 
 HOSTS: dict[str, dict[str, str]] = {
@@ -31,6 +31,7 @@ HOSTS: dict[str, dict[str, str]] = {
                 "tests": "tests/adapters/test_dagster.py"},
     "metaflow": {"extra": "metaflow", "constraints": "",
                  "tests": "tests/adapters/test_metaflow.py"},
+    "kfp": {"extra": "kfp", "constraints": "", "tests": "tests/adapters/test_kfp.py"},
 }
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4"]
 
@@ -71,3 +72,9 @@ def dagster(session: nox.Session) -> None:
 def metaflow(session: nox.Session) -> None:
     """Metaflow 2.19.39: generated flows through metaflow.Runner, local datastore."""
     _host(session, "metaflow")
+
+
+@nox.session
+def kfp(session: nox.Session) -> None:
+    """Kubeflow Pipelines 2.17.3: compiled YAML, run by kfp.local's SubprocessRunner."""
+    _host(session, "kfp")

@@ -1,8 +1,8 @@
 """Run pipelines under other orchestrators with our contracts, chaos, ledger and SLAs.
 
-``reliability.adapters.airflow``, ``.prefect``, ``.dagster`` and ``.metaflow`` (extras of
-the same names) translate a :class:`~reliability.pipeline.Pipeline` into the host's graph;
-all call the shared step wrapper in :mod:`reliability.adapters.core`.
+``reliability.adapters.airflow``, ``.prefect``, ``.dagster``, ``.metaflow`` and ``.kfp``
+(extras of the same names) translate a :class:`~reliability.pipeline.Pipeline` into the
+host's graph; all call the shared step wrapper in :mod:`reliability.adapters.core`.
 """
 
 from __future__ import annotations
