@@ -34,7 +34,6 @@ from typing import Any
 
 from reliability._lazy import require
 from reliability.adapters.core import (
-    AttemptNotRetryable,
     HostAttempt,
     StepBridge,
     host_run_id,
@@ -68,16 +67,10 @@ def run_component(target: str, step: str, options: str, params: str, run: str,
     run_id = host_run_id(bridge.pipeline.name, run)
     tries = [int(a["attempt"]) for a in s.ledger.attempts(run_id, step)]
     attempt = max(tries, default=0) + 1
-    for row in s.ledger.steps(run_id):
-        if row["step"] == step and row["status"] in {"failed", "upstream_failed"}:
-            # KFP retries every failure: refuse the retry the bridge did not allow
-            raise AttemptNotRetryable(
-                f"run {run_id}: step {step!r} {row['status'].replace('_', ' ')} "
-                f"({row['error'] or 'not retryable'}); not running it again",
-                run_id=run_id, step=step, attempt=attempt, error_type="NotRetryable")
     refs = {r["step"]: r for r in (json.loads(u) for u in upstream if u)}
     at = HostAttempt(host_run_id=run, step=step, attempt=attempt,
-                     retries_left=attempt <= bridge.retries(step), params=json.loads(params))
+                     retries_left=attempt <= bridge.retries(step), params=json.loads(params),
+                     host_filters_errors=False)  # KFP retries every failure
     return json.dumps(bridge.run_step(at, refs))
 
 

@@ -81,7 +81,8 @@ def run_step(flow: Any, step_bridge: StepBridge, step: str) -> None:
         raise DefinitionError(f"run_params of flow {current.flow_name} is {params!r}, not "
                               'a JSON object. Fix: pass e.g. --run_params \'{"rows": 10}\'')
     at = HostAttempt(host_run_id=str(current.run_id), step=step, attempt=attempt,
-                     retries_left=attempt <= step_bridge.retries(step), params=dict(params))
+                     retries_left=attempt <= step_bridge.retries(step), params=dict(params),
+                     host_filters_errors=False)  # @retry has no exception filter
     refs = dict(getattr(flow, "refs", None) or {})
     spec = step_bridge.spec(step)
     try:
