@@ -1,0 +1,17 @@
+"""Each orchestrator's adapter tests run in that orchestrator's own venv (``noxfile.py``),
+where :func:`hosts.require_host` fails them in CI if the orchestrator is missing. The main
+suite collects them only where the orchestrator is importable, so ``python -m pytest`` in
+the project's venv runs the host-free adapter tests and leaves the rest to those venvs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_HOSTS = ("airflow", "prefect", "dagster", "kfp", "zenml", "metaflow")
+
+collect_ignore = [
+    f"test_{host}.py" for host in _HOSTS
+    if (Path(__file__).parent / f"test_{host}.py").exists()
+    and importlib.util.find_spec(host) is None
+]
