@@ -18,7 +18,7 @@ import time
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["airflow", "prefect", "dagster", "metaflow", "kfp"]
+nox.options.sessions = ["airflow", "prefect", "dagster", "metaflow", "kfp", "zenml"]
 nox.options.error_on_missing_interpreters = True
 
 HOSTS: dict[str, dict[str, str]] = {
@@ -32,6 +32,7 @@ HOSTS: dict[str, dict[str, str]] = {
     "metaflow": {"extra": "metaflow", "constraints": "",
                  "tests": "tests/adapters/test_metaflow.py"},
     "kfp": {"extra": "kfp", "constraints": "", "tests": "tests/adapters/test_kfp.py"},
+    "zenml": {"extra": "zenml", "constraints": "", "tests": "tests/adapters/test_zenml.py"},
 }
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4"]
 
@@ -78,3 +79,9 @@ def metaflow(session: nox.Session) -> None:
 def kfp(session: nox.Session) -> None:
     """Kubeflow Pipelines 2.17.3: compiled YAML, run by kfp.local's SubprocessRunner."""
     _host(session, "kfp")
+
+
+@nox.session
+def zenml(session: nox.Session) -> None:
+    """ZenML 0.98.0: pipelines on the local stack (its config in a temporary directory)."""
+    _host(session, "zenml")

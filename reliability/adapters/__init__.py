@@ -1,7 +1,7 @@
 """Run pipelines under other orchestrators with our contracts, chaos, ledger and SLAs.
 
-``reliability.adapters.airflow``, ``.prefect``, ``.dagster``, ``.metaflow`` and ``.kfp``
-(extras of the same names) translate a :class:`~reliability.pipeline.Pipeline` into the
+``reliability.adapters.airflow``, ``.prefect``, ``.dagster``, ``.metaflow``, ``.kfp`` and
+``.zenml`` (extras of the same names) translate a :class:`~reliability.pipeline.Pipeline` into the
 host's graph; all call the shared step wrapper in :mod:`reliability.adapters.core`.
 """
 
