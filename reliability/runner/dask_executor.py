@@ -254,6 +254,14 @@ def _connect(scheduler: str | None, workers: int) -> _Connection:
         return conn
 
 
+def _release(att: _Attempt) -> None:
+    """Drop our reference to an attempt's task (set once ``submit`` returned; a later
+    answer is released by ``submit`` itself)."""
+    with contextlib.suppress(Exception):
+        if att.future is not None:
+            att.future.release()
+
+
 def _release_slot(conn: _Connection, addr: str) -> None:
     """One attempt less on ``addr`` (call with ``conn.lock`` held)."""
     if conn.busy.get(addr, 0) > 0:
@@ -334,12 +342,19 @@ class DaskExecutor:
         wid = str(info.pid) if info.pid and self._is_local(info) else addr
         placed(wid)  # in the ledger before the attempt can start
         key = f"{self._plugin}-{task.step}-{task.attempt}-{uuid.uuid4().hex[:8]}"
+        att = _Attempt(task, key, None, addr, wid)
+        with self._lock:  # known before Dask can answer: its result may come back at once
+            self._active[key] = att
+            self._keys[id(task)] = key
         future = conn.client.submit(_attempt, self._plugin, key, task, key=key, workers=[addr],
                                     allow_other_workers=False, pure=False, retries=0)
         with self._lock:
-            self._active[key] = _Attempt(task, key, future, addr, wid)
-            self._keys[id(task)] = key
-        future.add_done_callback(self._done)
+            att.future = future
+            answered = key not in self._active
+        if answered:  # its result or its worker's death came first: already reported
+            future.release()
+        else:
+            future.add_done_callback(self._done)
         return wid
 
     def wait(self, timeout: float | None) -> list[Outcome]:
@@ -363,7 +378,7 @@ class DaskExecutor:
                 _release_slot(conn, att.worker)
         if att is None:
             return
-        att.future.release()
+        _release(att)
         self._kill_worker(att.worker)
 
     def wake(self) -> None:
@@ -378,7 +393,7 @@ class DaskExecutor:
             if not graceful:
                 self.kill(att.task)
             elif self._take(att.key) is not None:
-                att.future.release()
+                _release(att)
         conn = self._conn
         if conn is not None:
             with conn.lock:
@@ -407,7 +422,9 @@ class DaskExecutor:
         self.wake()
 
     def _take(self, key: str) -> _Attempt | None:
-        conn = self._connection()
+        conn = self._conn
+        if conn is None:  # a late callback after the run ended: nothing is waiting for it
+            return None
         with conn.lock, self._lock:
             att = self._active.pop(key, None)
             if att is not None:
@@ -422,7 +439,7 @@ class DaskExecutor:
         att = self._take(key)
         if att is None:
             return True  # killed or lost: already reported
-        att.future.release()
+        _release(att)
         try:
             res = pickle.loads(blob)
         except Exception as exc:
@@ -460,7 +477,7 @@ class DaskExecutor:
         cause = stimulus.rsplit("-", 1)[0] if stimulus else "remove-worker"
         pid = f" (pid {info.pid})" if info is not None and info.pid else ""
         for att in gone:
-            att.future.release()  # pinned to the dead worker: Dask cannot rerun it
+            _release(att)  # pinned to the dead worker: Dask cannot rerun it
             step = att.task.step
             if att.key not in processing:
                 self._post(Outcome(att.task, worker=att.wid, lost=(
