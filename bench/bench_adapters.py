@@ -4,13 +4,15 @@
     python bench/bench_adapters.py prefect      # in the Prefect venv (nox -s prefect)
     python bench/bench_adapters.py dagster      # in the Dagster venv (nox -s dagster)
     python bench/bench_adapters.py metaflow     # in the Metaflow venv (nox -s metaflow)
+    python bench/bench_adapters.py zenml        # in the ZenML venv (nox -s zenml)
 
 A chain of ``--steps`` tasks, each doing ``--work-ms`` of CPU work and returning a small
 dict, runs twice under the orchestrator: as bare ``@task`` functions handing each other
 their values (XCom / task results), and as a pipeline through our adapter (ledger, store,
 events, SLA monitor and metrics around every task; digests handed on). Each task's duration
 is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end,
-Dagster's step duration, Metaflow's task creation to its last metadata: a whole task process).
+Dagster's step duration, Metaflow's task creation to its last metadata: a whole task process,
+ZenML's step run start/end).
 Target: wrapper overhead <= 10% of the bare task's time, or <= 2 ms per task.
 One warm-up run of each shape, then three measured runs of each, interleaved; medians over
 all their tasks.
@@ -304,16 +306,58 @@ def bench_metaflow(steps: int, ms: float) -> None:
     report("metaflow (task processes)", b, w)
 
 
+# -- ZenML -----------------------------------------------------------------------------------
+def zenml_bare(up: dict[str, int] | None, i: int, ms: float) -> dict[str, int]:
+    """The bare ZenML step (made a step in bench_zenml: ZenML loads steps by import path)."""
+    return work(ms, up["acc"] if up else i)
+
+
+def bench_zenml(steps: int, ms: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(ZENML_CONFIG_PATH=str(Path(tmp) / "zenml"),
+                          ZENML_ANALYTICS_OPT_IN="false", ZENML_LOGGING_VERBOSITY="WARN")
+        from zenml import pipeline, step
+
+        from reliability.adapters.zenml import to_pipeline
+
+        module = sys.modules[__name__]
+        bare_step = step(zenml_bare, enable_cache=False)
+        module.zenml_bare = bare_step  # type: ignore[attr-defined]
+
+        @pipeline(enable_cache=False)
+        def bench_bare() -> None:
+            prev = None
+            for i in range(steps):
+                prev = bare_step(up=prev, i=i, ms=ms, id=f"s{i}")
+
+        wrapped = to_pipeline(chain(steps, ms), name="bench_wrapped", home=Path(tmp) / "rel",
+                              contracts=False)
+
+        def durations(run: Any) -> list[float]:
+            assert str(run.status.value) == "completed", run.status
+            return [(st.end_time - st.start_time).total_seconds()
+                    for st in run.steps.values()]
+
+        bench_bare()  # warm-up
+        wrapped(params={})
+        b: list[float] = []
+        w: list[float] = []
+        for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+            b += durations(bench_bare())
+            w += durations(wrapped(params={}))
+    report("zenml (local orchestrator)", b, w)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("host", choices=["airflow", "prefect", "dagster", "metaflow"])
+    ap.add_argument("host", choices=["airflow", "prefect", "dagster", "metaflow", "zenml"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--work-ms", type=float, default=50.0)
     args = ap.parse_args()
     t0 = time.perf_counter()
     wrapper_alone(args.steps)
     {"airflow": bench_airflow, "prefect": bench_prefect, "dagster": bench_dagster,
-     "metaflow": bench_metaflow}[args.host](args.steps, args.work_ms)
+     "metaflow": bench_metaflow, "zenml": bench_zenml}[args.host](args.steps, args.work_ms)
     print(f"({args.host} benchmark took {time.perf_counter() - t0:.0f} s)")
 
 

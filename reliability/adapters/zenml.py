@@ -9,9 +9,8 @@ pipeline step). Each step calls the shared step wrapper
 (:class:`~reliability.adapters.core.StepBridge`): our contracts, chaos faults, ledger,
 metrics and SLA monitor run around the step, outputs go to our content-addressed store and
 steps hand each other a :class:`StoreRef` (the digest), which
-``zenml_steps.StoreRefMaterializer``
-writes as a small JSON artifact with the digest as metadata: no DataFrame goes through
-ZenML's CSV materializer, no dtype is lost. ``Retry(attempts=n)`` becomes
+``zenml_steps.StoreRefMaterializer`` writes as a small JSON artifact: no DataFrame goes
+through ZenML's CSV materializer, no dtype is lost. ``Retry(attempts=n)`` becomes
 ``StepRetryConfig(max_retries=n-1)``. ZenML retries every exception, so the attempt
 count is kept in our ledger and a retry after a contract violation (or an error the step
 does not retry) is refused at once without running the step: the ledger holds one attempt,
