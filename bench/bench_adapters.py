@@ -5,6 +5,7 @@
     python bench/bench_adapters.py dagster      # in the Dagster venv (nox -s dagster)
     python bench/bench_adapters.py metaflow     # in the Metaflow venv (nox -s metaflow)
     python bench/bench_adapters.py zenml        # in the ZenML venv (nox -s zenml)
+    python bench/bench_adapters.py kfp          # in the KFP venv (nox -s kfp)
 
 A chain of ``--steps`` tasks, each doing ``--work-ms`` of CPU work and returning a small
 dict, runs twice under the orchestrator: as bare ``@task`` functions handing each other
@@ -12,7 +13,8 @@ their values (XCom / task results), and as a pipeline through our adapter (ledge
 events, SLA monitor and metrics around every task; digests handed on). Each task's duration
 is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end,
 Dagster's step duration, Metaflow's task creation to its last metadata: a whole task process,
-ZenML's step run start/end).
+ZenML's step run start/end; for KFP's local runner, which records no task times, a whole
+run's wall time divided by its tasks).
 Target: wrapper overhead <= 10% of the bare task's time, or <= 2 ms per task.
 One warm-up run of each shape, then three measured runs of each, interleaved; medians over
 all their tasks.
@@ -348,16 +350,76 @@ def bench_zenml(steps: int, ms: float) -> None:
     report("zenml (local orchestrator)", b, w)
 
 
+# -- Kubeflow Pipelines (local runner) ------------------------------------------------------
+def kfp_bare(up: str, i: int, ms: float) -> str:
+    """The bare KFP component (KFP ships only this function's source)."""
+    import json
+
+    from bench_adapters import work
+
+    prev = json.loads(up) if up else None
+    return json.dumps(work(ms, prev["acc"] if prev else i))
+
+
+def bench_kfp(steps: int, ms: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench"), str(ROOT),
+                                                    os.environ.get("PYTHONPATH", "")])
+        (Path(tmp) / "bench_chain.py").write_text(
+            f"from bench_adapters import chain\npipe = chain({steps}, {ms})\n")
+        os.environ["PYTHONPATH"] = os.pathsep.join([tmp, os.environ["PYTHONPATH"]])
+        sys.path.insert(0, tmp)
+        import kfp.local
+        from kfp import dsl
+
+        from reliability.adapters.kfp import to_pipeline
+
+        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
+                       pipeline_root=str(Path(tmp) / "kfp"))
+        # KFP reads annotations as types: this module postpones them
+        kfp_bare.__annotations__ = {"up": str, "i": int, "ms": float, "return": str}
+        component = dsl.component(kfp_bare, install_kfp_package=False,
+                                  base_image="python:3.11")
+
+        def bare_build() -> None:
+            prev = ""
+            for i in range(steps):
+                task = component(up=prev, i=i, ms=ms).set_caching_options(False)
+                prev = task.output
+
+        bare_build.__annotations__ = {"return": None}
+        bare = dsl.pipeline(bare_build, name="bench-bare")
+        wrapped = to_pipeline("bench_chain:pipe", name="bench-wrapped",
+                              home=Path(tmp) / "rel", contracts=False,
+                              install_kfp_package=False, base_image="python:3.11")
+
+        def per_task(pipe: Any, **kw: Any) -> float:
+            t0 = time.perf_counter()
+            pipe(**kw)
+            return (time.perf_counter() - t0) / steps
+
+        per_task(bare)  # warm-up
+        per_task(wrapped, params="{}")
+        b: list[float] = []
+        w: list[float] = []
+        for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+            b.append(per_task(bare))
+            w.append(per_task(wrapped, params="{}"))
+    report("kfp local SubprocessRunner (run wall time / tasks)", b, w)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("host", choices=["airflow", "prefect", "dagster", "metaflow", "zenml"])
+    ap.add_argument("host", choices=["airflow", "prefect", "dagster", "metaflow", "zenml",
+                                     "kfp"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--work-ms", type=float, default=50.0)
     args = ap.parse_args()
     t0 = time.perf_counter()
     wrapper_alone(args.steps)
     {"airflow": bench_airflow, "prefect": bench_prefect, "dagster": bench_dagster,
-     "metaflow": bench_metaflow, "zenml": bench_zenml}[args.host](args.steps, args.work_ms)
+     "metaflow": bench_metaflow, "zenml": bench_zenml, "kfp": bench_kfp}[args.host](
+        args.steps, args.work_ms)
     print(f"({args.host} benchmark took {time.perf_counter() - t0:.0f} s)")
 
 
