@@ -658,8 +658,11 @@ def load_hooks(ref: str) -> list[StepHook]:
     import importlib
 
     module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise DefinitionError(f"hooks reference {ref!r} is not 'module:attr'. Fix: write "
+                              "e.g. 'myproject.chaos:hooks'")
     try:
-        found = getattr(importlib.import_module(module_name), attr) if attr else None
+        found = getattr(importlib.import_module(module_name), attr, None)
     except ImportError as exc:
         raise DefinitionError(f"cannot import hooks {ref!r}: {exc}. Fix: put the module on "
                               "PYTHONPATH where the orchestrator runs tasks") from None
