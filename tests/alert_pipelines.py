@@ -41,6 +41,7 @@ steps:
 class Params(BaseModel):
     mode: str = "ok"
     slow: float = 3.0
+    gate: str = ""  # a file: ``load`` waits for it first (the test opens it when scraped)
 
 
 pipeline = Pipeline("alertdemo", params=Params)
@@ -48,6 +49,9 @@ pipeline = Pipeline("alertdemo", params=Params)
 
 @pipeline.step
 def load(params: Params) -> int:
+    deadline = time.monotonic() + 120
+    while params.gate and not os.path.exists(params.gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
     time.sleep(params.slow)
     if params.mode == "bad":
         raise RuntimeError("planted failure")

@@ -223,9 +223,19 @@ def test_every_generated_alert_fires_on_its_first_occurrence(
                 wait_for(lambda: any(t["health"] == "up" for t in get_json(
                     f"{api}/targets")["data"]["activeTargets"]), 30, "the first scrape")
                 run_to_end(root, tmp_path / "bad-run.log", "-p", "mode=bad", status=1)
-            else:
-                run_to_end(root, tmp_path / "bad-run.log", "-p", "mode=bad",
-                           "--metrics-port", str(port), status=1)
+            else:  # the run's own exporter: Prometheus must have scraped it once
+                gate = tmp_path / "scraped"  # before the run breaks (its first scrape of
+                proc = cli(root, tmp_path / "bad-run.log", "run", "--new", "-p", "mode=bad",
+                           "-p", f"gate={gate}", "--metrics-port", str(port))
+                try:  # a new target can take seconds to come)
+                    wait_for(lambda: watch.target_up is not None or proc.poll() is not None,
+                             60, "Prometheus to scrape the run's exporter")
+                    gate.touch()
+                    proc.wait(timeout=120)
+                finally:
+                    if proc.poll() is None:
+                        stop(proc)
+                assert proc.returncode == 1, (tmp_path / "bad-run.log").read_text()
             run_id, events, last_good = _events(home)
             assert watch.target_up is not None
             expected: dict[Key, float] = {}
