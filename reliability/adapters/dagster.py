@@ -19,6 +19,8 @@ resource's config (:func:`run_config`), validated by the pipeline's model.
 Under Dagster's multiprocess executor (the default for runs launched on a persistent
 instance) each op runs in its own process: a SIGKILLed op process is retried by the
 ``RetryPolicy``, and the next try records the lost one as ``worker_lost`` in our ledger.
+Dagster has no per-op timeout: ``isolate=True`` enforces a step's ``timeout`` (the body runs
+in one of our supervised workers, killed when it runs over).
 """
 
 from __future__ import annotations
@@ -80,8 +82,6 @@ def to_job(pipeline: Pipeline | str, *, name: str | None = None,
             backoff=dg.Backoff.EXPONENTIAL if retry.multiplier > 1 and retry.backoff
             else None)
         tags = {"reliability/step": step}
-        if spec.timeout:
-            tags["dagster/op_timeout"] = str(spec.timeout)  # informative: Dagster ignores it
         ops.append(dg.op(name=step, ins=ins, out=dg.Out(dict), retry_policy=policy,
                          required_resource_keys={PARAMS_RESOURCE}, tags=tags,
                          description=(spec.fn.__doc__ or "").strip() or None)(
