@@ -461,10 +461,8 @@ class Ledger:
                 " interval_start, interval_end, trigger, trigger_source, environment,"
                 " runner_pid, host, runner_start, created_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, pipeline, run_key, RunStatus.PENDING.value,
-                 json.dumps(params, sort_keys=True), code_version,
-                 interval[0] if interval else None, interval[1] if interval else None,
-                 kind.value, trigger_source, environment or default_environment(),
+                (*_run_identity(run_id, pipeline, run_key, RunStatus.PENDING, params,
+                                code_version, interval, kind, trigger_source, environment),
                  os.getpid(), socket.gethostname(), start_token(), now))
             db.executemany("INSERT INTO steps (run_id, step, status) VALUES (?,?,'pending')",
                            [(run_id, s) for s in steps])
@@ -670,10 +668,8 @@ class Ledger:
                 " code_version, interval_start, interval_end, trigger, trigger_source,"
                 " environment, host, created_at, started_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, pipeline, run_key, RunStatus.RUNNING.value,
-                 json.dumps(params, sort_keys=True), code_version,
-                 interval[0] if interval else None, interval[1] if interval else None,
-                 kind.value, trigger_source, environment or default_environment(),
+                (*_run_identity(run_id, pipeline, run_key, RunStatus.RUNNING, params,
+                                code_version, interval, kind, trigger_source, environment),
                  socket.gethostname(), now, now)).rowcount
             added = db.executemany(
                 "INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,'pending')",
@@ -790,6 +786,18 @@ def _alert(row: sqlite3.Row) -> AlertRecord:
     d["labels"] = json.loads(d["labels"])
     d["annotations"] = json.loads(d["annotations"])
     return AlertRecord(**d)
+
+
+def _run_identity(run_id: str, pipeline: str, run_key: str, status: RunStatus,
+                  params: Mapping[str, Any], code_version: str | None,
+                  interval: tuple[str, str] | None, kind: Trigger,
+                  trigger_source: str | None, environment: str | None) -> tuple[Any, ...]:
+    """The values of a new run's first eleven ``runs`` columns (run_id .. environment),
+    shared by runs we start and runs a host orchestrator starts."""
+    return (run_id, pipeline, run_key, status.value, json.dumps(params, sort_keys=True),
+            code_version, interval[0] if interval else None,
+            interval[1] if interval else None, kind.value, trigger_source,
+            environment or default_environment())
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
