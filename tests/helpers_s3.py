@@ -6,8 +6,10 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import free_port
 
 
@@ -35,3 +37,15 @@ def new_bucket(options: dict[str, Any]) -> str:
     fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
     fs.call_s3("create_bucket", Bucket=name)
     return f"s3://{name}/reliability"
+
+
+def posix_or_s3(request: pytest.FixtureRequest, directory: Path, **options: Any) -> Any:
+    """The store a ``params=["posix", "s3"]`` fixture asks for: a directory store at
+    ``directory``, or a fresh bucket on the module's ``s3`` fixture server (``options`` go to
+    the object store)."""
+    from reliability.runner.store import ArtifactStore, ObjectStore
+
+    if request.param == "posix":
+        return ArtifactStore(directory)
+    return ObjectStore(new_bucket(request.getfixturevalue("s3")),
+                       request.getfixturevalue("s3"), **options)

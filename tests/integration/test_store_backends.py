@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_s3 import moto_s3, new_bucket
+from helpers_s3 import moto_s3, new_bucket, posix_or_s3
 
 from reliability.errors import CorruptObject
 from reliability.runner.store import (
@@ -37,10 +37,7 @@ def s3() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(params=["posix", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "posix":
-        return ArtifactStore(tmp_path / "store")
-    options = request.getfixturevalue("s3")
-    return ObjectStore(new_bucket(options), options, part_size=5 << 20)
+    return posix_or_s3(request, tmp_path / "store", part_size=5 << 20)
 
 
 def _stage(store: Store, value: object, step: str = "s", attempt: int = 1,

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_s3 import moto_s3, new_bucket
+from helpers_s3 import moto_s3, posix_or_s3
 
 from reliability import Pipeline, Retry, StepContext
 from reliability.cli.main import main
 from reliability.pipeline import StepHook, StepSpec
 from reliability.runner import Runner
-from reliability.runner.store import ArtifactStore, ObjectStore, Store
+from reliability.runner.store import ObjectStore, Store
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +34,7 @@ def s3() -> Iterator[dict[str, Any]]:
 @pytest.fixture(params=["posix", "s3"])
 def store(request: pytest.FixtureRequest, home: Path) -> Store:
     """The run's artifact store: HOME/store, or a bucket on a real S3 server."""
-    if request.param == "posix":
-        return ArtifactStore(home / "store")
-    options = request.getfixturevalue("s3")
-    return ObjectStore(new_bucket(options), options)
+    return posix_or_s3(request, home / "store")
 
 
 def _read(store: Store, digest: str) -> bytes:
