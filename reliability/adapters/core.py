@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from reliability.errors import ContractViolation, DefinitionError, RunError
 from reliability.events import Event, EventBus, EventKind
@@ -66,6 +66,7 @@ from reliability.runs import Trigger
 __all__ = [
     "AttemptFailed",
     "AttemptNotRetryable",
+    "GuardedAttempt",
     "HostAttempt",
     "Ref",
     "StepBridge",
@@ -203,15 +204,18 @@ class StepBridge:
         bridge._tasks_mode = True
         return bridge
 
-    def register(self, fn: Callable[..., Any], step: str, *, attempts: int = 1) -> StepSpec:
-        """Describe host task function ``fn`` as step ``step``: each parameter is an input
-        of that name (what contracts and faults address), ``attempts`` the host's tries."""
+    def register(self, fn: Callable[..., Any], step: str, *, attempts: int = 1,
+                 inputs: Sequence[str] | None = None, after: Sequence[str] = ()) -> StepSpec:
+        """Describe host task function ``fn`` as step ``step``: each parameter (or each of
+        ``inputs``) is an input of that name (what contracts and faults address),
+        ``attempts`` the host's tries, ``after`` the host tasks it runs after (a failure
+        marks them ``upstream_failed``)."""
         import inspect
 
         from reliability.pipeline import Retry
 
-        params = inspect.signature(fn).parameters
-        spec = StepSpec(name=step, fn=fn, inputs={p: p for p in params},
+        names = inspect.signature(fn).parameters if inputs is None else inputs
+        spec = StepSpec(name=step, fn=fn, inputs={p: p for p in names}, after=tuple(after),
                         retry=Retry(attempts=max(1, attempts), backoff=0))
         if step not in self.order:
             self.order.append(step)
@@ -557,64 +561,118 @@ class StepBridge:
         """
         import inspect
 
-        s = self.session()
-        spec = self.pipeline.steps[at.step]
-        run_id = self._adopt(s, at, at.params, [at.step])
-        self._reconcile_lost(s, run_id, at.step, at.attempt)
         bound = inspect.signature(fn).bind(*args, **kwargs)
         bound.apply_defaults()
-        inputs = dict(bound.arguments)
-        staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
-        ctx = StepContext(pipeline=self.pipeline.name, run_id=run_id, step=at.step,
-                          attempt=at.attempt, interval=at.interval, staging_dir=Path(scratch),
-                          params=at.params)
-        pid = os.getpid()
-        s.ledger.start_attempt(run_id, at.step, at.attempt, pid, {})
-        self._emit(s, EventKind.STEP_STARTED, run_id, at.step, at.attempt,
-                   details={"worker_pid": pid, "timeout": None})
-        t0 = time.monotonic()
-        output: Any = None
-        have_output = False
-        res: Result
-        hooks = self._hooks(s)
+        attempt = self.begin(at, dict(bound.arguments))
         try:
-            for hook in hooks:
-                inputs = hook.before(ctx, spec, inputs)
-            output = fn(**inputs)
-            have_output = True
-            for hook in hooks:
-                output = hook.after(ctx, spec, output)
-            digest, codec, size = encode(output, Path(staging))
-            res = Result(ok=True, digest=digest, codec=codec, size=size, events=ctx._emitted)
+            output = fn(**attempt.inputs)
         except Exception as exc:
-            import traceback
+            attempt.fail(exc)
+        return attempt.end(output)
 
-            res = Result(ok=False, error_type=type(exc).__qualname__,
-                         error=str(exc) or repr(exc), traceback=traceback.format_exc(limit=20),
-                         retryable=spec.retry.should_retry(exc), events=ctx._emitted)
-            if isinstance(exc, ContractViolation):
-                res.failures = exc.failures
-                if have_output or exc.direction == "output":
-                    Path(quarantine).parent.mkdir(parents=True, exist_ok=True)
-                    encode(output, Path(quarantine))
-                    res.quarantined = quarantine
-        duration = time.monotonic() - t0
-        for kind, details, stamp in res.events:
-            self._emit(s, EventKind(kind), run_id, at.step, at.attempt, details=details,
-                       time=stamp)
-        if res.ok:
-            task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
-                        params=at.params, interval=at.interval, staging_file=staging,
-                        quarantine_file=quarantine, scratch_dir=scratch)
-            self._commit(s, task, res, duration, pid)
-            return output
-        task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
-                    params=at.params, interval=at.interval, staging_file=staging,
-                    quarantine_file=quarantine, scratch_dir=scratch)
-        retryable = self._failed(s, task, res)
-        self._retry_or_fail(s, at, run_id, retryable, res.error_type or "Error",
-                            f"{res.error_type}: {res.error}", duration)
+    def begin(self, at: HostAttempt, inputs: Mapping[str, Any], *,
+              run_steps: Sequence[str] | None = None) -> GuardedAttempt:
+        """Start attempt ``at`` of a host task whose body the host runs itself (what
+        :meth:`guard` does around a function, for hosts that call us before and after the
+        body): records the attempt, opens the hooks' attempt scope and runs their
+        ``before`` on ``inputs``. The body gets :attr:`GuardedAttempt.inputs`, then call
+        :meth:`GuardedAttempt.end` with its output or :meth:`GuardedAttempt.fail`.
+        ``run_steps`` are the host run's steps known up front (default: this one).
+        Raises :class:`AttemptFailed` when a hook fails the attempt before the body runs.
+        """
+        s = self.session()
+        run_id = self._adopt(s, at, at.params, list(run_steps or [at.step]))
+        self._reconcile_lost(s, run_id, at.step, at.attempt)
+        attempt = GuardedAttempt(self, s, at, run_id, dict(inputs))
+        try:
+            attempt.open()
+        except Exception as exc:
+            attempt.fail(exc)
+        return attempt
+
+
+class GuardedAttempt:
+    """One attempt of a host task's own code, between :meth:`StepBridge.begin` and its
+    :meth:`end` or :meth:`fail`."""
+
+    def __init__(self, bridge: StepBridge, s: _Session, at: HostAttempt, run_id: str,
+                 inputs: dict[str, Any]) -> None:
+        self.bridge, self.at, self.run_id, self.inputs = bridge, at, run_id, inputs
+        self._s = s
+        self._spec = bridge.pipeline.steps[at.step]
+        self._hooks = bridge._hooks(s)
+        staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
+        self._task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
+                          params=at.params, interval=at.interval, staging_file=staging,
+                          quarantine_file=quarantine, scratch_dir=scratch)
+        self._ctx = StepContext(pipeline=bridge.pipeline.name, run_id=run_id, step=at.step,
+                                attempt=at.attempt, interval=at.interval,
+                                staging_dir=Path(scratch), params=at.params)
+        self._scope = contextlib.ExitStack()
+        self._pid = os.getpid()
+        self._t0 = time.monotonic()
+
+    def open(self) -> None:
+        from reliability.pipeline import attempt_scope
+
+        s, at = self._s, self.at
+        s.ledger.start_attempt(self.run_id, at.step, at.attempt, self._pid, {})
+        self.bridge._emit(s, EventKind.STEP_STARTED, self.run_id, at.step, at.attempt,
+                          details={"worker_pid": self._pid, "timeout": None})
+        self._t0 = time.monotonic()
+        self._scope.enter_context(attempt_scope(self._hooks, self._ctx, self._spec))
+        for hook in self._hooks:
+            self.inputs = hook.before(self._ctx, self._spec, self.inputs)
+
+    def end(self, output: Any) -> Any:
+        """The body returned ``output``: run the hooks' ``after`` on it, commit it and
+        return it (as the hooks left it); raises :class:`AttemptFailed` or
+        :class:`AttemptNotRetryable` (a contract violation) instead."""
+        try:
+            for hook in self._hooks:
+                output = hook.after(self._ctx, self._spec, output)
+            digest, codec, size = encode(output, Path(self._task.staging_file))
+            self._scope.close()
+        except Exception as exc:
+            self._failed(exc, output, have_output=True)
+        res = Result(ok=True, digest=digest, codec=codec, size=size,
+                     events=self._ctx._emitted)
+        duration = self._events(res)
+        self.bridge._commit(self._s, self._task, res, duration, self._pid)
+        return output
+
+    def fail(self, exc: Exception) -> NoReturn:
+        """The body raised ``exc``: record it; raises :class:`AttemptFailed` (the host may
+        retry) or :class:`AttemptNotRetryable`."""
+        self._failed(exc, None, have_output=False)
+
+    def _failed(self, exc: Exception, output: Any, *, have_output: bool) -> NoReturn:
+        import traceback
+
+        with contextlib.suppress(Exception):
+            self._scope.close()
+        res = Result(ok=False, error_type=type(exc).__qualname__, error=str(exc) or repr(exc),
+                     traceback="".join(traceback.format_exception(exc, limit=20)),
+                     retryable=self._spec.retry.should_retry(exc), events=self._ctx._emitted)
+        if isinstance(exc, ContractViolation):
+            res.failures = exc.failures
+            if have_output or exc.direction == "output":
+                quarantine = Path(self._task.quarantine_file)
+                quarantine.parent.mkdir(parents=True, exist_ok=True)
+                encode(output, quarantine)
+                res.quarantined = str(quarantine)
+        duration = self._events(res)
+        b, at = self.bridge, self.at
+        retryable = b._failed(self._s, self._task, res)
+        b._retry_or_fail(self._s, at, self.run_id, retryable, res.error_type or "Error",
+                         f"{res.error_type}: {res.error}", duration)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _events(self, res: Result) -> float:
+        for kind, details, stamp in res.events:
+            self.bridge._emit(self._s, EventKind(kind), self.run_id, self.at.step,
+                              self.at.attempt, details=details, time=stamp)
+        return time.monotonic() - self._t0
 
 
 def _task_contracts(directory: Path, pipeline: Pipeline) -> StepHook | None:
