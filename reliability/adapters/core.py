@@ -578,11 +578,15 @@ class StepBridge:
         ``before`` on ``inputs``. The body gets :attr:`GuardedAttempt.inputs`, then call
         :meth:`GuardedAttempt.end` with its output or :meth:`GuardedAttempt.fail`.
         ``run_steps`` are the host run's steps known up front (default: this one).
-        Raises :class:`AttemptFailed` when a hook fails the attempt before the body runs.
+        Raises :class:`AttemptFailed` when a hook fails the attempt before the body runs,
+        and, where the host cannot filter errors, :class:`AttemptNotRetryable` for a try of
+        a step that already failed for good (the body must not run again).
         """
         s = self.session()
         run_id = self._adopt(s, at, at.params, list(run_steps or [at.step]))
         self._reconcile_lost(s, run_id, at.step, at.attempt)
+        if not at.host_filters_errors:
+            self._settled_step(s, run_id, at)
         attempt = GuardedAttempt(self, s, at, run_id, dict(inputs))
         try:
             attempt.open()
