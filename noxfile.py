@@ -22,7 +22,7 @@ nox.options.sessions = ["airflow", "prefect", "dagster", "metaflow", "kfp", "zen
 nox.options.error_on_missing_interpreters = True
 
 HOSTS: dict[str, dict[str, str]] = {
-    # session: extra to install, its constraints file ("" for none), its tests
+    # session: extra to install, its constraints file ("" for none), its test files
     "airflow": {"extra": "airflow", "constraints": "constraints/airflow-3.3.2.txt",
                 "tests": "tests/adapters/test_airflow.py"},
     "prefect": {"extra": "prefect", "constraints": "",
@@ -30,7 +30,8 @@ HOSTS: dict[str, dict[str, str]] = {
     "dagster": {"extra": "dagster", "constraints": "",
                 "tests": "tests/adapters/test_dagster.py"},
     "metaflow": {"extra": "metaflow", "constraints": "",
-                 "tests": "tests/adapters/test_metaflow.py"},
+                 "tests": "tests/adapters/test_metaflow.py "
+                          "tests/adapters/test_metaflow_user_flows.py"},
     "kfp": {"extra": "kfp", "constraints": "", "tests": "tests/adapters/test_kfp.py"},
     "zenml": {"extra": "zenml", "constraints": "", "tests": "tests/adapters/test_zenml.py"},
 }
@@ -44,7 +45,7 @@ def _host(session: nox.Session, name: str) -> None:
     session.install(*pins, f".[{host['extra']}]", *TEST_DEPS)  # non-editable: as users get it
     installed = time.monotonic() - t0
     t1 = time.monotonic()
-    session.run("python", "-m", "pytest", host["tests"], "-q", *session.posargs)
+    session.run("python", "-m", "pytest", *host["tests"].split(), "-q", *session.posargs)
     tested = time.monotonic() - t1
     if os.environ.get("ADAPTER_BENCH") == "1":
         session.run("python", "bench/bench_adapters.py", name)

@@ -22,6 +22,30 @@ recorded, so Metaflow does not run the step again and the run fails.
 
 Each Metaflow task runs in its own process: a SIGKILLed task is retried by ``@retry`` and
 the next try records the lost one as ``worker_lost`` in our ledger.
+
+For flows that keep their own code, :data:`reliable_step` (a Metaflow user step decorator)
+adds the same around a hand-written step, and :class:`reliable` (a flow mutator) adds it to
+every step of a flow::
+
+    from reliability.adapters.metaflow import reliable_step
+
+    class FeaturesFlow(FlowSpec):
+        @reliable_step(inputs=["raw"], output="features")
+        @retry(times=2, minutes_between_retries=0)
+        @step
+        def featurize(self):
+            self.features = build(self.raw)
+            self.next(self.end)
+
+Each try of a decorated step is an attempt of step ``featurize`` of pipeline
+``FeaturesFlow`` (``pipeline=`` renames it) in our ledger, in the run ``FeaturesFlow-<run
+id>``, with Metaflow's try number and the task's pid. The artifacts named by ``inputs`` are
+the step's inputs and the artifact named by ``output`` its output, which the project's
+contracts (``contracts/<pipeline>/<step>.output.yaml``) check and our store keeps by digest;
+chaos ``hooks`` may fail the try or corrupt those artifacts. A contract violation (or the last
+try, or an error the step does not retry) ends the task with exit status 202, so ``@retry``
+does not run it again, the run fails and the decorated steps after it are recorded
+``upstream_failed``.
 """
 
 from __future__ import annotations
@@ -33,14 +57,26 @@ import keyword
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reliability.adapters.core import AttemptNotRetryable, HostAttempt, StepBridge, load_hooks
+from reliability._lazy import require
+from reliability.adapters.core import (
+    AttemptFailed,
+    AttemptNotRetryable,
+    GuardedAttempt,
+    HostAttempt,
+    StepBridge,
+    load_hooks,
+)
 from reliability.errors import DefinitionError
 
-__all__ = ["EXIT_NO_RETRY", "bridge", "flow_source", "run_step"]
+require("metaflow", "metaflow", "the Metaflow adapter")  # a clear error if it is missing
+from metaflow import FlowMutator, user_step_decorator  # noqa: E402
+
+__all__ = ["EXIT_NO_RETRY", "bridge", "flow_source", "reliable", "reliable_step", "run_step"]
 
 EXIT_NO_RETRY = 202
 """The exit status Metaflow's runtime does not retry (``METAFLOW_EXIT_DISALLOW_RETRY``)."""
@@ -89,12 +125,18 @@ def run_step(flow: Any, step_bridge: StepBridge, step: str) -> None:
         ref = step_bridge.run_step(at, {d: refs[d] for d in dict.fromkeys(
             spec.inputs.values())})
     except AttemptNotRetryable:
-        if not _NO_RETRY:
-            atexit.register(_exit_no_retry)
-        _NO_RETRY.append(step_bridge)
+        _no_retry(step_bridge)
         raise
     refs[step] = ref
     flow.refs = refs
+
+
+def _no_retry(step_bridge: StepBridge) -> None:
+    """Make this task's process end with :data:`EXIT_NO_RETRY` once Metaflow has recorded
+    its failure (the only signal that stops ``@retry``: it has no exception filter)."""
+    if not _NO_RETRY:
+        atexit.register(_exit_no_retry)
+    _NO_RETRY.append(step_bridge)
 
 
 def _exit_no_retry() -> None:
@@ -168,3 +210,233 @@ def flow_source(pipeline: str, *, class_name: str | None = None, home: str | Pat
     lines += ["", "    @step", "    def end(self):", "        pass", "", "",
               'if __name__ == "__main__":', f"    {cls}()", ""]
     return "\n".join(lines)
+
+
+# -- users' own flows: @reliable_step and @reliable ------------------------------------------
+DECORATOR = f"{__name__}.reliable_step"
+"""Metaflow's name of :data:`reliable_step`."""
+
+_OPTIONS = ("pipeline", "inputs", "output", "home", "hooks", "contracts", "sla")
+_USER_BRIDGES: dict[tuple[Any, ...], StepBridge] = {}
+
+
+@dataclass(frozen=True)
+class _StepOptions:
+    """What one ``@reliable_step(...)`` says (its Metaflow attributes)."""
+
+    pipeline: str
+    inputs: tuple[str, ...]
+    output: str | None
+    home: str | None
+    hooks: Any
+    contracts: bool
+    sla: bool
+
+    @classmethod
+    def of(cls, flow_name: str, step: str, attributes: Mapping[str, Any]) -> _StepOptions:
+        where = f"@reliable_step of step {step!r} of flow {flow_name}"
+        unknown = sorted(set(attributes) - set(_OPTIONS))
+        if unknown:
+            raise DefinitionError(f"{where}: unknown option(s) {unknown}. Fix: use "
+                                  f"{list(_OPTIONS)}")
+        inputs = attributes.get("inputs") or ()
+        inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+        output = attributes.get("output")
+        for name in (*inputs, *([output] if output is not None else [])):
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+                raise DefinitionError(f"{where}: {name!r} is not an artifact name. Fix: "
+                                      "name artifacts the step reads (inputs=[...]) and "
+                                      "sets (output=...), e.g. output='features'")
+        home = attributes.get("home")
+        return cls(pipeline=str(attributes.get("pipeline") or flow_name), inputs=inputs,
+                   output=output, home=str(home) if home is not None else None,
+                   hooks=attributes.get("hooks"),
+                   contracts=bool(attributes.get("contracts", True)),
+                   sla=bool(attributes.get("sla", True)))
+
+    def key(self) -> tuple[Any, ...]:
+        hooks = self.hooks if isinstance(self.hooks, str) or self.hooks is None \
+            else id(self.hooks)
+        return (self.pipeline, self.home, hooks, self.contracts, self.sla)
+
+
+def _decorated(flow: Any) -> dict[str, Mapping[str, Any]]:
+    """The steps of ``flow`` carrying :data:`reliable_step`, with its attributes."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for node in flow._graph:
+        for wrapper in getattr(getattr(type(flow), node.name), "wrappers", ()):
+            if getattr(wrapper, "decorator_name", None) == DECORATOR:
+                found[node.name] = dict(getattr(wrapper, "_kwargs", None) or {})
+    return found
+
+
+def _host_retries(flow: Any, step: str) -> int:
+    """How many times Metaflow's runtime retries ``step`` (its rule: the largest user-code
+    and error retries any of the step's decorators asks for, added)."""
+    user = error = 0
+    for deco in getattr(getattr(type(flow), step), "decorators", ()):
+        counts = deco.step_task_retry_count()
+        if counts == (None, None):
+            return 0
+        user, error = max(user, int(counts[0] or 0)), max(error, int(counts[1] or 0))
+    return user + error
+
+
+def _user_bridge(flow: Any, step: str, opts: _StepOptions) -> StepBridge:
+    """The bridge of the decorated steps of ``flow`` that record into ``opts.pipeline``
+    (one per process): each registered with its artifacts and the decorated steps it
+    runs after in Metaflow's graph, so a failure marks those after it."""
+    found = _USER_BRIDGES.get(opts.key())
+    if found is not None:
+        return found
+    hooks = load_hooks(opts.hooks) if isinstance(opts.hooks, str) else list(opts.hooks or ())
+    b = StepBridge.for_tasks(opts.pipeline, home=opts.home, hooks=hooks,
+                             contracts=opts.contracts, sla=opts.sla)
+    flow_name = type(flow).__name__
+    steps = {name: _StepOptions.of(flow_name, name, attrs)
+             for name, attrs in _decorated(flow).items()}
+    steps = {name: o for name, o in steps.items() if o.pipeline == opts.pipeline}
+    steps.setdefault(step, opts)
+    graph = flow._graph
+    for name, o in steps.items():
+        after: set[str] = set()
+        todo, seen = list(graph[name].in_funcs), set()
+        while todo:
+            up = todo.pop()
+            if up not in seen:
+                seen.add(up)
+                if up in steps:
+                    after.add(up)
+                else:
+                    todo.extend(graph[up].in_funcs)
+        b.register(getattr(type(flow), name), name, attempts=_host_retries(flow, name) + 1,
+                   inputs=o.inputs, after=sorted(after))
+    _USER_BRIDGES[opts.key()] = b
+    return b
+
+
+def _flow_params(flow: Any, names: Any) -> dict[str, Any]:
+    values = {}
+    for name in names or ():
+        with contextlib.suppress(Exception):
+            values[str(name)] = getattr(flow, name)
+    return dict(json.loads(json.dumps(values, default=str)))
+
+
+def _begin(step: str, flow: Any, join_inputs: Any, attributes: Mapping[str, Any]
+           ) -> tuple[StepBridge, _StepOptions, GuardedAttempt]:
+    from metaflow import current
+
+    flow_name = str(current.flow_name)
+    opts = _StepOptions.of(flow_name, step, attributes)
+    where = f"@reliable_step of step {step!r} of flow {flow_name}"
+    node = flow._graph[step]
+    if node.is_inside_foreach:
+        raise DefinitionError(f"{where}: the step runs inside a foreach (one task per "
+                              "item), which the ledger cannot record as one step yet. Fix: "
+                              "decorate the steps outside the foreach")
+    if join_inputs is not None and opts.inputs:
+        raise DefinitionError(f"{where}: a join step's artifacts differ per branch. Fix: "
+                              "merge them (self.merge_artifacts) in the join and declare "
+                              "inputs on the step after it")
+    b = _user_bridge(flow, step, opts)
+    values: dict[str, Any] = {}
+    for name in opts.inputs:
+        try:
+            values[name] = getattr(flow, name)
+        except AttributeError:
+            _no_retry(b)
+            raise DefinitionError(f"{where}: input artifact {name!r} does not exist when "
+                                  "the step starts. Fix: set self." + name + " in a step "
+                                  "before it, or remove it from inputs") from None
+    attempt = int(current.retry_count) + 1
+    at = HostAttempt(host_run_id=str(current.run_id), step=step, attempt=attempt,
+                     retries_left=attempt <= b.retries(step),
+                     params=_flow_params(flow, current.get("parameter_names")),
+                     host_filters_errors=False)
+    try:
+        guarded = b.begin(at, values, run_steps=b.order)
+    except AttemptNotRetryable:
+        _no_retry(b)
+        raise
+    for name, value in guarded.inputs.items():
+        if value is not values[name]:  # a hook replaced it (a chaos data fault)
+            setattr(flow, name, value)
+    return b, opts, guarded
+
+
+def _finish(b: StepBridge, opts: _StepOptions, guarded: GuardedAttempt, flow: Any,
+            error: Exception | None) -> None:
+    """End the attempt; raises what Metaflow should see: the step's own exception when
+    ``@retry`` may run it again, else :class:`AttemptNotRetryable` (exit status 202)."""
+    try:
+        if error is not None:
+            guarded.fail(error)
+        output = getattr(flow, opts.output) if opts.output else None
+        result = guarded.end(output)
+    except AttemptNotRetryable:
+        _no_retry(b)
+        raise
+    except AttemptFailed:
+        if error is None:
+            raise
+        raise error from None
+    except AttributeError:  # the step did not set its output artifact
+        _finish(b, opts, guarded, flow, DefinitionError(
+            f"step {guarded.at.step!r} did not set its output artifact {opts.output!r}. "
+            f"Fix: assign self.{opts.output} in the step, or correct output="))
+        return
+    if opts.output and result is not output:  # a hook replaced it (a chaos data fault)
+        setattr(flow, opts.output, result)
+
+
+def _reliable_step(step_name: str, flow: Any, inputs: Any, attributes: dict[str, Any]
+                   ) -> Iterator[None]:
+    b, opts, guarded = _begin(step_name, flow, inputs, attributes)
+    try:
+        yield
+    except Exception as exc:
+        _finish(b, opts, guarded, flow, exc)
+        return
+    _finish(b, opts, guarded, flow, None)
+
+
+_reliable_step.__name__ = _reliable_step.__qualname__ = "reliable_step"
+reliable_step: Any = user_step_decorator(_reliable_step)
+"""Metaflow user step decorator: our ledger, contracts and chaos hooks around a step of the
+user's own flow. Options: ``inputs`` (names of artifacts the step reads), ``output`` (the
+artifact it sets), ``pipeline`` (default: the flow's name), ``home``, ``hooks`` (step hooks
+or a ``"module:attr"`` reference to a list of them), ``contracts``, ``sla``."""
+
+
+class reliable(FlowMutator):  # type: ignore[misc]
+    """Add :data:`reliable_step` to every step of a flow (``steps=`` picks some), above
+    the ``FlowSpec`` class: ``@reliable(outputs={"featurize": "features"},
+    inputs={"featurize": ["raw"]})``. The other options (``pipeline``, ``home``, ``hooks``,
+    ``contracts``, ``sla``) apply to every step; a step's own ``@reliable_step`` wins."""
+
+    _KNOWN = frozenset({"steps", "outputs", *_OPTIONS} - {"output"})
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - self._KNOWN)
+        if args or unknown:
+            raise DefinitionError(
+                f"@reliable takes keyword options only, not {list(args) or unknown}. "
+                f"Fix: use {sorted(self._KNOWN)}")
+        self._options = dict(kwargs)
+
+    def mutate(self, mutable_flow: Any) -> None:
+        opts = dict(getattr(self, "_options", {}))
+        only = opts.pop("steps", None)
+        outputs = dict(opts.pop("outputs", None) or {})
+        inputs = dict(opts.pop("inputs", None) or {})
+        for name, mutable_step in mutable_flow.steps:
+            if only is not None and name not in only:
+                continue
+            kwargs = dict(opts)
+            if name in outputs:
+                kwargs["output"] = outputs[name]
+            if name in inputs:
+                kwargs["inputs"] = inputs[name]
+            mutable_step.add_decorator(reliable_step, deco_kwargs=kwargs,
+                                       duplicates=mutable_step.IGNORE)

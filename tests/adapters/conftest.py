@@ -11,7 +11,6 @@ from pathlib import Path
 _HOSTS = ("airflow", "prefect", "dagster", "kfp", "zenml", "metaflow")
 
 collect_ignore = [
-    f"test_{host}.py" for host in _HOSTS
-    if (Path(__file__).parent / f"test_{host}.py").exists()
-    and importlib.util.find_spec(host) is None
+    path.name for host in _HOSTS if importlib.util.find_spec(host) is None
+    for path in sorted(Path(__file__).parent.glob(f"test_{host}*.py"))
 ]
