@@ -1,4 +1,5 @@
-"""Dagster adapter: a :class:`~reliability.pipeline.Pipeline` as a Dagster job of ops.
+"""Dagster adapter: a :class:`~reliability.pipeline.Pipeline` as a Dagster job of ops or as
+assets.
 
     # definitions.py (what ``dagster dev`` / ``dagster job execute`` loads)
     from reliability.adapters.dagster import to_job
@@ -21,6 +22,11 @@ instance) each op runs in its own process: a SIGKILLed op process is retried by 
 ``RetryPolicy``, and the next try records the lost one as ``worker_lost`` in our ledger.
 Dagster has no per-op timeout: ``isolate=True`` enforces a step's ``timeout`` (the body runs
 in one of our supervised workers, killed when it runs over).
+
+:func:`to_assets` makes one asset per step instead (the same bridge, retries and kill
+recovery), with each step's data contract as a blocking asset check fed by our verdict::
+
+    defs = to_definitions("pipelines.reference:pipeline")      # assets, resource, a job
 """
 
 from __future__ import annotations
@@ -31,11 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from reliability._lazy import require
-from reliability.adapters.core import AttemptNotRetryable, HostAttempt, Ref, StepBridge
+from reliability.adapters.core import (
+    AttemptNotRetryable,
+    HostAttempt,
+    Ref,
+    StepBridge,
+    host_run_id,
+)
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval, Pipeline, StepHook
 
-__all__ = ["PARAMS_RESOURCE", "run_config", "to_job"]
+__all__ = ["CONTRACT_CHECK", "PARAMS_RESOURCE", "resources", "run_config", "to_assets",
+           "to_definitions", "to_job"]
 
 PARAMS_RESOURCE = "reliability_params"
 """The resource whose config holds a run's parameters."""
@@ -46,6 +59,31 @@ _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 def run_config(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Dagster run config carrying the pipeline's run parameters."""
     return {"resources": {PARAMS_RESOURCE: {"config": dict(params or {})}}}
+
+
+def _check_names(bridge: StepBridge) -> None:
+    for step in bridge.order:
+        if not _NAME.match(step):
+            raise DefinitionError(
+                f"step {step!r} of pipeline {bridge.pipeline.name!r} is not a valid Dagster "
+                "name. Fix: name steps with letters, digits and underscores")
+
+
+def _retry_policy(dg: Any, bridge: StepBridge, step: str) -> Any:
+    """A step's ``Retry`` as Dagster's ``RetryPolicy``."""
+    retry = bridge.spec(step).retry
+    return dg.RetryPolicy(
+        max_retries=bridge.retries(step), delay=retry.backoff or None,
+        backoff=dg.Backoff.EXPONENTIAL if retry.multiplier > 1 and retry.backoff else None)
+
+
+def resources() -> dict[str, Any]:
+    """The resources the assets of :func:`to_assets` need: the run parameters'."""
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    return {PARAMS_RESOURCE: dg.ResourceDefinition(
+        resource_fn=lambda init: dict(init.resource_config or {}),
+        config_schema=dg.Field(dg.Permissive(), is_required=False, default_value={}),
+        description="run parameters of the pipeline (validated by its model)")}
 
 
 def to_job(pipeline: Pipeline | str, *, name: str | None = None,
@@ -62,12 +100,8 @@ def to_job(pipeline: Pipeline | str, *, name: str | None = None,
     dg = require("dagster", "dagster", "the Dagster adapter")
     bridge = StepBridge(pipeline, home=home, hooks=hooks, contracts=contracts, sla=sla,
                         isolate=isolate)
+    _check_names(bridge)
     pipe = bridge.pipeline
-    for step in bridge.order:
-        if not _NAME.match(step):
-            raise DefinitionError(
-                f"step {step!r} of pipeline {pipe.name!r} is not a valid Dagster op name. "
-                "Fix: name steps with letters, digits and underscores")
     ops: list[Any] = []
     deps: dict[str, dict[str, Any]] = {}
     for step in bridge.order:
@@ -76,13 +110,9 @@ def to_job(pipeline: Pipeline | str, *, name: str | None = None,
         order = [d for d in spec.after if d not in data]
         ins = {d: dg.In(dict) for d in data}
         ins.update({f"after_{d}": dg.In(dg.Nothing) for d in order})
-        retry = spec.retry
-        policy = dg.RetryPolicy(
-            max_retries=bridge.retries(step), delay=retry.backoff or None,
-            backoff=dg.Backoff.EXPONENTIAL if retry.multiplier > 1 and retry.backoff
-            else None)
         tags = {"reliability/step": step}
-        ops.append(dg.op(name=step, ins=ins, out=dg.Out(dict), retry_policy=policy,
+        ops.append(dg.op(name=step, ins=ins, out=dg.Out(dict),
+                         retry_policy=_retry_policy(dg, bridge, step),
                          required_resource_keys={PARAMS_RESOURCE}, tags=tags,
                          description=(spec.fn.__doc__ or "").strip() or None)(
             _op_body(bridge, step, data)))
@@ -91,12 +121,8 @@ def to_job(pipeline: Pipeline | str, *, name: str | None = None,
     graph = dg.GraphDefinition(name=name or pipe.name.replace("-", "_"), node_defs=ops,
                                dependencies=deps,
                                description=pipe.description or f"pipeline {pipe.name}")
-    params = dg.ResourceDefinition(
-        resource_fn=lambda init: dict(init.resource_config or {}),
-        config_schema=dg.Field(dg.Permissive(), is_required=False, default_value={}),
-        description="run parameters of the pipeline (validated by its model)")
-    resources = {PARAMS_RESOURCE: params, **job_kwargs.pop("resource_defs", {})}
-    return graph.to_job(resource_defs=resources, **job_kwargs)
+    return graph.to_job(resource_defs={**resources(), **job_kwargs.pop("resource_defs", {})},
+                        **job_kwargs)
 
 
 def _host_attempt(bridge: StepBridge, step: str, context: Any) -> HostAttempt:
@@ -119,17 +145,164 @@ def _host_attempt(bridge: StepBridge, step: str, context: Any) -> HostAttempt:
 
 
 def _op_body(bridge: StepBridge, step: str, data: Sequence[str]) -> Callable[..., Ref]:
-    dg = require("dagster", "dagster", "the Dagster adapter")
-
     # Dagster refuses a ``context`` annotated other than with its own context types
     def run(context, **upstream: Any) -> Ref:  # type: ignore[no-untyped-def]
         refs = {d: upstream[d] for d in data}
         try:
             return bridge.run_step(_host_attempt(bridge, step, context), refs)
         except AttemptNotRetryable as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False,
-                             metadata={"error_type": exc.error_type,
-                                       "reliability_run": exc.run_id or ""}) from exc
+            raise _failure(exc) from exc
 
     run.__name__ = run.__qualname__ = step
     return run
+
+
+# -- assets ------------------------------------------------------------------------------
+CONTRACT_CHECK = "contract"
+"""The name of the blocking asset check of a step that has a data contract."""
+
+
+def to_assets(pipeline: Pipeline | str, *, key_prefix: str | Sequence[str] | None = None,
+              group_name: str | None = None, home: str | Path | None = None,
+              hooks: Sequence[StepHook] = (), contracts: bool = True, sla: bool = True,
+              isolate: bool = False) -> list[Any]:
+    """Build Dagster assets running ``pipeline``: one asset per step, keyed by the step's
+    name (under ``key_prefix``), its data inputs as the asset's upstream assets.
+
+    A step with a data contract (the project's, or a
+    :class:`~reliability.contracts.ContractHook` among ``hooks``) gets a blocking asset
+    check named ``contract`` whose result is the verdict our contract hook recorded in
+    the ledger for that attempt; a failed check materializes nothing (the output is
+    quarantined) and stops the downstream assets. The run parameters come from the
+    :func:`resources` resource configured by :func:`run_config`::
+
+        dagster.materialize(to_assets(p), resources=resources(),
+                            run_config=run_config(params))
+
+    :func:`to_definitions` adds the resource and a job (for other executors).
+    """
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    bridge = StepBridge(pipeline, home=home, hooks=hooks, contracts=contracts, sla=sla,
+                        isolate=isolate)
+    _check_names(bridge)
+    pipe = bridge.pipeline
+    prefix = [key_prefix] if isinstance(key_prefix, str) else list(key_prefix or [])
+    checked = _contract_steps(bridge)
+    assets: list[Any] = []
+    for step in bridge.order:
+        spec = pipe.steps[step]
+        key = dg.AssetKey([*prefix, step])
+        data = list(dict.fromkeys(spec.inputs.values()))
+        order = [dg.AssetKey([*prefix, d]) for d in spec.after if d not in data]
+        checks = [dg.AssetCheckSpec(CONTRACT_CHECK, asset=key, blocking=True,
+                                    description=f"data contract of step {step!r}")
+                  ] if step in checked else []
+        assets.append(dg.asset(
+            key=key, ins={d: dg.AssetIn(key=dg.AssetKey([*prefix, d])) for d in data},
+            deps=order, check_specs=checks, retry_policy=_retry_policy(dg, bridge, step),
+            output_required=False, group_name=group_name,
+            required_resource_keys={PARAMS_RESOURCE},
+            op_tags={"reliability/step": step}, code_version=bridge.code_version(),
+            description=(spec.fn.__doc__ or "").strip() or None)(
+            _asset_body(bridge, step, data, key if checks else None)))
+    return assets
+
+
+def to_definitions(pipeline: Pipeline | str, *, job_name: str | None = None,
+                   executor_def: Any = None, **options: Any) -> Any:
+    """``dagster.Definitions`` holding :func:`to_assets` ``(pipeline, **options)`` and a job
+    materializing all of them (named after the pipeline, or ``job_name``), run by
+    ``executor_def`` (Dagster's default: the multiprocess executor on a persistent
+    instance)."""
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    if isinstance(pipeline, str):
+        from reliability.pipeline import load_pipeline
+
+        pipeline = load_pipeline(pipeline)
+    assets = to_assets(pipeline, **options)
+    name = job_name or pipeline.name.replace("-", "_")
+    return dg.Definitions(assets=assets, resources=resources(), jobs=[dg.define_asset_job(
+        name, selection=dg.AssetSelection.assets(*assets), executor_def=executor_def)])
+
+
+def _contract_steps(bridge: StepBridge) -> set[str]:
+    """Steps whose data a contract checks: the project's contracts (what the session's
+    assembly loads) and those of contract hooks among the bridge's own hooks."""
+    from reliability.contracts import ContractHook
+
+    found = [c.step for h in bridge.extra_hooks if isinstance(h, ContractHook)
+             for c in h.contracts]
+    if bridge.contracts:
+        from reliability.contracts import load_contracts
+        from reliability.project import find_project
+
+        directory = find_project().contracts_dir
+        if directory.is_dir():
+            found += [c.step for c in load_contracts(directory, bridge.pipeline)]
+    return set(found) & set(bridge.order)
+
+
+def _verdict(bridge: StepBridge, run_id: str, step: str, attempt: int) -> Any:
+    """The contract verdict the ledger holds for one attempt, as an ``AssetCheckResult``
+    (None when no contract of the step ran)."""
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    checked: list[str] = []
+    for ev in bridge.session().ledger.events(run_id):
+        if ev["step"] != step or ev["attempt"] != attempt:
+            continue
+        details = ev["details"]
+        if ev["kind"] == "contract_violated":
+            failures = list(details.get("failures") or [])
+            return dg.AssetCheckResult(
+                check_name=CONTRACT_CHECK, passed=False,
+                severity=dg.AssetCheckSeverity.ERROR, metadata={
+                    "verdict": "violated", "reliability_run": run_id, "attempt": attempt,
+                    "failures": dg.MetadataValue.json(failures),
+                    "broken": ", ".join(sorted({f"{f.get('column') or '(table)'}: "
+                                                f"{f.get('check')}" for f in failures})),
+                    "quarantined": details.get("quarantined") or "",
+                    "error": str(details.get("error", ""))[:2000]})
+        if ev["kind"] == "contract_checked":
+            checked.append(f"{details.get('contract')} ({details.get('direction')})")
+    if not checked:
+        return None
+    return dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata={
+        "verdict": "passed", "reliability_run": run_id, "attempt": attempt,
+        "contracts": ", ".join(checked)})
+
+
+def _asset_body(bridge: StepBridge, step: str, data: Sequence[str], checked: Any
+                ) -> Callable[..., Any]:
+    dg = require("dagster", "dagster", "the Dagster adapter")
+
+    def run(context, **upstream: Any) -> Any:  # type: ignore[no-untyped-def]
+        at = _host_attempt(bridge, step, context)
+        try:
+            ref = bridge.run_step(at, {d: upstream[d] for d in data})
+        except AttemptNotRetryable as exc:
+            verdict = None
+            if checked is not None and exc.run_id:
+                verdict = _verdict(bridge, exc.run_id, step, exc.attempt)
+            if verdict is None or verdict.passed:
+                raise _failure(exc) from exc
+            # no materialization: the failed blocking check fails the step, without a
+            # retry, and Dagster skips the downstream assets
+            yield verdict
+            return
+        run_id = host_run_id(bridge.pipeline.name, at.host_run_id)
+        yield dg.Output(ref, metadata={"digest": ref["digest"], "codec": ref["codec"],
+                                       "reliability_run": run_id})
+        if checked is not None:
+            verdict = _verdict(bridge, run_id, step, at.attempt)
+            if verdict is not None:
+                yield verdict
+
+    run.__name__ = run.__qualname__ = step
+    return run
+
+
+def _failure(exc: AttemptNotRetryable) -> Exception:
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    failure: Exception = dg.Failure(description=str(exc), allow_retries=False, metadata={
+        "error_type": exc.error_type, "reliability_run": exc.run_id or ""})
+    return failure

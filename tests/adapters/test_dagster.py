@@ -3,11 +3,6 @@ contracts, the multiprocess executor on a temporary persistent instance for kill
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +12,7 @@ from hosts import require_host
 require_host("dagster")
 
 import host_pipelines as hp  # noqa: E402
-from helpers import subprocess_env, wait_for  # noqa: E402
+from dagster_runs import events, kill_first_attempt  # noqa: E402
 from ledger_checks import (  # noqa: E402
     assert_contract_stop,
     assert_kill_recovered,
@@ -37,9 +32,6 @@ pytestmark = [pytest.mark.dagster, pytest.mark.integration, pytest.mark.timeout(
               pytest.mark.filterwarnings("ignore::ResourceWarning"),
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
-HERE = Path(__file__).parent
-
-
 def _run(home: Path, params: dict[str, Any], **options: Any) -> Any:
     from reliability.adapters.dagster import run_config, to_job
 
@@ -48,18 +40,13 @@ def _run(home: Path, params: dict[str, Any], **options: Any) -> Any:
     return job.execute_in_process(run_config=run_config(params), raise_on_error=False)
 
 
-def _events(result: Any, kind: str, step: str) -> int:
-    return sum(1 for ev in result.all_events
-               if ev.event_type_value == kind and ev.step_key == step)
-
-
 def test_exception_fault_once_is_retried_by_dagster_and_recorded(tmp_path: Path) -> None:
     home = tmp_path / "home"
     chaos = ChaosHook([ExceptionFault(step="transform", error="ConnectionError",
                                       attempts=[1])])
     result = _run(home, {}, hooks=[chaos])
     assert result.success
-    assert _events(result, "STEP_RESTARTED", "transform") == 1  # Dagster's RetryPolicy
+    assert events(result, "STEP_RESTARTED", "transform") == 1  # Dagster's RetryPolicy
     run_id = assert_retried_once(home, "small", "transform")
     assert run_id == f"small-{result.run_id}"
     assert attempt_rows(home, run_id, "transform")[0]["error_type"] == "ConnectionError"
@@ -72,10 +59,10 @@ def test_contract_violation_is_not_retried_and_skips_downstream(tmp_path: Path) 
     contracts = load_contracts(hp.contract_dir(tmp_path), hp.small)
     result = _run(home, {"bad": True}, hooks=[ContractHook(contracts)])
     assert not result.success
-    assert _events(result, "STEP_FAILURE", "extract") == 1
-    assert _events(result, "STEP_RESTARTED", "extract") == 0  # max_retries=2, yet no retry
+    assert events(result, "STEP_FAILURE", "extract") == 1
+    assert events(result, "STEP_RESTARTED", "extract") == 0  # max_retries=2, yet no retry
     for step in ("transform", "summary", "fingerprint"):
-        assert _events(result, "STEP_START", step) == 0
+        assert events(result, "STEP_START", step) == 0
     [failure] = [ev for ev in result.all_events
                  if ev.event_type_value == "STEP_FAILURE" and ev.step_key == "extract"]
     assert "Failure" in failure.event_specific_data.error.cls_name
@@ -85,60 +72,11 @@ def test_contract_violation_is_not_retried_and_skips_downstream(tmp_path: Path) 
         assert attempt_rows(home, run_id, step) == []
 
 
-JOB_FILE = """\
-import json
-import sys
-sys.path[:0] = [{here!r}, {root!r}]
-
-from dagster import DagsterInstance, execute_job, reconstructable
-
-import host_pipelines as hp
-from reliability.adapters.dagster import run_config, to_job
-
-
-def make_job():
-    return to_job(hp.small, home={home!r}, contracts=False)
-
-
-if __name__ == "__main__":
-    import os
-    os.makedirs({instance!r}, exist_ok=True)
-    with DagsterInstance.local_temp({instance!r}) as instance:
-        result = execute_job(reconstructable(make_job), instance=instance,
-                             run_config=run_config(json.loads(sys.argv[1])))
-        restarted = [ev.step_key for ev in result.all_events
-                     if ev.event_type_value == "STEP_RESTARTED"]
-        print("RESULT " + json.dumps({{"success": result.success, "run_id": result.run_id,
-                                       "restarted": restarted}}))
-"""
-
-
 def test_sigkill_of_an_op_process_is_recorded_and_retried(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    signals = tmp_path / "signals"
-    signals.mkdir()
-    job_file = tmp_path / "job.py"
-    job_file.write_text(JOB_FILE.format(here=str(HERE), root=str(HERE.parent.parent),
-                                        home=str(home), instance=str(tmp_path / "dagster")))
-    params = {"hold": "transform", "signal_dir": str(signals)}
-    proc = subprocess.Popen([sys.executable, str(job_file), json.dumps(params)],
-                            cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        marker = signals / "transform.running"
-        wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=300,
-                 what="transform's first attempt in an op process")
-        assert marker.exists(), proc.communicate()[0][-4000:]
-        victim = int(marker.read_text())
-        assert victim != proc.pid  # the multiprocess executor's op process
-        os.kill(victim, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    [line] = [ln for ln in out.splitlines() if ln.startswith("RESULT ")] or [out[-4000:]]
-    result = json.loads(line.removeprefix("RESULT "))
+    params = {"hold": "transform", "signal_dir": str(tmp_path)}
+    result, victim = kill_first_attempt(
+        tmp_path, "to_job(hp.small, home=home, contracts=False)", home, params, "transform")
     assert result["success"] and result["restarted"] == ["transform"]
     run_id = assert_kill_recovered(home, "transform", victim, tmp_path / "ours", params)
     assert run_id == f"small-{result['run_id']}"

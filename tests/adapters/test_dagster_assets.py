@@ -1,0 +1,188 @@
+"""A pipeline as Dagster assets, against real Dagster: ``dagster.materialize`` in process for
+retries, contracts as blocking asset checks and digests; an asset job on the multiprocess
+executor (a temporary persistent instance) for a killed step process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hosts import require_host
+
+require_host("dagster")
+
+import host_pipelines as hp  # noqa: E402
+from dagster_runs import events, kill_first_attempt  # noqa: E402
+from ledger_checks import (  # noqa: E402
+    assert_contract_stop,
+    assert_kill_recovered,
+    assert_retried_once,
+    attempt_rows,
+    only_run,
+    outputs,
+    runner_outputs,
+)
+
+from reliability import Ledger  # noqa: E402
+from reliability.chaos.faults import ExceptionFault  # noqa: E402
+from reliability.chaos.hook import ChaosHook  # noqa: E402
+
+pytestmark = [pytest.mark.dagster, pytest.mark.integration, pytest.mark.timeout(600),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+
+def _materialize(home: Path, params: dict[str, Any], instance: Any = None,
+                 **options: Any) -> Any:
+    import dagster as dg
+
+    from reliability.adapters.dagster import resources, run_config, to_assets
+
+    options.setdefault("contracts", False)
+    return dg.materialize(to_assets(hp.small, home=home, **options), resources=resources(),
+                          run_config=run_config(params), instance=instance,
+                          raise_on_error=False)
+
+
+def _digests(result: Any) -> dict[str, str]:
+    """Each asset's digest as Dagster recorded it in the materialization's metadata."""
+    return {m.asset_key.path[-1]: m.metadata["digest"].value
+            for m in result.get_asset_materialization_events()
+            for m in [m.event_specific_data.materialization]}
+
+
+def _ledger_verdict(home: Path, run_id: str, step: str) -> dict[str, Any]:
+    """What our ledger holds about the contract of ``step``'s attempts: their statuses,
+    the contracts checked and the failures of a violation."""
+    with Ledger(home / "ledger.db") as led:
+        events = [e for e in led.events(run_id) if e["step"] == step]
+    return {"attempts": [a["status"] for a in attempt_rows(home, run_id, step)],
+            "checked": [e["details"]["contract"] for e in events
+                        if e["kind"] == "contract_checked"],
+            "failures": [f for e in events if e["kind"] == "contract_violated"
+                         for f in e["details"]["failures"]]}
+
+
+def test_exception_fault_once_is_retried_by_dagster_and_recorded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    chaos = ChaosHook([ExceptionFault(step="transform", error="ConnectionError",
+                                      attempts=[1])])
+    result = _materialize(home, {}, hooks=[chaos])
+    assert result.success
+    assert events(result, "STEP_UP_FOR_RETRY", "transform") == 1  # the asset's RetryPolicy
+    assert events(result, "STEP_RESTARTED", "transform") == 1
+    run_id = assert_retried_once(home, "small", "transform")
+    assert run_id == f"small-{result.run_id}"
+    assert attempt_rows(home, run_id, "transform")[0]["error_type"] == "ConnectionError"
+    assert _digests(result) == outputs(home, run_id) == runner_outputs(
+        hp.small, tmp_path / "ours", {})
+
+
+def _project(root: Path) -> Path:
+    """A project directory whose contracts give ``extract`` an output contract."""
+    hp.contract_dir(root)
+    return root
+
+
+def test_contract_is_a_blocking_asset_check_that_passes_with_our_verdict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reliability.adapters.dagster import CONTRACT_CHECK, to_assets
+
+    monkeypatch.chdir(_project(tmp_path))  # the project's contracts, as the run assembles
+    home = tmp_path / "home"
+    specs = {a.key.path[-1]: list(a.check_specs) for a in to_assets(hp.small, home=home)}
+    assert {s: [(c.name, c.blocking) for c in v] for s, v in specs.items()} == {
+        "extract": [(CONTRACT_CHECK, True)], "transform": [], "summary": [],
+        "fingerprint": []}
+    result = _materialize(home, {}, contracts=True)
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    run_id = only_run(home)
+    assert (check.asset_key.path, check.check_name, check.passed, check.blocking) == (
+        ["extract"], CONTRACT_CHECK, True, True)
+    ours = _ledger_verdict(home, run_id, "extract")
+    assert ours == {"attempts": ["succeeded"], "checked": ["small.extract.output"],
+                    "failures": []}
+    assert check.metadata["contracts"].value == "small.extract.output (output)"
+    assert check.metadata["reliability_run"].value == run_id
+
+
+def test_broken_contract_fails_its_blocking_check_and_stops_downstream_assets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    from reliability.adapters.dagster import CONTRACT_CHECK
+
+    monkeypatch.chdir(_project(tmp_path))
+    home = tmp_path / "home"
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(home, {"bad": True}, instance=instance, contracts=True)
+        assert not result.success
+        for step in hp.small.steps:  # nothing materialized: the bad output is quarantined
+            assert instance.get_latest_materialization_event(dg.AssetKey(step)) is None
+    [failure] = [ev for ev in result.all_events
+                 if ev.event_type_value == "STEP_FAILURE" and ev.step_key == "extract"]
+    assert failure.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
+    assert events(result, "STEP_UP_FOR_RETRY", "extract") == 0  # max_retries=2, no retry
+    for step in ("transform", "summary", "fingerprint"):
+        assert events(result, "STEP_START", step) == 0
+    run_id = only_run(home)
+    assert_contract_stop(home, run_id)  # 1 attempt, downstream skipped, quarantine, runbook
+    for step in ("transform", "summary", "fingerprint"):
+        assert attempt_rows(home, run_id, step) == []
+    # the check Dagster reports is the verdict our ledger holds
+    [check] = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.blocking) == (CONTRACT_CHECK, False, True)
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    ours = _ledger_verdict(home, run_id, "extract")
+    assert ours["attempts"] == ["contract_violated"]
+    assert ours["failures"] and check.metadata["failures"].value == ours["failures"]
+    assert check.metadata["broken"].value == "x: in_range(0.0, 1.0)"
+    assert Path(check.metadata["quarantined"].value).is_file()
+
+
+def test_sigkill_of_an_asset_step_process_is_recorded_and_retried(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    params = {"hold": "transform", "signal_dir": str(tmp_path)}
+    result, victim = kill_first_attempt(
+        tmp_path, 'to_definitions(hp.small, home=home, contracts=False).get_job_def("small")',
+        home, params, "transform")
+    assert result["success"] and result["restarted"] == ["transform"]
+    assert result["materialized"] == sorted(hp.small.steps)
+    run_id = assert_kill_recovered(home, "transform", victim, tmp_path / "ours", params)
+    assert run_id == f"small-{result['run_id']}"
+
+
+def test_reference_pipeline_assets_equal_our_runners_outputs(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from pipelines.reference import pipeline
+    from reliability.adapters.dagster import resources, run_config, to_assets
+
+    result = dg.materialize(to_assets(pipeline, home=tmp_path / "home", contracts=False),
+                            resources=resources(), run_config=run_config({"seed": 5}))
+    assert result.success
+    assert _digests(result) == runner_outputs(pipeline, tmp_path / "ours", {"seed": 5})
+    assert set(_digests(result)) == set(pipeline.steps)
+
+
+def test_asset_keys_take_a_prefix_and_after_dependencies(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from reliability import Pipeline
+    from reliability.adapters.dagster import resources, run_config, to_assets
+
+    pipe = Pipeline("ordered")
+    pipe.add(lambda: 1, name="load", inputs={})
+    pipe.add(lambda: 2, name="audit", inputs={}, after=["load"])
+    pipe.add(lambda load: load + 1, name="use", inputs={"load": "load"})
+    assets = to_assets(pipe, key_prefix=["team", "ordered"], home=tmp_path / "home",
+                       contracts=False, sla=False)
+    deps = {a.key.to_user_string(): sorted(k.to_user_string()
+                                           for k in a.asset_deps[a.key]) for a in assets}
+    assert deps == {"team/ordered/load": [], "team/ordered/audit": ["team/ordered/load"],
+                    "team/ordered/use": ["team/ordered/load"]}
+    result = dg.materialize(assets, resources=resources(), run_config=run_config())
+    assert result.success
+    assert set(_digests(result)) == {"load", "audit", "use"}
