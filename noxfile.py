@@ -28,7 +28,8 @@ HOSTS: dict[str, dict[str, str]] = {
     "prefect": {"extra": "prefect", "constraints": "",
                 "tests": "tests/adapters/test_prefect.py"},
     "dagster": {"extra": "dagster", "constraints": "",
-                "tests": "tests/adapters/test_dagster.py tests/adapters/test_dagster_assets.py"},
+                "tests": "tests/adapters/test_dagster.py tests/adapters/test_dagster_assets.py"
+                         " tests/adapters/test_dagster_hooks.py"},
     "metaflow": {"extra": "metaflow", "constraints": "",
                  "tests": "tests/adapters/test_metaflow.py "
                           "tests/adapters/test_metaflow_user_flows.py"},

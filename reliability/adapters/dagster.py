@@ -31,6 +31,7 @@ recovery), with each step's data contract as a blocking asset check fed by our v
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from typing import Any
 
 from reliability._lazy import require
 from reliability.adapters.core import (
+    AttemptFailed,
     AttemptNotRetryable,
     HostAttempt,
     Ref,
@@ -47,8 +49,8 @@ from reliability.adapters.core import (
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval, Pipeline, StepHook
 
-__all__ = ["CONTRACT_CHECK", "PARAMS_RESOURCE", "resources", "run_config", "to_assets",
-           "to_definitions", "to_job"]
+__all__ = ["CONTRACT_CHECK", "PARAMS_RESOURCE", "ledger_hooks", "reliable", "resources",
+           "run_config", "to_assets", "to_definitions", "to_job"]
 
 PARAMS_RESOURCE = "reliability_params"
 """The resource whose config holds a run's parameters."""
@@ -306,3 +308,182 @@ def _failure(exc: AttemptNotRetryable) -> Exception:
     failure: Exception = dg.Failure(description=str(exc), allow_retries=False, metadata={
         "error_type": exc.error_type, "reliability_run": exc.run_id or ""})
     return failure
+
+
+# -- a team's own ops ----------------------------------------------------------------------
+_GUARDS: dict[tuple[Any, ...], StepBridge] = {}
+
+
+def _task_bridge(job: str, home: str | Path | None, hooks: Sequence[StepHook],
+                 contracts: bool, sla: bool) -> StepBridge:
+    """This process's bridge for the team's own ops of job ``job`` with these options."""
+    key = (job, str(home) if home is not None else None, tuple(map(id, hooks)), contracts,
+           sla)
+    found = _GUARDS.get(key)
+    if found is None:
+        found = _GUARDS[key] = StepBridge.for_tasks(job, home=home, hooks=hooks,
+                                                    contracts=contracts, sla=sla)
+    return found
+
+
+_PLANS: dict[str, dict[str, list[str]]] = {}  # this process's last run's plan
+
+
+def _plan(instance: Any, run_id: str) -> dict[str, list[str]]:
+    """The run's steps (Dagster step keys), each with the steps it reads from."""
+    plan = _PLANS.get(run_id)
+    if plan is None:
+        run = instance.get_run_by_id(run_id)
+        snap = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        plan = {s.key: sorted({h.step_key for i in s.inputs for h in i.upstream_output_handles})
+                for s in snap.steps}
+        _PLANS.clear()
+        _PLANS[run_id] = plan
+    return plan
+
+
+def _register(bridge: StepBridge, fn: Callable[..., Any], step: str,
+              plan: Mapping[str, Sequence[str]], attempts: int, inputs: Sequence[str]) -> None:
+    """Describe the job's steps to ``bridge`` (once; each after the steps it reads from, so
+    a failure marks those downstream ``upstream_failed``), ``step`` as ``fn``."""
+    for other, upstream in plan.items():
+        if other not in bridge.pipeline.steps:
+            bridge.register(_not_run_here, other, inputs=[], after=upstream)
+    if bridge.spec(step).fn is not fn:
+        bridge.register(fn, step, attempts=attempts, inputs=inputs, after=plan.get(step, ()))
+
+
+def _not_run_here() -> None:
+    """A step of the job that this process does not run (Dagster runs it elsewhere)."""
+
+
+def reliable(decorated: Any = None, *, home: str | Path | None = None,
+             hooks: Sequence[StepHook] = (), contracts: bool = True,
+             sla: bool = False) -> Any:
+    """Add our contracts, chaos faults, ledger and metrics to a team's own Dagster ``@op``.
+
+    Put it above ``@op(...)``. The op keeps its name, inputs, outputs, config, resources
+    and ``RetryPolicy``; each try runs its code through
+    :meth:`~reliability.adapters.core.StepBridge.guard` as an attempt of step ``<op>`` of
+    pipeline ``<job name>`` (its inputs by parameter name, its return value the output;
+    contracts under ``contracts/<job>/<op>.*.yaml``). Every try is recorded from inside the
+    op, including those Dagster retries (on which its failure hooks do not fire). A
+    contract violation quarantines the output and raises ``Failure(allow_retries=False)``.
+    Generator ops (yielding outputs or events) are not supported.
+    """
+    import functools
+    import inspect
+
+    def wrap(op_def: Any) -> Any:
+        dg = require("dagster", "dagster", "the Dagster adapter")
+        fn = getattr(getattr(op_def, "compute_fn", None), "decorated_fn", None)
+        if not isinstance(op_def, dg.OpDefinition) or fn is None:
+            raise DefinitionError(f"@reliable expects a Dagster @op, got {op_def!r}. Fix: put "
+                                  "@reliable above @op(...)")
+        if inspect.isgeneratorfunction(fn):
+            raise DefinitionError(f"op {op_def.name!r} yields its outputs; @reliable wraps ops "
+                                  "that return them. Fix: return the value")
+        sig = inspect.signature(fn)
+        inputs = [p for p in sig.parameters if p in op_def.ins]  # not context, config...
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            context = dg.OpExecutionContext.get()
+            step = str(context.op_handle)
+            bridge = _task_bridge(context.job_name, home, hooks, contracts, sla)
+            policy = context.op_def.retry_policy or context.get_step_execution_context(
+                ).op_retry_policy
+            retries = int(policy.max_retries) if policy is not None else 0
+            plan = _plan(context.instance, context.run_id)
+            _register(bridge, fn, step, plan, retries + 1, inputs)
+            at = HostAttempt(host_run_id=str(context.run_id), step=step,
+                             attempt=int(context.retry_number) + 1,
+                             retries_left=int(context.retry_number) < retries)
+            given = sig.bind(*args, **kwargs).arguments
+            rest = {k: v for k, v in given.items() if k not in inputs}
+            try:
+                attempt = bridge.begin(at, {k: given[k] for k in inputs if k in given},
+                                       run_steps=list(plan))
+                try:
+                    output = fn(**rest, **attempt.inputs)
+                except Exception as exc:
+                    attempt.fail(exc)
+                return attempt.end(output)
+            except AttemptNotRetryable as exc:
+                raise _failure(exc) from exc
+
+        return dg.op(name=op_def.name, ins=dict(op_def.ins),
+                     out=op_def.outs["result"] if list(op_def.outs) == ["result"]
+                     else dict(op_def.outs),
+                     config_schema=op_def.config_schema, description=op_def.description,
+                     required_resource_keys=set(op_def.required_resource_keys),
+                     tags=dict(op_def.tags), retry_policy=op_def.retry_policy,
+                     code_version=op_def.version, pool=op_def.pool)(guarded)
+
+    return wrap(decorated) if decorated is not None else wrap
+
+
+def ledger_hooks(*, home: str | Path | None = None, sla: bool = False) -> set[Any]:
+    """Dagster success and failure hooks that record each op's outcome in our ledger.
+
+    For the ops of a job that are not wrapped by :func:`reliable` (``@job(hooks=
+    ledger_hooks())`` or ``my_op.with_hooks(ledger_hooks())``): when an op ends, its tries
+    are recorded as attempts of step ``<op>`` of pipeline ``<job name>`` -- the tries
+    Dagster retried (its failure hook does not fire on those) from the run's event log with
+    their errors, then the last one with its outcome and output (committed to our store).
+    The hooks run after the op, so they check no contracts and inject no faults, and the
+    attempts' times are when the hook ran. For a :func:`reliable` op the attempts are
+    recorded from inside it already, and the hooks leave them alone.
+    """
+    dg = require("dagster", "dagster", "the Dagster adapter")
+
+    def succeeded(context: Any) -> None:
+        _record_outcome(context, home, sla, failed=False)
+
+    def failed(context: Any) -> None:
+        _record_outcome(context, home, sla, failed=True)
+
+    return {dg.success_hook(name="reliability_success")(succeeded),
+            dg.failure_hook(name="reliability_failure")(failed)}
+
+
+class _RetriedTry(Exception):
+    """A try Dagster retried, as its event log describes it."""
+
+
+def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
+                    failed: bool) -> None:
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    step = str(context.step_key)
+    bridge = _task_bridge(context.job_name, home, (), False, sla)
+    run_id = host_run_id(context.job_name, context.run_id)
+    retried = [ev.dagster_event for ev in context.instance.all_logs(
+        context.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+        if ev.dagster_event is not None and ev.dagster_event.step_key == step]
+    last = len(retried) + 1
+    with contextlib.suppress(Exception):  # a ledger not created yet has no attempts
+        done = {a["attempt"] for a in bridge.session().ledger.attempts(run_id, step)}
+        if last in done:
+            return  # a reliable op: recorded from inside
+    plan = _plan(context.instance, context.run_id)
+    fn = getattr(context.op.definition.compute_fn, "decorated_fn", None) or _record_outcome
+    _register(bridge, fn, step, plan, last, [])
+    for n, ev in enumerate(retried, start=1):
+        error = ev.event_specific_data.error
+        while error is not None and error.cause is not None:  # the op's own exception
+            error = error.cause
+        name = error.cls_name if error else "Error"
+        message = error.message.strip() if error else "retried by Dagster"
+        exc = type(name, (_RetriedTry,), {})(message.removeprefix(f"{name}:").strip())
+        attempt = bridge.begin(HostAttempt(str(context.run_id), step, n, True), {},
+                               run_steps=list(plan))
+        with contextlib.suppress(AttemptFailed):
+            attempt.fail(exc)
+    attempt = bridge.begin(HostAttempt(str(context.run_id), step, last, False), {},
+                           run_steps=list(plan))
+    if failed:
+        with contextlib.suppress(AttemptFailed):
+            attempt.fail(context.op_exception or RuntimeError("the op failed"))
+        return
+    values = dict(context.op_output_values)
+    attempt.end(values["result"] if list(values) == ["result"] else values)
