@@ -34,7 +34,9 @@ HOSTS: dict[str, dict[str, str]] = {
                  "tests": "tests/adapters/test_metaflow.py "
                           "tests/adapters/test_metaflow_user_flows.py"},
     "kfp": {"extra": "kfp", "constraints": "", "tests": "tests/adapters/test_kfp.py"},
-    "zenml": {"extra": "zenml", "constraints": "", "tests": "tests/adapters/test_zenml.py"},
+    "zenml": {"extra": "zenml", "constraints": "",
+              "tests": "tests/adapters/test_zenml.py "
+                       "tests/adapters/test_zenml_reliable_steps.py"},
 }
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4"]
 

@@ -1,18 +1,43 @@
-"""The ZenML step and materializer of the ZenML adapter (a module of their own: ZenML loads
-steps and materializers by import path, and this module imports ZenML)."""
+"""The ZenML steps, hooks and materializer of the ZenML adapter (a module of their own: ZenML
+loads steps, hooks and materializers by import path, and this module imports ZenML).
+
+A step wrapped by :func:`~reliability.adapters.zenml.reliable` is loaded by ZenML from this
+module under a name that encodes the team's step source (``reliable_<hex>``, resolved by the
+module's ``__getattr__``), so the wrapper is what runs wherever ZenML loads the step,
+whether or not the team rebound the step's name.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
+import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from zenml import step
+from zenml import get_step_context, step
+from zenml.config.source import Source
 from zenml.enums import ArtifactType
 from zenml.materializers.base_materializer import BaseMaterializer
+from zenml.steps import BaseStep
+from zenml.utils import source_utils
 
-from reliability.adapters.zenml import StoreRef, run_step
+from reliability.adapters.core import GuardedAttempt, StepBridge
+from reliability.adapters.zenml import StoreRef, host_attempt, run_step
+from reliability.errors import DefinitionError
 
-__all__ = ["StoreRefMaterializer", "reliability_step"]
+__all__ = ["StoreRefMaterializer", "end_hook", "guarded_step", "reliability_step",
+           "start_hook"]
+
+OPTIONS = "reliability"
+"""The key of our options in a wrapped step's ``extra`` configuration."""
+_PREFIX = "reliable_"
+_INNER = "__reliability_inner__"
+_GUARDS: dict[tuple[Any, ...], StepBridge] = {}
+_WRAPPED: dict[str, BaseStep] = {}
+_OPEN: dict[str, GuardedAttempt] = {}  # step run id -> its attempt, until the body ends
 
 
 class StoreRefMaterializer(BaseMaterializer):  # type: ignore[misc]
@@ -38,6 +63,161 @@ class StoreRefMaterializer(BaseMaterializer):  # type: ignore[misc]
 def reliability_step(bridge: str, step: str, params: dict[str, Any],
                      up1: StoreRef | None = None, up2: StoreRef | None = None,
                      up3: StoreRef | None = None, up4: StoreRef | None = None,
-                     up5: StoreRef | None = None, up6: StoreRef | None = None) -> StoreRef:
-    """One attempt of pipeline step ``step`` through the adapter's bridge ``bridge``."""
-    return run_step(bridge, step, params, [up1, up2, up3, up4, up5, up6])
+                     up5: StoreRef | None = None, up6: StoreRef | None = None,
+                     pipeline: str | None = None,
+                     options: dict[str, Any] | None = None) -> StoreRef:
+    """One attempt of pipeline step ``step`` through the adapter's bridge ``bridge`` (rebuilt
+    from ``pipeline`` and ``options`` in a process that did not build the pipeline)."""
+    return run_step(bridge, step, params, [up1, up2, up3, up4, up5, up6], pipeline, options)
+
+
+# -- a team's own steps ---------------------------------------------------------------------
+def guarded_step(zstep: Any, options: dict[str, Any]) -> Any:
+    """``zstep`` (a ZenML step) with our hooks around its body and ZenML's per-try hooks."""
+    if not isinstance(zstep, BaseStep):
+        raise DefinitionError(f"reliable expects a ZenML @step, got {zstep!r}. Fix: put "
+                              "@reliable above @step(...)")
+    inner = _inner(zstep)
+    source = source_utils.resolve(inner, skip_validation=True)
+    conf = zstep.configuration
+    user = {kind: src.model_dump(mode="json") for kind, src in (
+        ("start", conf.start_hook_source), ("end", conf.end_hook_source))
+        if src is not None and src.import_path not in _OUR_HOOKS}
+    new = zstep.with_options(on_start=start_hook, on_end=end_hook, extra={OPTIONS: {
+        **options, "user_hooks": user}})
+    new.entrypoint = _wrapper(inner, source)
+    return new
+
+
+def _inner(zstep: BaseStep) -> Callable[..., Any]:
+    fn = zstep.entrypoint
+    return getattr(fn, _INNER, fn)  # type: ignore[no-any-return]
+
+
+def _wrapper(fn: Callable[..., Any], source: Source) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        return _call(fn, args, kwargs)
+
+    name = _PREFIX + f"{source.module}:{source.attribute}".encode().hex()
+    own = source_utils.resolve(reliability_step.entrypoint, skip_validation=True)
+    setattr(guarded, source_utils.ZENML_SOURCE_ATTRIBUTE_NAME,
+            own.model_copy(update={"attribute": name}))
+    setattr(guarded, _INNER, fn)
+    return guarded
+
+
+def __getattr__(name: str) -> Any:
+    """ZenML loads a wrapped step by ``reliable_<hex of the team's step source>``."""
+    if not name.startswith(_PREFIX):
+        raise AttributeError(name)
+    found = _WRAPPED.get(name)
+    if found is None:
+        try:
+            module, _, attr = bytes.fromhex(name[len(_PREFIX):]).decode().partition(":")
+        except ValueError:
+            raise AttributeError(name) from None
+        obj = source_utils.load(f"{module}.{attr}")
+        zstep = obj if isinstance(obj, BaseStep) else step(obj)
+        inner = _inner(zstep)
+        found = zstep.copy()
+        found.entrypoint = _wrapper(inner, source_utils.resolve(inner, skip_validation=True))
+        _WRAPPED[name] = found
+    return found
+
+
+def _options() -> dict[str, Any] | None:
+    opts = get_step_context().step_run.config.extra.get(OPTIONS)
+    return opts if isinstance(opts, dict) else None
+
+
+def _bridge(opts: dict[str, Any], fn: Callable[..., Any] | None = None) -> tuple[StepBridge,
+                                                                                 str]:
+    """The bridge of a wrapped step's pipeline in this process, and the step's name."""
+    from reliability.adapters.core import load_hooks
+
+    ctx = get_step_context()
+    pipeline = opts.get("pipeline") or str(ctx.pipeline.name)
+    key = (pipeline, opts.get("home"), opts.get("hooks"), bool(opts.get("contracts", True)),
+           bool(opts.get("sla", False)))
+    bridge = _GUARDS.get(key)
+    if bridge is None:
+        hooks = opts.get("hooks")
+        bridge = _GUARDS[key] = StepBridge.for_tasks(
+            pipeline, home=opts.get("home"), hooks=load_hooks(hooks) if hooks else (),
+            contracts=key[3], sla=key[4])
+    name = str(ctx.step_run.name)
+    if name not in bridge.pipeline.steps:
+        if fn is None:
+            fn = _inner(BaseStep.load_from_source(ctx.step_run.spec.source))
+        retry = ctx.step_run.config.retry
+        bridge.register(fn, name, attempts=(retry.max_retries if retry else 0) + 1)
+    return bridge, name
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One try of a wrapped step's body: our hooks before, the body, our hooks and contracts
+    after; the attempt recorded in the ledger (a retry of a step that already failed for
+    good is refused here, before the body)."""
+    opts = _options()
+    if opts is None:  # the step's configuration lost our options: run it as it is
+        return fn(*args, **kwargs)
+    bridge, name = _bridge(opts, fn)
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    run_key = str(get_step_context().step_run.id)
+    attempt = bridge.begin(host_attempt(name), dict(bound.arguments))
+    _OPEN[run_key] = attempt
+    try:
+        output = fn(**attempt.inputs)
+    except Exception as exc:
+        _OPEN.pop(run_key, None)
+        attempt.fail(exc)
+    _OPEN.pop(run_key, None)
+    return attempt.end(output)
+
+
+class StepStopped(Exception):
+    """A try that ended without its body returning or raising an error (ZenML stopped the
+    step, or the body raised ``KeyboardInterrupt`` or ``SystemExit``)."""
+
+
+def start_hook() -> None:
+    """ZenML's ``on_start`` of a wrapped step (each try): opens the step's bridge (ledger,
+    store, contracts, hooks; once per process) before the body's clock starts, then runs the
+    step's own ``on_start``."""
+    opts = _options()
+    if opts is not None:
+        _bridge(opts)[0].session()
+        _user_hook(opts, "start", ())
+
+
+def end_hook(exc: BaseException | None = None) -> None:
+    """ZenML's ``on_end`` of a wrapped step (each try): a try the body left open in the
+    ledger (stopped by ZenML, ``KeyboardInterrupt``, ``SystemExit``) is recorded as failed
+    with the reason; then the step's own ``on_end`` runs."""
+    from reliability.adapters.core import AttemptFailed
+
+    opts = _options()
+    if opts is None:
+        return
+    attempt = _OPEN.pop(str(get_step_context().step_run.id), None)
+    if attempt is not None:
+        reason = repr(exc) if exc is not None else "ZenML stopped the step"
+        with contextlib.suppress(AttemptFailed):
+            attempt.fail(StepStopped(f"the try ended without a result: {reason} "
+                                     f"(pid {os.getpid()})"))
+    _user_hook(opts, "end", (exc,))
+
+
+def _user_hook(opts: dict[str, Any], kind: str, args: tuple[Any, ...]) -> None:
+    src = (opts.get("user_hooks") or {}).get(kind)
+    if not src:
+        return
+    from zenml.hooks.validation import bind_optional_hook_args
+
+    func = source_utils.load(Source.model_validate(src))
+    func(*bind_optional_hook_args(func, args))
+
+
+_OUR_HOOKS = {f"{__name__}.start_hook", f"{__name__}.end_hook"}

@@ -121,3 +121,57 @@ def test_reference_pipeline_outputs_equal_our_runners(tmp_path: Path) -> None:
     ours = runner_outputs(pipeline, tmp_path / "ours", {"seed": 5})
     assert outputs(home, only_run(home)) == ours
     assert set(ours) == set(pipeline.steps)
+
+
+STEP_PROCESS = """\
+import sys
+
+from zenml.client import Client
+from zenml.entrypoints.step_entrypoint_configuration import StepEntrypointConfiguration
+
+snapshot, step, run = sys.argv[1:]
+# what an orchestrator that starts a process per step knows from its environment
+Client().active_stack.orchestrator._orchestrator_run_id = run
+args = StepEntrypointConfiguration.get_entrypoint_arguments(step_name=step,
+                                                            snapshot_id=snapshot)
+StepEntrypointConfiguration(arguments=args[2:]).run()  # past --entrypoint_config_source
+"""
+
+
+def test_each_step_in_a_fresh_process_rebuilds_its_bridge(tmp_path: Path) -> None:
+    """Every step of the run through ZenML's own step entrypoint, each in a new process
+    (as orchestrators that start a process or container per step run it): the step
+    rebuilds its bridge from the pipeline's reference and options."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    pipe = _pipeline(home, "host_pipelines:small").with_options(parameters={"params": {}})
+    snapshot = pipe.create_snapshot(name=f"fresh-processes-{tmp_path.name}")
+    script = tmp_path / "step_process.py"
+    script.write_text(STEP_PROCESS)
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(here), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for step in hp.small.validate():
+        done = subprocess.run([sys.executable, str(script), str(snapshot.id), step,
+                               f"fresh-{tmp_path.name}"], check=False, env=env,
+                              capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    run_id = only_run(home)
+    pids = {s: {a["worker_pid"] for a in attempt_rows(home, run_id, s)}
+            for s in hp.small.steps}
+    assert all(len(p) == 1 and os.getpid() not in p for p in pids.values())
+    assert len(set().union(*pids.values())) == len(hp.small.steps)  # one process each
+    assert outputs(home, run_id) == runner_outputs(hp.small, tmp_path / "ours", {})
+
+
+def test_a_step_elsewhere_without_a_reference_or_with_hook_objects_is_a_clear_error() -> None:
+    from reliability.adapters.zenml import bridge_for
+    from reliability.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match="no 'module:attr' reference"):
+        bridge_for("small#999", None, {})
+    with pytest.raises(DefinitionError, match="hooks='module:attr'"):
+        bridge_for("small#998", "host_pipelines:small", {"hook_objects": True})

@@ -1,0 +1,258 @@
+"""``reliable`` around a team's own ZenML steps, against real ZenML on the local stack: the
+steps below are plain ZenML steps; each test wraps them and runs a ZenML pipeline of them.
+
+ZenML's configuration and SQLite store live in a temporary directory; each test runs in a
+temporary project directory (its ``contracts/``) with its own reliability home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hosts import require_host
+
+require_host("zenml")
+
+import pandas as pd  # noqa: E402
+from helpers import wait_for  # noqa: E402
+from ledger_checks import (  # noqa: E402
+    attempt_rows,
+    attempts_metric,
+    only_run,
+    outputs,
+    run_status,
+)
+from test_zenml import zenml_config  # noqa: E402,F401  (ZenML's config in a temp dir)
+from zenml import pipeline, step  # noqa: E402
+from zenml.config.retry_config import StepRetryConfig  # noqa: E402
+
+from reliability.chaos.faults import ExceptionFault  # noqa: E402
+from reliability.chaos.hook import ChaosHook  # noqa: E402
+
+pytestmark = [pytest.mark.zenml, pytest.mark.integration, pytest.mark.timeout(600),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+
+HERE = Path(__file__).parent
+RETRY = StepRetryConfig(max_retries=2, delay=0, backoff=1)
+CLEAN_FAILS_ONCE = [ChaosHook([ExceptionFault(step="clean", error="ConnectionError",
+                                              attempts=[1])])]
+
+
+# -- a team's own steps (module level, as ZenML needs them) --------------------------------
+def _trace(trace: str, name: str) -> None:
+    """Each run of a step's body leaves a line: tests count body executions."""
+    if trace:
+        with open(Path(trace) / "bodies.log", "a") as f:
+            f.write(f"{name} {os.getpid()}\n")
+
+
+@step(retry=RETRY, enable_cache=False)
+def load(n: int, bad: bool, trace: str, hold: bool = False) -> pd.DataFrame:
+    _trace(trace, "load")
+    if hold:  # mark that the body runs, then wait to be killed
+        marker = Path(trace) / "load.running"
+        marker.with_suffix(".tmp").write_text(str(os.getpid()))
+        marker.with_suffix(".tmp").replace(marker)
+        wait_for((Path(trace) / "release").exists, timeout=120, what="release")
+    x = [i / n for i in range(n)]
+    if bad:
+        x[2] = 7.5
+    return pd.DataFrame({"id": list(range(n)), "x": x})
+
+
+@step(retry=RETRY, enable_cache=False)
+def clean(frame: pd.DataFrame, trace: str) -> dict[str, float]:
+    _trace(trace, "clean")
+    return {"rows": float(len(frame)), "total": round(float(frame["x"].sum()), 9)}
+
+
+def team_on_end(exc: BaseException | None = None) -> None:
+    """The team's own ``on_end`` hook of ``report``."""
+    from zenml import get_step_context
+
+    trace = get_step_context().step_run.config.parameters.get("trace")
+    _trace(str(trace or ""), f"on_end:{type(exc).__name__}")
+
+
+@step(retry=RETRY, enable_cache=False, on_end=team_on_end)
+def report(summary: dict[str, float], trace: str) -> str:
+    _trace(trace, "report")
+    stop = Path(trace) / "exit-once" if trace else None
+    if stop is not None and stop.exists():  # the process is asked to exit mid-step
+        stop.unlink()
+        raise SystemExit(3)
+    return f"{summary['rows']:.0f} rows, total {summary['total']}"
+
+
+CONTRACT = """\
+pipeline: team_etl
+step: load
+direction: output
+schema:
+  strict: false
+  columns:
+    x: {dtype: float64, in_range: {min_value: 0, max_value: 1}}
+"""
+
+
+def team_pipeline(**options: Any) -> Any:
+    """The team's pipeline of its own steps, each wrapped by ``reliable``."""
+    from reliability.adapters.zenml import reliable
+
+    g_load, g_clean, g_report = (reliable(s, pipeline="team_etl", **options)
+                                 for s in (load, clean, report))
+
+    @pipeline(name="team_etl", enable_cache=False)
+    def team_etl(n: int = 20, bad: bool = False, trace: str = "", hold: bool = False) -> None:
+        frame = g_load(n=n, bad=bad, trace=trace, hold=hold)
+        g_report(g_clean(frame, trace=trace), trace=trace)
+
+    return team_etl
+
+
+# -- fixtures ----------------------------------------------------------------------------
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory with the team's contract; the tests run in it."""
+    (tmp_path / "contracts" / "team_etl").mkdir(parents=True)
+    (tmp_path / "contracts" / "team_etl" / "load.output.yaml").write_text(CONTRACT)
+    (tmp_path / "trace").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _trace_lines(project: Path) -> list[str]:
+    log = project / "trace" / "bodies.log"
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _bodies(project: Path) -> list[str]:
+    """The step bodies that ran, in order."""
+    return [line for line in _trace_lines(project) if not line.startswith("on_end:")]
+
+
+def _zenml_run(run_id: str) -> Any:
+    """ZenML's run behind our run ``team_etl-<ZenML run id>``."""
+    from zenml.client import Client
+
+    return Client().get_pipeline_run(run_id.removeprefix("team_etl-"), hydrate=True)
+
+
+def _digest(value: Any, tmp: Path) -> str:
+    from reliability.runner.store import encode
+
+    return encode(value, tmp / "encoded.bin")[0]
+
+
+# -- the four proofs ---------------------------------------------------------------------
+def test_a_fault_once_is_retried_by_zenml_and_every_try_is_in_the_ledger(project: Path
+                                                                        ) -> None:
+    home = project / "home"
+    trace = str(project / "trace")
+    run = team_pipeline(home=home, hooks=f"{__name__}:CLEAN_FAILS_ONCE")(trace=trace)
+    assert str(run.status.value) == "completed"
+    run_id = only_run(home)
+    assert run_id == f"team_etl-{run.id}"
+    rows = attempt_rows(home, run_id, "clean")
+    assert [(a["attempt"], a["status"], a["error_type"]) for a in rows] == [
+        (1, "failed", "ConnectionError"), (2, "succeeded", None)]
+    assert {a["worker_pid"] for a in rows} == {os.getpid()}  # the local orchestrator
+    assert attempts_metric(home, run_id, "team_etl", "clean") == {"failed": 1.0,
+                                                                 "succeeded": 1.0}
+    assert [v.version for v in _step_runs(run, "clean")] == [1, 2]  # ZenML's own retry
+    assert sorted(_bodies(project)) == ["clean", "load", "report"]  # the fault came first
+    assert run_status(home, run_id) == "succeeded"
+    # the digests in the ledger are those of the values the steps returned
+    expected = {"load": load.entrypoint(n=20, bad=False, trace="")}
+    expected["clean"] = clean.entrypoint(expected["load"], trace="")
+    expected["report"] = report.entrypoint(expected["clean"], trace="")
+    assert outputs(home, run_id) == {s: _digest(v, project) for s, v in expected.items()}
+    for s in ("clean", "report"):  # and ZenML handed the same values downstream
+        assert run.steps[s].outputs["output"][0].load() == expected[s]
+
+
+def test_a_contract_violation_runs_the_body_once_and_stops_the_run(project: Path) -> None:
+    home = project / "home"
+    with pytest.raises(RuntimeError, match="failure in step"):
+        team_pipeline(home=home, sla=True)(bad=True, trace=str(project / "trace"))
+    run_id = only_run(home)
+    assert [a["status"] for a in attempt_rows(home, run_id, "load")] == [
+        "contract_violated"]
+    assert _bodies(project) == ["load"]  # ZenML tried again twice: refused before the body
+    zrun = _zenml_run(run_id)
+    assert str(zrun.status.value) == "failed"
+    assert [v.version for v in _step_runs(zrun, "load")] == [1, 2, 3]
+    assert "clean" not in zrun.steps and "report" not in zrun.steps  # downstream never ran
+    for s in ("clean", "report"):
+        assert attempt_rows(home, run_id, s) == []
+    assert run_status(home, run_id) == "failed"
+    bad = pd.read_pickle(home / "store" / "quarantine" / run_id / "load.1.out")
+    assert bad["x"].max() == 7.5
+    runbook = home / "runbooks" / run_id / "contract_violation-load.md"
+    assert "load" in runbook.read_text() and "in_range" in runbook.read_text()
+
+
+def test_a_try_without_a_result_is_closed_by_on_end_and_the_teams_hook_still_runs(
+        project: Path) -> None:
+    home = project / "home"
+    (project / "trace" / "exit-once").write_text("")
+    run = team_pipeline(home=home)(trace=str(project / "trace"))
+    assert str(run.status.value) == "completed"
+    rows = attempt_rows(home, only_run(home), "report")
+    assert [(a["attempt"], a["status"], a["error_type"]) for a in rows] == [
+        (1, "failed", "StepStopped"), (2, "succeeded", None)]
+    assert "SystemExit" in rows[0]["error"]
+    # ZenML's on_end fired per try: ours closed the first, the team's ran after it
+    assert [b for b in _trace_lines(project) if b.startswith(("report", "on_end"))] == [
+        "report", "on_end:SystemExit", "report", "on_end:NoneType"]
+
+
+def test_a_sigkill_of_the_pipeline_process_ends_the_run_the_ledger_keeps_the_try(
+        project: Path) -> None:
+    """The local orchestrator runs steps in the pipeline's own process: a SIGKILL there ends
+    the run (ZenML does not retry it); the ledger keeps the try, ``running``, with the pid
+    of the killed process."""
+    home = project / "home"
+    trace = project / "trace"
+    script = project / "team_run.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]\n"
+        "from test_zenml_reliable_steps import team_pipeline\n"
+        f"team_pipeline(home={str(home)!r})(trace={str(trace)!r}, hold=True)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=project,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = trace / "load.running"
+    try:
+        wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=300,
+                 what="the load step's body")
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert int(marker.read_text()) == proc.pid  # the step runs in the pipeline process
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run_id = only_run(home)
+    [row] = attempt_rows(home, run_id, "load")
+    assert (row["status"], row["worker_pid"]) == ("running", proc.pid)
+    zrun = _zenml_run(run_id)
+    assert str(zrun.status.value) in {"running", "initializing"}  # nobody ends it
+    assert _bodies(project) == ["load"]
+
+
+def _step_runs(run: Any, name: str) -> list[Any]:
+    """Every try ZenML made of step ``name`` in ``run`` (a retried step has one per try)."""
+    from zenml.client import Client
+
+    runs = Client().list_run_steps(pipeline_run_id=run.id, name=name, size=50).items
+    return sorted(runs, key=lambda r: r.version)
