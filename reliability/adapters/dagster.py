@@ -433,7 +433,8 @@ def ledger_hooks(*, home: str | Path | None = None, sla: bool = False) -> set[An
     their errors, then the last one with its outcome and output (committed to our store).
     The hooks run after the op, so they check no contracts and inject no faults, and the
     attempts' times are when the hook ran. For a :func:`reliable` op the attempts are
-    recorded from inside it already, and the hooks leave them alone.
+    recorded from inside it already; the failure hook records only a step Dagster failed
+    after the op returned (its type check or IO manager refused the output).
     """
     dg = require("dagster", "dagster", "the Dagster adapter")
 
@@ -456,29 +457,35 @@ def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
     dg = require("dagster", "dagster", "the Dagster adapter")
     step = str(context.step_key)
     bridge = _task_bridge(context.job_name, home, (), False, sla)
-    run_id = host_run_id(context.job_name, context.run_id)
     retried = [ev.dagster_event for ev in context.instance.all_logs(
         context.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
         if ev.dagster_event is not None and ev.dagster_event.step_key == step]
     last = len(retried) + 1
-    with contextlib.suppress(Exception):  # a ledger not created yet has no attempts
-        done = {a["attempt"] for a in bridge.session().ledger.attempts(run_id, step)}
-        if last in done:
-            return  # a reliable op: recorded from inside
     plan = _plan(context.instance, context.run_id)
-    fn = getattr(context.op.definition.compute_fn, "decorated_fn", None) or _record_outcome
+    fn = getattr(context.op.definition.compute_fn, "decorated_fn", None) or _not_run_here
     _register(bridge, fn, step, plan, last, [])
+    s = bridge.session()
+    run_id = host_run_id(context.job_name, context.run_id)
+    recorded = {a["attempt"]: a["status"] for a in s.ledger.attempts(run_id, step)}
+    if last in recorded:  # a reliable op: its tries are recorded from inside it
+        if failed and recorded[last] == "succeeded":
+            # Dagster failed the step after the op returned: its type check or IO manager
+            # refused the output our ledger committed
+            exc = context.op_exception
+            name = type(exc).__name__ if exc is not None else "Error"
+            bridge._step_failed(s, run_id, step, last, f"{name}: {exc}", name)
+        return
     for n, ev in enumerate(retried, start=1):
         error = ev.event_specific_data.error
         while error is not None and error.cause is not None:  # the op's own exception
             error = error.cause
         name = error.cls_name if error else "Error"
         message = error.message.strip() if error else "retried by Dagster"
-        exc = type(name, (_RetriedTry,), {})(message.removeprefix(f"{name}:").strip())
+        retried_try = type(name, (_RetriedTry,), {})(message.removeprefix(f"{name}:").strip())
         attempt = bridge.begin(HostAttempt(str(context.run_id), step, n, True), {},
                                run_steps=list(plan))
         with contextlib.suppress(AttemptFailed):
-            attempt.fail(exc)
+            attempt.fail(retried_try)
     attempt = bridge.begin(HostAttempt(str(context.run_id), step, last, False), {},
                            run_steps=list(plan))
     if failed:

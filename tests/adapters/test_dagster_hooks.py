@@ -126,6 +126,39 @@ def test_reliable_op_contract_violation_is_not_retried_and_stops_downstream(
     assert runbook.is_file() and "clean" in runbook.read_text()
 
 
+def test_ledger_hooks_record_a_reliable_op_dagster_failed_after_it_returned(
+        tmp_path: Path) -> None:
+    import dagster as dg
+
+    from reliability.adapters.dagster import ledger_hooks, reliable
+
+    home = tmp_path / "home"
+
+    @reliable(home=home)
+    @dg.op
+    def totals() -> dict[str, float]:
+        return {"n": 3}  # an int: Dagster's type check of the output refuses it
+
+    @dg.op
+    def publish(totals) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    @dg.job(name="typed", hooks=ledger_hooks(home=home))
+    def typed() -> None:
+        publish(totals())
+
+    result = typed.execute_in_process(raise_on_error=False)
+    assert not result.success
+    [failure] = [ev for ev in result.all_events
+                 if ev.event_type_value == "STEP_FAILURE" and ev.step_key == "totals"]
+    assert failure.event_specific_data.error.cls_name == "DagsterTypeCheckDidNotPass"
+    run_id = only_run(home)
+    # the op's try succeeded (recorded from inside), then Dagster failed the step
+    assert [a["status"] for a in attempt_rows(home, run_id, "totals")] == ["succeeded"]
+    assert step_states(home, run_id) == {"totals": "failed", "publish": "upstream_failed"}
+    assert run_status(home, run_id) == "failed"
+
+
 def _flaky_job(home: Path, fail_tries: int, fired: list[str]) -> Any:
     """A team's job of ops none of which is wrapped, with our ledger hooks: ``fetch``
     raises on its first ``fail_tries`` tries (the RetryPolicy allows 2 retries), then
@@ -209,3 +242,24 @@ def test_reliable_refuses_what_is_not_an_op(tmp_path: Path) -> None:
 
     with pytest.raises(DefinitionError, match=r"yields its outputs.*Fix: return"):
         reliable(split)
+
+
+def test_sigkill_of_a_reliable_op_process_is_recorded_and_retried(tmp_path: Path) -> None:
+    from dagster_runs import kill_first_attempt
+    from ledger_checks import attempts_metric
+
+    home = tmp_path / "home"
+    result, victim = kill_first_attempt(
+        tmp_path, "__import__('dagster_team_job').team_job(home)", home,
+        {"signal_dir": str(tmp_path)}, "clean")
+    assert result["success"] and result["restarted"] == ["clean"]
+    run_id = only_run(home)
+    assert run_id == f"guarded-{result['run_id']}"
+    rows = attempt_rows(home, run_id, "clean")
+    assert [(a["attempt"], a["status"]) for a in rows] == [(1, "worker_lost"),
+                                                           (2, "succeeded")]
+    assert rows[0]["worker_pid"] == victim != rows[1]["worker_pid"]
+    assert attempts_metric(home, run_id, "guarded", "clean") == {"worker_lost": 1.0,
+                                                                "succeeded": 1.0}
+    assert step_states(home, run_id) == {"rows": "succeeded", "clean": "succeeded"}
+    assert run_status(home, run_id) == "succeeded"
