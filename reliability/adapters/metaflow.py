@@ -85,6 +85,7 @@ _RESERVED = {"start", "end", "next", "input", "index", "foreach_stack", "merge_a
              "run_params", "refs"}
 _BRIDGES: dict[tuple[str, str | None, str | None, bool, bool, bool], StepBridge] = {}
 _NO_RETRY: list[StepBridge] = []
+_NO_RETRY_SET: list[bool] = []
 
 
 def bridge(pipeline: str, *, home: str | None = None, hooks: str | None = None,
@@ -131,12 +132,14 @@ def run_step(flow: Any, step_bridge: StepBridge, step: str) -> None:
     flow.refs = refs
 
 
-def _no_retry(step_bridge: StepBridge) -> None:
+def _no_retry(step_bridge: StepBridge | None) -> None:
     """Make this task's process end with :data:`EXIT_NO_RETRY` once Metaflow has recorded
     its failure (the only signal that stops ``@retry``: it has no exception filter)."""
-    if not _NO_RETRY:
+    if not _NO_RETRY_SET:
+        _NO_RETRY_SET.append(True)
         atexit.register(_exit_no_retry)
-    _NO_RETRY.append(step_bridge)
+    if step_bridge is not None:
+        _NO_RETRY.append(step_bridge)
 
 
 def _exit_no_retry() -> None:
@@ -271,15 +274,16 @@ def _decorated(flow: Any) -> dict[str, Mapping[str, Any]]:
 
 
 def _host_retries(flow: Any, step: str) -> int:
-    """How many times Metaflow's runtime retries ``step`` (its rule: the largest user-code
-    and error retries any of the step's decorators asks for, added)."""
-    user = error = 0
+    """How many times Metaflow runs ``step``'s code again after it fails: the largest
+    user-code retry count of its decorators (``@retry(times=n)``). A ``@catch`` fallback
+    try is not counted: a step we end for good exits with 202, which ends its retries."""
+    user = 0
     for deco in getattr(getattr(type(flow), step), "decorators", ()):
         counts = deco.step_task_retry_count()
         if counts == (None, None):
             return 0
-        user, error = max(user, int(counts[0] or 0)), max(error, int(counts[1] or 0))
-    return user + error
+        user = max(user, int(counts[0] or 0))
+    return user
 
 
 def _user_bridge(flow: Any, step: str, opts: _StepOptions) -> StepBridge:
@@ -325,6 +329,15 @@ def _flow_params(flow: Any, names: Any) -> dict[str, Any]:
 
 def _begin(step: str, flow: Any, join_inputs: Any, attributes: Mapping[str, Any]
            ) -> tuple[StepBridge, _StepOptions, GuardedAttempt]:
+    try:
+        return _start(step, flow, join_inputs, attributes)
+    except DefinitionError:  # a mistake in the flow: no retry fixes it
+        _no_retry(None)
+        raise
+
+
+def _start(step: str, flow: Any, join_inputs: Any, attributes: Mapping[str, Any]
+           ) -> tuple[StepBridge, _StepOptions, GuardedAttempt]:
     from metaflow import current
 
     flow_name = str(current.flow_name)
@@ -345,7 +358,6 @@ def _begin(step: str, flow: Any, join_inputs: Any, attributes: Mapping[str, Any]
         try:
             values[name] = getattr(flow, name)
         except AttributeError:
-            _no_retry(b)
             raise DefinitionError(f"{where}: input artifact {name!r} does not exist when "
                                   "the step starts. Fix: set self." + name + " in a step "
                                   "before it, or remove it from inputs") from None

@@ -205,6 +205,7 @@ def test_sigkill_of_a_task_process_is_recorded_lost_and_retried(tmp_path: Path) 
         if not marker.exists():
             (signals / "release").write_text("")
         thread.join(timeout=300)
+    (signals / "release").write_text("")  # our runner's run below must not hold
     status, run, output = done["out"]
     assert status == "successful", output[-4000:]
     assert run["transform"].task.current_attempt == 1
@@ -231,3 +232,49 @@ def test_flow_mutator_records_every_step_with_our_runners_digests(tmp_path: Path
         digest, _, _ = encode(value, tmp_path / f"{step}.check")
         assert digest == recorded[step] == hashlib.sha256(
             (tmp_path / f"{step}.check").read_bytes()).hexdigest(), step
+
+
+def test_a_mistake_in_the_decorator_is_a_clear_error_and_not_retried(tmp_path: Path) -> None:
+    flow_file = tmp_path / "typo_flow.py"
+    flow_file.write_text(
+        "from metaflow import FlowSpec, retry, step\n"
+        "from reliability.adapters.metaflow import reliable_step\n\n\n"
+        "class TypoFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.raw = [1, 2]\n"
+        "        self.next(self.total)\n\n"
+        f"    @reliable_step(inputs=['rows'], output='sum', home={str(tmp_path / 'home')!r})\n"
+        "    @retry(times=2, minutes_between_retries=0)\n"
+        "    @step\n"
+        "    def total(self):\n"
+        "        self.sum = sum(self.raw)\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        "if __name__ == '__main__':\n"
+        "    TypoFlow()\n")
+    env = subprocess_env(USERNAME="tester", METAFLOW_DEFAULT_DATASTORE="local",
+                         METAFLOW_DEFAULT_METADATA="local")
+    from metaflow import Runner
+
+    with Runner(str(flow_file), show_output=False, env=env, cwd=str(tmp_path)) as runner:
+        result = runner.run()
+        status, run, output = result.status, result.run, result.stdout + result.stderr
+    assert status == "failed"
+    assert "input artifact 'rows' does not exist" in output and "Fix:" in output
+    assert "This failed task will not be retried" in output
+    assert [t.current_attempt for t in run["total"]] == [0]
+
+
+def test_options_reliable_step_does_not_know_are_a_clear_error() -> None:
+    from reliability.adapters.metaflow import _StepOptions
+    from reliability.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match=r"unknown option\(s\) \['ouput'\].*Fix"):
+        _StepOptions.of("ShopFlow", "extract", {"ouput": "frame"})
+    with pytest.raises(DefinitionError, match=r"'frame\.x' is not an artifact name.*Fix"):
+        _StepOptions.of("ShopFlow", "extract", {"output": "frame.x"})
+    opts = _StepOptions.of("ShopFlow", "extract", {"inputs": "raw", "output": "frame"})
+    assert (opts.pipeline, opts.inputs, opts.output) == ("ShopFlow", ("raw",), "frame")
