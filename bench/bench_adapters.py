@@ -204,23 +204,34 @@ def bench_prefect(steps: int, ms: float) -> None:
 
 
 # -- Dagster ---------------------------------------------------------------------------------
+def _dagster_body(ms: float) -> Any:
+    def body(context, **up: Any) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        seed = next(iter(up.values()))["acc"] if up else int(context.op.name[1:])
+        return work(ms, seed)
+
+    return body
+
+
 def bench_dagster(steps: int, ms: float) -> None:
+    """Three shapes, each bare vs ours: a job of ops vs ``to_job``; assets vs ``to_assets``
+    (``materialize``); a team's job of ops vs the same ops under ``@reliable``."""
     import dagster as dg
 
-    from reliability.adapters.dagster import run_config, to_job
+    from reliability.adapters.dagster import reliable, resources, run_config, to_assets, to_job
 
-    bare_ops = []
-    deps: dict[str, dict[str, Any]] = {}
-    for i in range(steps):
-        def body(context, **up: Any) -> dict[str, int]:  # type: ignore[no-untyped-def]
-            seed = next(iter(up.values()))["acc"] if up else int(context.op.name[1:])
-            return work(ms, seed)
+    def ops(wrap: Any = None) -> Any:
+        nodes = []
+        deps: dict[str, dict[str, Any]] = {}
+        for i in range(steps):
+            ins = {"up": dg.In(dict)} if i else {}
+            op = dg.op(name=f"s{i}", ins=ins, out=dg.Out(dict))(_dagster_body(ms))
+            nodes.append(wrap(op) if wrap else op)
+            deps[f"s{i}"] = {"up": dg.DependencyDefinition(f"s{i - 1}")} if i else {}
+        return dg.GraphDefinition(name="bench_ops", node_defs=nodes,
+                                  dependencies=deps).to_job()
 
-        ins = {"up": dg.In(dict)} if i else {}
-        bare_ops.append(dg.op(name=f"s{i}", ins=ins, out=dg.Out(dict))(body))
-        deps[f"s{i}"] = {"up": dg.DependencyDefinition(f"s{i - 1}")} if i else {}
-    bare = dg.GraphDefinition(name="bench_bare", node_defs=bare_ops,
-                              dependencies=deps).to_job()
+    bare_assets = [dg.asset(name=f"s{i}", ins={"up": dg.AssetIn(key=f"s{i - 1}")} if i
+                            else {})(_dagster_body(ms)) for i in range(steps)]
 
     def durations(result: Any) -> list[float]:
         assert result.success
@@ -228,16 +239,30 @@ def bench_dagster(steps: int, ms: float) -> None:
                 if ev.event_type_value == "STEP_SUCCESS"]
 
     with tempfile.TemporaryDirectory() as tmp:
-        wrapped = to_job(chain(steps, ms), name="bench_wrapped", home=Path(tmp) / "rel",
-                         contracts=False)
-        bare.execute_in_process()  # warm-up
-        wrapped.execute_in_process(run_config=run_config())
-        b: list[float] = []
-        w: list[float] = []
-        for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
-            b += durations(bare.execute_in_process())
-            w += durations(wrapped.execute_in_process(run_config=run_config()))
-    report("dagster execute_in_process", b, w)
+        home = Path(tmp) / "rel"
+        wrapped = to_job(chain(steps, ms), name="bench_wrapped", home=home, contracts=False)
+        assets = to_assets(chain(steps, ms), home=home, contracts=False)
+        guarded = ops(reliable(home=home, contracts=False))
+        shapes = {
+            "dagster execute_in_process (job of ops)": (
+                lambda: ops().execute_in_process(),
+                lambda: wrapped.execute_in_process(run_config=run_config())),
+            "dagster materialize (assets)": (
+                lambda: dg.materialize(bare_assets),
+                lambda: dg.materialize(assets, resources=resources(),
+                                       run_config=run_config())),
+            "dagster execute_in_process (a team's ops under @reliable)": (
+                lambda: ops().execute_in_process(), guarded.execute_in_process),
+        }
+        for name, (bare, ours) in shapes.items():
+            bare()  # warm-up
+            ours()
+            b: list[float] = []
+            w: list[float] = []
+            for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+                b += durations(bare())
+                w += durations(ours())
+            report(name, b, w)
 
 
 # -- Metaflow --------------------------------------------------------------------------------

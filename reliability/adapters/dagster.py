@@ -384,7 +384,7 @@ def reliable(decorated: Any = None, *, home: str | Path | None = None,
             raise DefinitionError(f"op {op_def.name!r} yields its outputs; @reliable wraps ops "
                                   "that return them. Fix: return the value")
         sig = inspect.signature(fn)
-        inputs = [p for p in sig.parameters if p in op_def.ins]  # not context, config...
+        inputs = list(op_def.ins)  # the step's inputs: not context, config or resources
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -399,7 +399,12 @@ def reliable(decorated: Any = None, *, home: str | Path | None = None,
             at = HostAttempt(host_run_id=str(context.run_id), step=step,
                              attempt=int(context.retry_number) + 1,
                              retries_left=int(context.retry_number) < retries)
-            given = sig.bind(*args, **kwargs).arguments
+            given: dict[str, Any] = {}
+            for name, value in sig.bind(*args, **kwargs).arguments.items():
+                if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    given.update(value)  # an op taking its inputs as **kwargs
+                else:
+                    given[name] = value
             rest = {k: v for k, v in given.items() if k not in inputs}
             try:
                 attempt = bridge.begin(at, {k: given[k] for k in inputs if k in given},
