@@ -37,10 +37,12 @@ pytestmark = [pytest.mark.metaflow, pytest.mark.integration, pytest.mark.timeout
 HERE = Path(__file__).parent
 
 HOOKS = """\
-from reliability.chaos.faults import ExceptionFault
+from reliability.chaos.faults import DataFault, ExceptionFault
 from reliability.chaos.hook import ChaosHook
 
 fault = [ChaosHook([ExceptionFault(step="transform", error="ConnectionError", attempts=[1])])]
+empty_input = [ChaosHook([DataFault(step="transform", target="input", input="frame",
+                                    corruption="empty")])]
 """
 
 # A team's flow: its own steps and artifacts (frame, scaled, report, digest). {deco[...]}
@@ -169,6 +171,21 @@ def test_fault_once_is_retried_by_metaflow_and_both_tries_are_recorded(
     assert run_id == f"small-{run.id}"
     assert attempt_rows(home, run_id, "transform")[0]["error_type"] == "ConnectionError"
     assert step_states(home, run_id) == dict.fromkeys(ARTIFACTS, "succeeded")
+
+
+def test_a_data_fault_replaces_the_artifact_the_step_reads(tmp_path: Path) -> None:
+    from reliability import Ledger
+
+    flow_file, env = _flow(tmp_path, hooks="test_hooks:empty_input")
+    status, run, output = _run(flow_file, env, {})
+    assert status == "successful", output[-4000:]
+    assert len(run["extract"].task.data.frame) == 50  # what extract set
+    assert len(run["transform"].task.data.scaled) == 0  # what transform got: no rows
+    assert run["summary"].task.data.report["rows"] == 0
+    home = tmp_path / "home"
+    with Ledger(home / "ledger.db") as led:
+        [fault] = led.events(only_run(home), "fault_injected")
+    assert (fault["step"], fault["details"]["corruption"]) == ("transform", "empty")
 
 
 def test_contract_violation_is_not_retried_and_later_steps_do_not_run(
