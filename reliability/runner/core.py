@@ -306,6 +306,8 @@ _AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEE
                                    EventKind.OUTPUT_LOST}
 
 
+_QUEUE_DEPTH = 3  # attempts queued ahead along a chain of dependent steps (``follow``)
+
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
 
 
@@ -339,6 +341,15 @@ class _Running:
     worker: str | None
 
 
+@dataclass(slots=True)
+class _Queued:
+    """An attempt queued to start on the worker of a running attempt of a step it depends
+    on, the moment that one commits (executors with ``follow``)."""
+
+    task: Task
+    worker: str | None
+
+
 class _Loop:
     """State of one execution of a run (fresh or resumed)."""
 
@@ -361,6 +372,9 @@ class _Loop:
         self.ready: deque[str] = deque()
         self.retries: list[tuple[float, str]] = []
         self.running: dict[int, _Running] = {}  # id(task) -> attempt in flight
+        self.queued: dict[int, _Queued] = {}  # id(task) of a running attempt -> what follows
+        self.following: set[str] = set()  # steps queued behind a running attempt
+        self.follow: Callable[..., bool] | None = None
         self.cancelled = False
         self.loop_done = False
         self.late_signal: int | None = None  # arrived after the last step ended
@@ -424,8 +438,9 @@ class _Loop:
             "environment": self.rec.environment})
         executor = make_executor(self.r.executor, workers=self.r.workers,
                                  scheduler=self.r.scheduler)
-        executor.start(self.pipe, self.r.hooks)
+        executor.start(self.pipe, self.r.hooks, self.r.store)
         self.executor = executor
+        self.follow = getattr(executor, "follow", None)
         if self.cancelled:
             executor.wake()
         old = _install_signals(self)
@@ -445,17 +460,22 @@ class _Loop:
                 signal.raise_signal(self.late_signal)
 
     def _loop(self, ex: Executor) -> None:
+        outcomes: list[Outcome] = []
         while True:
-            if self.cancelled:
-                self._cancel_all(ex)
-                return
-            self._dispatch(ex)
-            if not self.running and not self.ready and not self.retries:
-                return
-            for outcome in ex.wait(self._next_wake()):
-                self._on_outcome(outcome)
-            self._check_deadlines(ex)
-            self._due_retries()
+            # one ledger transaction per turn (committed early where an attempt is placed:
+            # its row is in the ledger before it can start)
+            with self.r.ledger.batch():
+                for outcome in outcomes:
+                    self._on_outcome(outcome)
+                self._check_deadlines(ex)
+                self._due_retries()
+                if self.cancelled:
+                    self._cancel_all(ex)
+                    return
+                self._dispatch(ex)
+                if not self.running and not self.ready and not self.retries:
+                    return
+            outcomes = ex.wait(self._next_wake())
 
     def _next_wake(self) -> float | None:
         times = [r.deadline for r in self.running.values() if r.deadline is not None]
@@ -468,24 +488,108 @@ class _Loop:
     def _dispatch(self, ex: Executor) -> None:
         while self.ready and ex.slots() > 0:
             self._start(ex, self.ready.popleft())
+        if self.follow is not None:
+            for run in list(self.running.values()):
+                task = run.task
+                for _ in range(_QUEUE_DEPTH):  # along a chain of dependent steps
+                    if id(task) not in self.queued and not self._queue_next(task):
+                        break
+                    task = self.queued[id(task)].task
+
+    def _queue_next(self, after: Task) -> bool:
+        """Queue a step whose last missing input is ``after``'s output behind it, on its
+        worker: it starts when ``after`` commits, without waiting for this loop.
+
+        Its attempt is in the ledger (``queued``) before it can start. If the runner dies
+        before it records the commit of ``after``, resume finds ``after`` unfinished and
+        runs both again (their objects, already in the store, are content-addressed)."""
+        step = after.step
+        child = next((c for c in self.children[step]
+                      if self.waiting.get(c) == 1 and c not in self.following), None)
+        if child is None:
+            return False
+        spec = self.pipe.steps[child]
+        attempt = self.attempt_no.get(child, 0) + 1
+        uses = tuple(p for p, s in spec.inputs.items() if s == step)
+        task = self._task(child, attempt, after=step)  # uses: filled in on the worker
+        placed: list[str | None] = []
+
+        def queue(worker: str | None) -> None:
+            self.r.ledger.queue_attempt(self.run_id, child, attempt, _pid(worker))
+            self.r.ledger.flush()
+            placed.append(worker)
+
+        assert self.follow is not None
+        if self.follow(task, after, uses, queue):
+            self.attempt_no[child] = attempt
+            self.queued[id(after)] = _Queued(task, placed[0] if placed else None)
+            self.following.add(child)
+            return True
+        if placed:
+            self.r.ledger.drop_queued_attempt(self.run_id, child, attempt)
+        return False
+
+    def _unqueue(self, q: _Queued) -> None:
+        """What followed an attempt never started: forget its attempt."""
+        task = q.task
+        then = self.queued.pop(id(task), None)
+        if then is not None:  # queued behind it: never starts either
+            self._unqueue(then)
+        self.following.discard(task.step)
+        self.r.ledger.drop_queued_attempt(self.run_id, task.step, task.attempt)
+        if self.attempt_no.get(task.step) == task.attempt:
+            self.attempt_no[task.step] = task.attempt - 1
+
+    def _started_after(self, q: _Queued, at: tuple[float, float]) -> None:
+        """The attempt queued behind one that committed has started (when the executor
+        learnt of that commit: ``at``, monotonic and wall-clock)."""
+        task = q.task
+        step = task.step
+        self.following.discard(step)
+        spec = self.pipe.steps[step]
+        self.tries[step] = self.tries.get(step, 0) + 1
+        began, wall = at
+        hashes = {p: self.outputs[s][0] for p, s in spec.inputs.items() if s in self.outputs}
+        self.r.ledger.start_attempt(self.run_id, step, task.attempt, _pid(q.worker), hashes,
+                                    queued=True, at=wall)
+        self.running[id(task)] = _Running(task, began, began + spec.timeout if spec.timeout
+                                          else None, q.worker)
+        self._emit(EventKind.STEP_STARTED, step, attempt=task.attempt, time=wall,
+                   details={"worker_pid": _pid(q.worker), "worker": q.worker,
+                            "timeout": spec.timeout})
+
+    def _kill(self, ex: Executor, run: _Running) -> None:
+        """Stop a running attempt (SIGKILL or the executor's equivalent: it cannot ignore
+        it); what was queued behind it never starts."""
+        ex.kill(run.task)
+        q = self.queued.pop(id(run.task), None)
+        if q is not None:
+            self._unqueue(q)
+
+    def _task(self, step: str, attempt: int, after: str | None = None) -> Task:
+        """An attempt's task; inputs from the step ``after`` are left blank (to be taken
+        from that step's running attempt)."""
+        inputs = {p: ("", "") if s == after else
+                  (str(self.r.store.path(self.outputs[s][0])), self.outputs[s][1])
+                  for p, s in self.pipe.steps[step].inputs.items()}
+        staging_file, scratch_dir, quarantine_file = self.r.store.attempt_paths(
+            self.run_id, step, attempt)
+        return Task(
+            run_id=self.run_id, step=step, attempt=attempt, inputs=inputs,
+            params=self.params, interval=self.interval, staging_file=staging_file,
+            quarantine_file=quarantine_file, scratch_dir=scratch_dir)
 
     def _start(self, ex: Executor, step: str) -> None:
         spec = self.pipe.steps[step]
         attempt = self.attempt_no.get(step, 0) + 1
         self.attempt_no[step] = attempt
         self.tries[step] = self.tries.get(step, 0) + 1
-        inputs = {p: (str(self.r.store.path(self.outputs[s][0])), self.outputs[s][1])
-                  for p, s in spec.inputs.items()}
-        staging_file, scratch_dir, quarantine_file = self.r.store.attempt_paths(
-            self.run_id, step, attempt)
-        task = Task(
-            run_id=self.run_id, step=step, attempt=attempt, inputs=inputs,
-            params=self.params, interval=self.interval, staging_file=staging_file,
-            quarantine_file=quarantine_file, scratch_dir=scratch_dir)
+        task = self._task(step, attempt)
         hashes = {p: self.outputs[s][0] for p, s in spec.inputs.items()}
 
         def placed(worker: str | None) -> None:  # in the ledger before the attempt starts
             self.r.ledger.start_attempt(self.run_id, step, attempt, _pid(worker), hashes)
+            self.r.ledger.flush()
 
         worker = ex.submit(task, placed)
         pid = _pid(worker)
@@ -499,8 +603,32 @@ class _Loop:
         run = self.running.pop(id(out.task), None)
         if run is None:  # killed by us (timeout, cancel): already recorded
             return
+        q = self.queued.pop(id(out.task), None)
+        if q is not None and not out.next_started:
+            self._unqueue(q)
+            q = None
+        now = time.monotonic()
+        at = min(out.at, now) if out.at is not None else now
+        ended = (at, time.time() - (now - at))  # when the executor learnt how it ended
+        self._ended(run, out, q, ended)
+        if q is None:
+            return
+        self._started_after(q, ended)
+        if not all(s in self.outputs for s in self.pipe.steps[q.task.step].upstream):
+            # its worker committed the input, but this loop could not read that result:
+            # stop it; the step runs again after its input is committed here
+            again = self.running.pop(id(q.task))
+            assert self.executor is not None
+            self._kill(self.executor, again)
+            self.tries[q.task.step] -= 1
+            self.r.ledger.end_attempt(self.run_id, q.task.step, q.task.attempt,
+                                      AttemptStatus.CANCELLED, "Cancelled",
+                                      "the attempt it followed did not commit")
+
+    def _ended(self, run: _Running, out: Outcome, q: _Queued | None,
+               when: tuple[float, float]) -> None:
         task = out.task
-        duration = time.monotonic() - run.started
+        duration = when[0] - run.started
         if out.result is None:
             if out.lost and "before it received the task" in out.lost:
                 self.tries[task.step] -= 1  # the step never ran: not a try of its budget
@@ -523,17 +651,22 @@ class _Loop:
                 ev_kind, payload = EventKind.CUSTOM, {"name": str(kind), "data": details}
             self._emit(ev_kind, task.step, attempt=task.attempt, details=payload, time=at)
         if res.ok:
-            self._commit(task, res, duration, run.worker)
+            self._commit(task, res, duration, run.worker, out.committed, when[1],
+                         q.task.step if q is not None else None)
         else:
             self._attempt_failed(task, res, duration)
 
-    def _commit(self, task: Task, res: Result, duration: float, worker: str | None) -> None:
+    def _commit(self, task: Task, res: Result, duration: float, worker: str | None,
+                committed: bool = False, at: float | None = None,
+                started: str | None = None) -> None:
+        """Record a committed output (``started``: a dependent step already running)."""
         assert res.digest is not None and res.codec is not None
-        self.r.store.commit(task.staging_file, res.digest)  # moves the staged file
+        if not committed:  # else its worker did: the object is in the store
+            self.r.store.commit(task.staging_file, res.digest)  # moves the staged file
         if res.scratch_used:
             self.r.store.discard_attempt(self.run_id, task.step, task.attempt, output=False)
         self.r.ledger.commit_step(self.run_id, task.step, task.attempt, res.digest,
-                                  res.codec, res.size)
+                                  res.codec, res.size, at=at)
         self.outputs[task.step] = (res.digest, res.codec)
         self._emit(EventKind.STEP_SUCCEEDED, task.step, attempt=task.attempt,
                    duration=duration, details={"output_hash": res.digest, "size": res.size,
@@ -541,7 +674,7 @@ class _Loop:
         for child in self.children[task.step]:
             if child in self.waiting:
                 self.waiting[child] -= 1
-                if self.waiting[child] == 0:
+                if self.waiting[child] == 0 and child != started:
                     self.ready.append(child)
 
     def _attempt_failed(self, task: Task, res: Result, duration: float) -> None:
@@ -604,7 +737,7 @@ class _Loop:
         for key, run in list(self.running.items()):
             if run.deadline is not None and now >= run.deadline:
                 del self.running[key]
-                ex.kill(run.task)  # SIGKILL (or the executor's equivalent): it cannot ignore it
+                self._kill(ex, run)
                 timeout = self.pipe.steps[run.task.step].timeout
                 self._attempt_lost(run, AttemptStatus.TIMED_OUT,
                                    f"step ran past its timeout of {timeout}s and was killed",
@@ -618,7 +751,7 @@ class _Loop:
     def _cancel_all(self, ex: Executor) -> None:
         for key, run in list(self.running.items()):
             del self.running[key]
-            ex.kill(run.task)
+            self._kill(ex, run)
             task = run.task
             self.r.store.discard_attempt(self.run_id, task.step, task.attempt)
             self.r.ledger.end_attempt(self.run_id, task.step, task.attempt,

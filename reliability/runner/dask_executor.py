@@ -18,8 +18,17 @@ task, pinned to the worker we chose (``workers=[addr]``, ``allow_other_workers=F
   starts a fresh one.
 * **Code and store reach the workers** through a worker plugin registered per run: the
   pipeline and the step hooks (cloudpickled), the runner's ``sys.path`` entries (for a
-  ``LocalCluster`` the project is importable as it is here) and the storage options of
-  object stores. Outputs go to a store every worker reaches (a shared mount or S3).
+  ``LocalCluster`` the project is importable as it is here), the run's store and the
+  storage options of object stores. Outputs go to a store every worker reaches (a shared
+  mount or S3); the worker commits an attempt's output there (content-addressed,
+  write-if-absent) before it answers, and the runner records the commit in the ledger.
+* **A dependent step starts without a round trip through the runner** (``follow``): while
+  an attempt runs, the step whose last missing input it produces is submitted with that
+  attempt's task as a Dask dependency, pinned to the same worker, so the scheduler starts it
+  the moment the input is committed; it does nothing if the input was not committed. Its
+  ledger row (``queued``) exists before it can start; the runner records it as started
+  when it learns of the commit. Results travel as scheduler events; answered tasks are
+  released in batches.
 
 Clusters and clients are kept per process (by scheduler address, or by worker count for a
 ``LocalCluster``) and reused by later runs -- backfills and scheduled runs do not pay the
@@ -38,6 +47,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -51,7 +61,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 from reliability.errors import ConfigError
 from reliability.pipeline import Pipeline, StepHook
 from reliability.runner.executor import Outcome
-from reliability.runner.store import remote_options, set_remote_options
+from reliability.runner.store import Store, open_store, remote_options, set_remote_options
 from reliability.runner.worker import Result, Task, run_task
 
 __all__ = ["DaskExecutor", "close_clusters"]
@@ -60,6 +70,15 @@ _log = logging.getLogger("reliability.dask")
 _KEY_PREFIX = "reliability-attempt"
 _RESULTS = "reliability-results"  # the scheduler event topic results travel on
 _SEND_INTERVAL = 0.002  # seconds between the client's batches to the scheduler
+# Answered attempts' tasks are released in batches: each release makes the scheduler send
+# ``free-keys`` to a worker, and the next task for that worker then waits out the stream's
+# send interval (5 ms) -- once per batch instead of once per step of a chain.
+_RELEASE_EVERY = 64  # answered attempts
+_RELEASE_AFTER = 0.25  # seconds
+# A task that ends without its result (Dask gave up on it outside the step wrapper, or the
+# scheduler dropped it) is found by a look at the futures this often, not by a callback per
+# attempt (a thread hop for every step).
+_CHECK_EVERY = 0.5  # seconds
 
 
 # -- on the workers -----------------------------------------------------------------------
@@ -71,34 +90,47 @@ class _RunPlugin(WorkerPlugin):
         self.paths = list(paths)
         self.pipeline: Pipeline | None = None
         self.hooks: list[StepHook] = []
-
+        self.store: Store | None = None
         self.error: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"payload": self.payload, "paths": self.paths, "pipeline": None, "hooks": [],
-                "error": None}
+                "store": None, "error": None}
 
     def setup(self, worker: Any) -> None:
         for p in reversed(self.paths):  # the runner's import path, where it exists here
             if p not in sys.path and os.path.isdir(p):
                 sys.path.insert(0, p)
         try:
-            self.pipeline, hooks, remotes = cloudpickle.loads(self.payload)
+            self.pipeline, hooks, remotes, store = cloudpickle.loads(self.payload)
+            self.hooks = list(hooks)
+            set_remote_options(remotes)
+            self.store = open_store(store) if store is not None else None
         except Exception as exc:  # reported by each attempt, which fails without retries
+            self.pipeline = None
             self.error = f"{type(exc).__name__}: {exc}"
-            return
-        self.hooks = list(hooks)
-        set_remote_options(remotes)
 
 
-def _attempt(plugin: str, key: str, task: Task) -> None:
+_Output = tuple[bool, str, str]  # what an attempt's task returns: (ok, location, codec)
+
+
+def _attempt(plugin: str, key: str, task: Task, after: _Output | None = None,
+             uses: Sequence[str] = ()) -> _Output:
     """One attempt, in a Dask worker: the step wrapper every executor runs.
 
+    The output is committed into the store here, so a step queued to follow this one
+    (``after`` is what this task returns; ``uses`` the inputs it gives) reads it at once.
     The result travels as a scheduler event (ahead of the task's completion, on the same
     stream), so the runner needs no second round trip to fetch it.
     """
+    if after is not None:  # queued to follow an attempt of a step it depends on
+        if not after[0]:
+            return False, "", ""  # that attempt did not succeed: this one never starts
+        for param in uses:
+            task.inputs[param] = (after[1], after[2])
     worker = get_worker()
     state = worker.plugins.get(plugin)
+    committed, location = False, ""
     if not isinstance(state, _RunPlugin) or state.pipeline is None:
         why = state.error if isinstance(state, _RunPlugin) else "the run's plugin is missing"
         res = Result(ok=False, error_type="DefinitionError", retryable=False, error=(
@@ -107,7 +139,16 @@ def _attempt(plugin: str, key: str, task: Task) -> None:
             "workers, or share the project directory on the same path"))
     else:
         res = run_task(state.pipeline, state.hooks, task)
-    worker.log_event(_RESULTS, {"key": key, "result": _dumps(res)})
+        store = state.store
+        if res.ok and store is not None and res.digest is not None:
+            try:
+                store.commit(task.staging_file, res.digest)
+                committed, location = True, store.location(res.digest)
+            except Exception as exc:  # the store, not the step: no retry fixes it
+                res = Result(ok=False, error_type=type(exc).__name__, retryable=False,
+                             error=f"{exc}", events=res.events, scratch_used=res.scratch_used)
+    worker.log_event(_RESULTS, {"key": key, "committed": committed, "result": _dumps(res)})
+    return committed, location, res.codec or ""
 
 
 def _dumps(res: Result) -> bytes:
@@ -180,7 +221,7 @@ class _Connection:
         with self.lock:
             listeners = list(self.executors)
         for ex in listeners:
-            if ex._result(key, msg.get("result")):
+            if ex._result(key, msg):
                 return
 
     def refresh(self, addrs: Sequence[str] | None = None) -> None:
@@ -288,6 +329,7 @@ class _Attempt:
     future: Any
     worker: str  # the Dask worker address
     wid: str  # what the ledger records: the pid (a worker on this machine) or the address
+    uses: tuple[str, ...] = ()  # queued to follow another: its inputs from that one
 
 
 class DaskExecutor:
@@ -303,20 +345,28 @@ class DaskExecutor:
         self._plugin = ""
         self._lock = threading.Lock()
         self._active: dict[str, _Attempt] = {}  # key -> attempt
+        self._followers: dict[str, _Attempt] = {}  # key of an attempt -> the one queued after it
+        self._queued: dict[str, _Attempt] = {}  # key -> a follower that has not started
+        self._store = False  # workers commit outputs into the run's store
         self._keys: dict[int, str] = {}  # id(task) -> key
         self._deaths: dict[str, int] = {}  # step -> workers lost running it (this run)
         self._outcomes: deque[Outcome] = deque()
         self._rfd, self._wfd = -1, -1
+        self._spent: list[Any] = []  # futures of answered attempts, not yet released
+        self._released = self._checked = time.monotonic()
 
     # -- protocol -------------------------------------------------------------------------
-    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook]) -> None:
+    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook],
+              store: Store | None = None) -> None:
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._wfd, False)
         os.set_blocking(self._rfd, False)
         conn = _connect(self.scheduler, self.workers)
         self._conn = conn
         conn.client.wait_for_workers(1, timeout=120)  # the others may still be restarting
-        payload = cloudpickle.dumps((pipeline, list(hooks), remote_options()))
+        self._store = store is not None
+        payload = cloudpickle.dumps((pipeline, list(hooks), remote_options(),
+                                     store.spec() if store is not None else None))
         self._plugin = f"{_KEY_PREFIX}-{uuid.uuid4().hex[:12]}"
         conn.client.register_plugin(_RunPlugin(payload, sys.path), name=self._plugin)
         with conn.lock:
@@ -353,17 +403,60 @@ class DaskExecutor:
             answered = key not in self._active
         if answered:  # its result or its worker's death came first: already reported
             future.release()
-        else:
-            future.add_done_callback(self._done)
+        self._maybe_release()
         return wid
+
+    def follow(self, task: Task, after: Task, uses: Sequence[str],
+               placed: Callable[[str | None], None]) -> bool:
+        """Queue ``task`` on the worker running ``after``: Dask starts it the moment
+        ``after`` ends (its result is a dependency of the task), with no round trip through
+        the runner -- if ``after`` committed its output, which the inputs ``uses`` read."""
+        conn = self._connection()
+        with self._lock:
+            prev = self._keys.get(id(after))
+            pred = (self._active.get(prev) or self._queued.get(prev)) if prev else None
+            if (not self._store or pred is None or pred.future is None
+                    or prev in self._followers):
+                return False
+        with conn.lock:
+            info = conn.workers.get(pred.worker)
+        if info is None:
+            return False
+        wid = str(info.pid) if info.pid and self._is_local(info) else pred.worker
+        placed(wid)  # in the ledger before it can start
+        key = f"{self._plugin}-{task.step}-{task.attempt}-{uuid.uuid4().hex[:8]}"
+        att = _Attempt(task, key, None, pred.worker, wid, tuple(uses))
+        with self._lock:  # registered before it can start: the answer of `after` sees it
+            if pred.key not in self._active and pred.key not in self._queued:
+                return False  # `after` ended meanwhile: dispatch it as usual
+            self._followers[pred.key] = att
+            self._queued[key] = att
+            self._keys[id(task)] = key
+        future = conn.client.submit(_attempt, self._plugin, key, task, pred.future,
+                                    tuple(uses), key=key, workers=[pred.worker],
+                                    allow_other_workers=False, pure=False, retries=0)
+        with self._lock:
+            att.future = future
+            dropped = key not in self._active and key not in self._queued
+        if dropped:  # `after` failed, was lost or killed before this returned
+            future.release()
+        self._maybe_release()
+        return True
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         if not self._outcomes:
+            if self._active:  # look at the futures now and then (see _check_futures)
+                left = max(0.0, self._checked + _CHECK_EVERY - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
             with contextlib.suppress(InterruptedError):
-                select.select([self._rfd], [], [], timeout)
+                ready, _, _ = select.select([self._rfd], [], [], timeout)
+            if not ready and self._spent:  # idle: a good moment to release
+                self._release_spent()
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._rfd, 4096):
                 pass
+        if time.monotonic() - self._checked >= _CHECK_EVERY:
+            self._check_futures()
         out: list[Outcome] = []
         while self._outcomes:
             out.append(self._outcomes.popleft())
@@ -376,6 +469,7 @@ class DaskExecutor:
             att = self._active.pop(key, None) if key else None
             if att is not None:
                 _release_slot(conn, att.worker)
+                self._drop_follower(att.key)
         if att is None:
             return
         _release(att)
@@ -392,8 +486,12 @@ class DaskExecutor:
         for att in left:
             if not graceful:
                 self.kill(att.task)
-            elif self._take(att.key) is not None:
+            elif self._take(att.key)[0] is not None:
                 _release(att)
+        with self._lock:
+            for key in list(self._followers):
+                self._drop_follower(key)
+        self._release_spent()
         conn = self._conn
         if conn is not None:
             with conn.lock:
@@ -421,49 +519,97 @@ class DaskExecutor:
         self._outcomes.append(outcome)
         self.wake()
 
-    def _take(self, key: str) -> _Attempt | None:
+    def _take(self, key: str, committed: bool | None = None
+              ) -> tuple[_Attempt | None, bool]:
+        """Take an attempt that ended; ``committed`` (for one that answered) starts the
+        attempt queued to follow it, which then holds its worker thread. Returns the
+        attempt and whether its follower started."""
         conn = self._conn
         if conn is None:  # a late callback after the run ended: nothing is waiting for it
-            return None
+            return None, False
         with conn.lock, self._lock:
             att = self._active.pop(key, None)
-            if att is not None:
-                self._keys.pop(id(att.task), None)
+            if att is None:
+                return None, False
+            self._keys.pop(id(att.task), None)
+            nxt = self._followers.get(key)
+            started = bool(committed) and nxt is not None
+            if started and nxt is not None:
+                del self._followers[key]
+                del self._queued[nxt.key]
+                self._active[nxt.key] = nxt
+            else:
                 _release_slot(conn, att.worker)
-            return att
+                self._drop_follower(key)
+            return att, started
 
-    def _result(self, key: str, blob: Any) -> bool:
+    def _drop_follower(self, key: str) -> None:
+        """Forget the attempt queued after ``key`` (call with ``self._lock`` held): it never
+        starts (its task runs nothing, or sits pinned to a dead worker until released)."""
+        nxt = self._followers.pop(key, None)
+        if nxt is not None:
+            self._queued.pop(nxt.key, None)
+            self._keys.pop(id(nxt.task), None)
+            if nxt.future is not None:  # else follow() releases it
+                self._spent.append(nxt.future)
+            self._drop_follower(nxt.key)  # and what was queued behind it
+
+    def _result(self, key: str, msg: dict[str, Any]) -> bool:
         """The result event of one of our attempts (on the client's event loop)."""
         if not key.startswith(f"{self._plugin}-"):
             return False
-        att = self._take(key)
-        if att is None:
-            return True  # killed or lost: already reported
-        _release(att)
+        at = time.monotonic()
+        committed = bool(msg.get("committed"))
         try:
-            res = pickle.loads(blob)
+            res = pickle.loads(msg["result"])
         except Exception as exc:
             res = Result(ok=False, error_type=type(exc).__name__,
                          error=f"the attempt's result could not be read: {exc}")
-        self._post(Outcome(att.task, result=res, worker=att.wid))
+            committed = False
+        att, started = self._take(key, committed)
+        if att is None:
+            return True  # killed or lost: already reported
+        if att.future is not None:  # else submit() releases it
+            with self._lock:
+                self._spent.append(att.future)
+        self._post(Outcome(att.task, result=res, worker=att.wid, committed=committed,
+                           next_started=started, at=at))
         return True
 
-    def _done(self, future: Any) -> None:
-        """A task ended without its result event (on the client's callback thread): Dask
-        gave up on it (an error outside the step wrapper) or dropped it."""
-        if future.status == "finished":
-            return  # its result event came first (same stream, in order)
-        att = self._take(future.key)
-        if att is None:
-            return  # killed, lost or answered: already reported
-        exc = None
-        with contextlib.suppress(Exception):
-            exc = future.exception(timeout=5) if future.status == "error" else None
-        future.release()
-        reason = (f"Dask gave up on the attempt on worker {att.worker}: "
-                  f"{type(exc).__name__}: {exc}" if exc is not None else
-                  f"the Dask scheduler dropped the attempt on worker {att.worker}")
-        self._post(Outcome(att.task, lost=reason, worker=att.wid))
+    def _maybe_release(self) -> None:
+        if len(self._spent) >= _RELEASE_EVERY or (
+                self._spent and time.monotonic() - self._released >= _RELEASE_AFTER):
+            self._release_spent()
+
+    def _release_spent(self) -> None:
+        """Release the tasks of answered attempts (their results came as events)."""
+        with self._lock:
+            spent, self._spent = self._spent, []
+        self._released = time.monotonic()
+        for future in spent:
+            with contextlib.suppress(Exception):
+                future.release()
+
+    def _check_futures(self) -> None:
+        """Report attempts whose task ended without a result event: Dask gave up on it (an
+        error outside the step wrapper) or the scheduler dropped it. A finished task's
+        result event came first (same streams, in order)."""
+        self._checked = time.monotonic()
+        with self._lock:
+            ended = [a for a in self._active.values() if a.future is not None
+                     and a.future.status in ("error", "cancelled", "lost")]
+        for att in ended:
+            if self._take(att.key)[0] is None:
+                continue  # answered, killed or lost meanwhile: already reported
+            future = att.future
+            exc = None
+            with contextlib.suppress(Exception):
+                exc = future.exception(timeout=5) if future.status == "error" else None
+            future.release()
+            reason = (f"Dask gave up on the attempt on worker {att.worker}: "
+                      f"{type(exc).__name__}: {exc}" if exc is not None else
+                      f"the Dask scheduler dropped the attempt on worker {att.worker}")
+            self._post(Outcome(att.task, lost=reason, worker=att.wid))
 
     def _worker_gone(self, addr: str, info: _WorkerInfo | None, processing: set[str],
                      stimulus: str) -> None:
@@ -474,6 +620,7 @@ class DaskExecutor:
             for att in gone:
                 del self._active[att.key]
                 self._keys.pop(id(att.task), None)
+                self._drop_follower(att.key)
         cause = stimulus.rsplit("-", 1)[0] if stimulus else "remove-worker"
         pid = f" (pid {info.pid})" if info is not None and info.pid else ""
         for att in gone:

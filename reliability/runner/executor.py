@@ -17,6 +17,15 @@ conformance suite in ``tests/conformance`` unchanged.
         def kill(self, task): ...          # stop a running attempt now; no Outcome follows
         def wake(self): ...                # thread- and signal-safe
         def shutdown(self, graceful): ...
+
+``start`` also receives the run's store. An executor may also offer
+``follow(task, after, uses, placed) -> bool``: queue ``task`` on the worker running the
+attempt ``after``, to start the moment ``after`` ends, with the inputs named in ``uses``
+taken from ``after``'s output (it starts only if ``after`` succeeded; its body never runs
+otherwise). ``placed`` is called before it can start; False means not queued. The Outcome
+of ``after`` says whether it started (``next_started``). When ``after`` is killed, what
+follows it is dropped without an Outcome. A dependent step then starts without waiting for
+the runner to see its input's commit; the runner records that commit right after.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from typing import Protocol, runtime_checkable
 
 from reliability.pipeline import Pipeline, StepHook
 from reliability.runner.pool import Worker, WorkerPool
+from reliability.runner.store import Store
 from reliability.runner.worker import Result, Task
 
 __all__ = ["Executor", "LocalExecutor", "Outcome", "make_executor"]
@@ -44,13 +54,17 @@ class Outcome:
     result: Result | None = None
     lost: str | None = None
     worker: str | None = None
+    committed: bool = False  # the output is in the store already (the worker committed it)
+    next_started: bool = False  # the attempt queued to follow this one has started
+    at: float | None = None  # time.monotonic() when the executor learnt how it ended
 
 
 @runtime_checkable
 class Executor(Protocol):
     name: str
 
-    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook]) -> None: ...
+    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook],
+              store: Store | None = None) -> None: ...
 
     def slots(self) -> int: ...
 
@@ -80,7 +94,8 @@ class LocalExecutor:
         self._wfd: int | None = None
         self._lost_now: list[Outcome] = []  # found at submit: reported by the next wait()
 
-    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook]) -> None:
+    def start(self, pipeline: Pipeline, hooks: Sequence[StepHook],
+              store: Store | None = None) -> None:
         self.pool = WorkerPool(pipeline, hooks, self.size)
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._wfd, False)

@@ -239,6 +239,7 @@ class Ledger:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._batched = 0  # depth of batch() in the thread holding _lock
         self._last_checkpoint = time.monotonic()
         if self.path.is_dir():
             raise LedgerError(f"{self.path}: is a directory, not a run ledger. Fix: move it "
@@ -374,6 +375,18 @@ class Ledger:
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._guard("write"):
+            if self._batched:  # a savepoint in the batch's transaction
+                if not self.db.in_transaction:
+                    self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("SAVEPOINT tx")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.execute("ROLLBACK TO tx")
+                    raise
+                finally:
+                    self.db.execute("RELEASE tx")
+                return
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -384,8 +397,30 @@ class Ledger:
                 raise
         self._maybe_checkpoint()
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes of this thread in one transaction, committed by :meth:`flush` or at the
+        end (also when an error ends it: what was written happened). Other threads wait."""
+        with self._lock:
+            self._batched += 1
+            try:
+                yield
+            finally:
+                self._batched -= 1
+                if not self._batched:
+                    self.flush()
+
+    def flush(self) -> None:
+        """Commit what a :meth:`batch` wrote so far."""
+        with self._lock, self._guard("write"):
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+            self._maybe_checkpoint()
+
     def _write(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
         with self._lock, self._guard("write"):
+            if self._batched and not self.db.in_transaction:
+                self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(sql, args)
         self._maybe_checkpoint()
         return cur
@@ -400,8 +435,10 @@ class Ledger:
         now = time.monotonic()
         if not force and now - self._last_checkpoint < self.CHECKPOINT_EVERY:
             return
-        self._last_checkpoint = now
         with self._lock, contextlib.suppress(sqlite3.Error):
+            if self.db.in_transaction:  # a batch goes on: at its next flush
+                return
+            self._last_checkpoint = now
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- runs -------------------------------------------------------------------------
@@ -570,17 +607,39 @@ class Ledger:
         return [dict(r) for r in rows]
 
     def start_attempt(self, run_id: str, step: str, attempt: int, worker_pid: int | None,
-                      input_hashes: Mapping[str, str]) -> None:
-        now = time.time()
+                      input_hashes: Mapping[str, str], *, queued: bool = False,
+                      at: float | None = None) -> None:
+        """An attempt starts (``queued``: the one :meth:`queue_attempt` recorded; ``at``:
+        when it started, if that was before now)."""
+        now = time.time() if at is None else at
         with self.tx() as db:
-            db.execute(
-                "INSERT INTO attempts (run_id, step, attempt, status, worker_pid,"
-                " started_at) VALUES (?,?,?,?,?,?)",
-                (run_id, step, attempt, "running", worker_pid, now))
+            if queued:
+                db.execute(
+                    "UPDATE attempts SET status='running', worker_pid=?, started_at=? WHERE"
+                    " run_id=? AND step=? AND attempt=?",
+                    (worker_pid, now, run_id, step, attempt))
+            else:
+                db.execute(
+                    "INSERT INTO attempts (run_id, step, attempt, status, worker_pid,"
+                    " started_at) VALUES (?,?,?,?,?,?)",
+                    (run_id, step, attempt, "running", worker_pid, now))
             db.execute(
                 "UPDATE steps SET status='running', attempts=?, input_hashes=?,"
                 " started_at=COALESCE(started_at,?) WHERE run_id=? AND step=?",
                 (attempt, json.dumps(dict(input_hashes), sort_keys=True), now, run_id, step))
+
+    def queue_attempt(self, run_id: str, step: str, attempt: int, worker_pid: int | None
+                      ) -> None:
+        """An attempt queued behind another on its worker (status ``queued``): its number
+        is taken before it can start, so a resumed run never reuses it."""
+        self._write(
+            "INSERT INTO attempts (run_id, step, attempt, status, worker_pid, started_at)"
+            " VALUES (?,?,?,?,?,?)", (run_id, step, attempt, "queued", worker_pid, time.time()))
+
+    def drop_queued_attempt(self, run_id: str, step: str, attempt: int) -> None:
+        """Forget a queued attempt that never started (what it followed did not succeed)."""
+        self._write("DELETE FROM attempts WHERE run_id=? AND step=? AND attempt=? AND"
+                    " status='queued'", (run_id, step, attempt))
 
     def end_attempt(self, run_id: str, step: str, attempt: int, status: str,
                     error_type: str | None = None, error: str | None = None,
@@ -591,14 +650,15 @@ class Ledger:
             (status, time.time(), error_type, error, traceback, run_id, step, attempt))
 
     def commit_step(self, run_id: str, step: str, attempt: int, digest: str, codec: str,
-                    size: int) -> None:
-        """Record a committed output and the attempt's success in one transaction.
+                    size: int, *, at: float | None = None) -> None:
+        """Record a committed output and the attempt's success in one transaction (``at``:
+        when the attempt ended, if that was before now).
 
         One commit row per step, ever: committing the same bytes again (a resumed run
         re-creating an object that vanished from the store) keeps the first row; other
         bytes raise :class:`LedgerError`.
         """
-        now = time.time()
+        now = time.time() if at is None else at
         with self.tx() as db:
             added = db.execute("INSERT OR IGNORE INTO commits VALUES (?,?,?,?)",
                                (run_id, step, digest, now)).rowcount
@@ -644,7 +704,8 @@ class Ledger:
         """Mark attempts a dead runner left 'running' as lost; return how many."""
         cur = self._write(
             "UPDATE attempts SET status='lost', ended_at=?, error_type='RunnerLost', error=?"
-            " WHERE run_id=? AND status='running'", (time.time(), reason, run_id))
+            " WHERE run_id=? AND status IN ('running', 'queued')",
+            (time.time(), reason, run_id))
         return cur.rowcount
 
     # -- runs driven by another orchestrator ------------------------------------------
