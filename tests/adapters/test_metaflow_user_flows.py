@@ -132,15 +132,16 @@ def _flow(tmp_path: Path, *, hooks: str | None = None, mutator: bool = False
     (tmp_path / "reliability.yaml").write_text("contracts: contracts\n")
     (tmp_path / "test_hooks.py").write_text(HOOKS)
     options = {"pipeline": "small", "home": str(tmp_path / "home"), "hooks": hooks}
-    if mutator:
+    deco = {s: f"    @reliable_step(inputs={i!r}, output={o!r}, **OPTIONS)"
+            for s, (i, o) in ARTIFACTS.items()}
+    flow_deco = ""
+    if mutator:  # every step from @reliable, but summary keeps its own @reliable_step,
+        # which must win over the mutator's (wrong) output for it
         flow_deco = ("@reliable(steps=list(ARTIFACTS), **OPTIONS,\n"
                      "          inputs={s: i for s, (i, _) in ARTIFACTS.items()},\n"
-                     "          outputs={s: o for s, (_, o) in ARTIFACTS.items()})")
-        deco = dict.fromkeys(ARTIFACTS, "")
-    else:
-        flow_deco = ""
-        deco = {s: f"    @reliable_step(inputs={i!r}, output={o!r}, **OPTIONS)"
-                for s, (i, o) in ARTIFACTS.items()}
+                     "          outputs={**{s: o for s, (_, o) in ARTIFACTS.items()},\n"
+                     "                   'summary': 'scaled'})")
+        deco = {s: (d if s == "summary" else "") for s, d in deco.items()}
     source = FLOW.format(options=repr(options), flow_deco=flow_deco, deco=deco)
     flow_file = tmp_path / "shop_flow.py"
     flow_file.write_text(source.replace("\nOPTIONS = ", f"\nARTIFACTS = {ARTIFACTS!r}\n"
@@ -232,6 +233,8 @@ def test_sigkill_of_a_task_process_is_recorded_lost_and_retried(tmp_path: Path) 
 
 
 def test_flow_mutator_records_every_step_with_our_runners_digests(tmp_path: Path) -> None:
+    """``@reliable`` on the class decorates every step; a step's own ``@reliable_step``
+    (summary's) wins: its recorded output is ``report``, not the mutator's ``scaled``."""
     from reliability.runner.store import encode
 
     flow_file, env = _flow(tmp_path, mutator=True)
