@@ -184,8 +184,8 @@ class StepStopped(Exception):
 
 def start_hook() -> None:
     """ZenML's ``on_start`` of a wrapped step (each try): opens the step's bridge (ledger,
-    store, contracts, hooks; once per process) before the body's clock starts, then runs the
-    step's own ``on_start``."""
+    store, contracts, hooks; once per process) as the try starts, then runs the step's own
+    ``on_start``."""
     opts = _options()
     if opts is not None:
         _bridge(opts)[0].session()

@@ -38,10 +38,17 @@ pytestmark = [pytest.mark.zenml, pytest.mark.integration, pytest.mark.timeout(60
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 
-@pytest.fixture(scope="module", autouse=True)
+_CONFIG_PATH: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
 def zenml_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """ZenML's global configuration and local store under a temporary directory."""
-    settings = {"ZENML_CONFIG_PATH": str(tmp_path_factory.mktemp("zenml_config")),
+    """ZenML's global configuration and local store under a temporary directory, one for
+    the session (ZenML reads its configuration once per process; every module using this
+    fixture gets the same directory)."""
+    if not _CONFIG_PATH:
+        _CONFIG_PATH.append(tmp_path_factory.mktemp("zenml_config"))
+    settings = {"ZENML_CONFIG_PATH": str(_CONFIG_PATH[0]),
                 "ZENML_ANALYTICS_OPT_IN": "false", "ZENML_LOGGING_VERBOSITY": "WARN",
                 "ZENML_ENABLE_RICH_TRACEBACK": "false"}
     saved = {k: os.environ.get(k) for k in settings}
@@ -138,32 +145,40 @@ StepEntrypointConfiguration(arguments=args[2:]).run()  # past --entrypoint_confi
 """
 
 
-def test_each_step_in_a_fresh_process_rebuilds_its_bridge(tmp_path: Path) -> None:
-    """Every step of the run through ZenML's own step entrypoint, each in a new process
-    (as orchestrators that start a process or container per step run it): the step
-    rebuilds its bridge from the pipeline's reference and options."""
+def run_in_step_processes(pipe: Any, steps: list[str], tmp_path: Path) -> list[int]:
+    """Run ``pipe``'s ``steps`` in order through ZenML's own step entrypoint, each in a new
+    process (as orchestrators that start a process or container per step run them), as one
+    ZenML run of a snapshot built here. Returns the processes' pids."""
     import subprocess
     import sys
 
-    home = tmp_path / "home"
-    pipe = _pipeline(home, "host_pipelines:small").with_options(parameters={"params": {}})
-    snapshot = pipe.create_snapshot(name=f"fresh-processes-{tmp_path.name}")
+    snapshot = pipe.create_snapshot(name=f"step-processes-{tmp_path.name}")
     script = tmp_path / "step_process.py"
     script.write_text(STEP_PROCESS)
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(here), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    for step in hp.small.validate():
-        done = subprocess.run([sys.executable, str(script), str(snapshot.id), step,
-                               f"fresh-{tmp_path.name}"], check=False, env=env,
-                              capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
+        [str(here), str(here.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    pids = []
+    for step in steps:
+        proc = subprocess.Popen([sys.executable, str(script), str(snapshot.id), step,
+                                 f"step-processes-{tmp_path.name}"], env=env, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        pids.append(proc.pid)
+    return pids
+
+
+def test_each_step_in_a_fresh_process_rebuilds_its_bridge(tmp_path: Path) -> None:
+    """The step rebuilds its bridge from the pipeline's reference and options in a process
+    where the pipeline was never built."""
+    home = tmp_path / "home"
+    pipe = _pipeline(home, "host_pipelines:small").with_options(parameters={"params": {}})
+    order = hp.small.validate()
+    pids = run_in_step_processes(pipe, order, tmp_path)
     run_id = only_run(home)
-    pids = {s: {a["worker_pid"] for a in attempt_rows(home, run_id, s)}
-            for s in hp.small.steps}
-    assert all(len(p) == 1 and os.getpid() not in p for p in pids.values())
-    assert len(set().union(*pids.values())) == len(hp.small.steps)  # one process each
+    assert {s: [a["worker_pid"] for a in attempt_rows(home, run_id, s)] for s in order} == {
+        s: [pid] for s, pid in zip(order, pids, strict=True)}  # each in its own process
     assert outputs(home, run_id) == runner_outputs(hp.small, tmp_path / "ours", {})
 
 

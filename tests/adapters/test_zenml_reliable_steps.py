@@ -27,10 +27,11 @@ from ledger_checks import (  # noqa: E402
     outputs,
     run_status,
 )
-from test_zenml import zenml_config  # noqa: E402,F401  (ZenML's config in a temp dir)
+from test_zenml import run_in_step_processes, zenml_config  # noqa: E402,F401
 from zenml import pipeline, step  # noqa: E402
 from zenml.config.retry_config import StepRetryConfig  # noqa: E402
 
+from reliability.adapters.zenml import reliable  # noqa: E402
 from reliability.chaos.faults import ExceptionFault  # noqa: E402
 from reliability.chaos.hook import ChaosHook  # noqa: E402
 
@@ -92,6 +93,13 @@ def report(summary: dict[str, float], trace: str) -> str:
     return f"{summary['rows']:.0f} rows, total {summary['total']}"
 
 
+@reliable(pipeline="team_etl", hooks=f"{__name__}:CLEAN_FAILS_ONCE")  # the name is rebound
+@step(retry=RETRY, enable_cache=False)
+def publish(summary: dict[str, float], trace: str) -> str:
+    _trace(trace, "publish")
+    return f"published {summary['rows']:.0f} rows"
+
+
 CONTRACT = """\
 pipeline: team_etl
 step: load
@@ -105,8 +113,6 @@ schema:
 
 def team_pipeline(**options: Any) -> Any:
     """The team's pipeline of its own steps, each wrapped by ``reliable``."""
-    from reliability.adapters.zenml import reliable
-
     g_load, g_clean, g_report = (reliable(s, pipeline="team_etl", **options)
                                  for s in (load, clean, report))
 
@@ -213,6 +219,34 @@ def test_a_try_without_a_result_is_closed_by_on_end_and_the_teams_hook_still_run
     # ZenML's on_end fired per try: ours closed the first, the team's ran after it
     assert [b for b in _trace_lines(project) if b.startswith(("report", "on_end"))] == [
         "report", "on_end:SystemExit", "report", "on_end:NoneType"]
+
+
+def test_wrapped_steps_run_through_our_hooks_in_a_process_per_step(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZenML loads a wrapped step by its source in a process that never built it (one
+    wrapped by a call, one whose module name was rebound by ``@reliable``): our hooks, the
+    ledger and the options from the step's configuration are there."""
+    home = project / "home"
+    monkeypatch.setenv("RELIABILITY_HOME", str(home))  # publish's home (no home= given)
+    trace = str(project / "trace")
+    g_load, g_clean = (reliable(s, pipeline="team_etl", home=home,
+                                hooks=f"{__name__}:CLEAN_FAILS_ONCE") for s in (load, clean))
+
+    @pipeline(name="team_etl", enable_cache=False)
+    def team_etl() -> None:
+        publish(g_clean(g_load(n=20, bad=False, trace=trace), trace=trace), trace=trace)
+
+    steps = ["load", "clean", "publish"]
+    pids = dict(zip(steps, run_in_step_processes(team_etl, steps, project), strict=True))
+    run_id = only_run(home)
+    rows = {s: [(a["attempt"], a["status"], a["worker_pid"]) for a in
+                attempt_rows(home, run_id, s)] for s in steps}
+    assert rows == {"load": [(1, "succeeded", pids["load"])],
+                    "clean": [(1, "failed", pids["clean"]),  # the hooks from the reference
+                              (2, "succeeded", pids["clean"])],
+                    "publish": [(1, "succeeded", pids["publish"])]}
+    assert os.getpid() not in pids.values()
+    assert _bodies(project) == ["load", "clean", "publish"]
 
 
 def test_a_sigkill_of_the_pipeline_process_ends_the_run_the_ledger_keeps_the_try(
