@@ -10,11 +10,13 @@
 A chain of ``--steps`` tasks, each doing ``--work-ms`` of CPU work and returning a small
 dict, runs twice under the orchestrator: as bare ``@task`` functions handing each other
 their values (XCom / task results), and as a pipeline through our adapter (ledger, store,
-events, SLA monitor and metrics around every task; digests handed on). Each task's duration
-is the orchestrator's own record (Airflow task instance start/end, Prefect task run start/end,
-Dagster's step duration, Metaflow's task creation to its last metadata: a whole task process,
-ZenML's step run start/end; for KFP's local runner, which records no task times, a whole
-run's wall time divided by its tasks).
+events, SLA checks and runbooks around every task; digests handed on). For the hosts that
+start a process per task (Metaflow, KFP) that includes importing this project and opening
+the bridge's session in every task; the bare tasks import only the benchmark module. Each
+task's duration is the orchestrator's own record (Airflow task instance start/end, Prefect
+task run start/end, Dagster's step duration, Metaflow's task creation to its last metadata:
+a whole task process, ZenML's step run start/end; for KFP's local runner, which records no
+task times, a whole run's wall time divided by its tasks).
 Target: wrapper overhead <= 10% of the bare task's time, or <= 2 ms per task.
 One warm-up run of each shape, then three measured runs of each, interleaved; medians over
 all their tasks.
@@ -64,7 +66,7 @@ def chain(steps: int, ms: float) -> Any:
 
 def wrapper_alone(steps: int) -> None:
     """The step wrapper without a host: ``run_step`` per step (ledger, store, events, SLA
-    monitor) around a step doing no work, measured in this process."""
+    checks) around a step doing no work, measured in this process."""
     from reliability.adapters import HostAttempt, StepBridge
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +81,7 @@ def wrapper_alone(steps: int) -> None:
             cost.append(time.perf_counter() - t0)
         bridge.close()
     print(f"step wrapper alone: {statistics.median(cost) * 1000:.2f} ms per step "
-          f"(median of {n}; ledger, store, events and SLA monitor included)")
+          f"(median of {n}; ledger, store, events and SLA checks included)")
 
 
 def report(host: str, bare: list[float], wrapped: list[float]) -> None:
@@ -441,6 +443,9 @@ def main() -> None:
     ap.add_argument("--work-ms", type=float, default=50.0)
     args = ap.parse_args()
     t0 = time.perf_counter()
+    print(f"python {sys.version.split()[0]}; bytecode: "
+          + ("not written (PYTHONDONTWRITEBYTECODE): every task process compiles the modules "
+             "it imports that have no .pyc" if sys.flags.dont_write_bytecode else "cached"))
     wrapper_alone(args.steps)
     {"airflow": bench_airflow, "prefect": bench_prefect, "dagster": bench_dagster,
      "metaflow": bench_metaflow, "zenml": bench_zenml, "kfp": bench_kfp}[args.host](

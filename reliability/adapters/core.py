@@ -5,8 +5,12 @@ Airflow DAG, a Prefect flow, ...), one host task per step, and makes each host t
 :meth:`StepBridge.run_step` once. The bridge does what our own runner does around an
 attempt, in the process the host runs the task in:
 
-* opens the home's ledger and artifact store and the run's hooks (contracts, chaos) and
-  subscribers (metrics, SLA monitor, runbooks), once per process;
+* opens the home's ledger and artifact store, the run's hooks (contracts, chaos) and a
+  :class:`~reliability.adapters._watch.TaskWatch` (step SLAs, runbooks), once per
+  process -- cheaply, as hosts such as KFP and Metaflow start a process per task: what
+  the project file, contracts and SLA file say is cached in the home
+  (:mod:`reliability.adapters._settings`), heavy libraries load only when a step needs
+  them, and the run's own SLAs are checked by the process that settles the run;
 * records the run, the attempt (the host's try number), its outcome and the worker pid in
   the ledger, so ``reliability runs show``, runbooks and the ledger-fed ``/metrics`` read a
   host's run like one of ours;
@@ -53,15 +57,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from reliability.adapters._watch import TaskWatch
 from reliability.errors import ContractViolation, DefinitionError, RunError
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, StepSpec
 from reliability.runner.ledger import Ledger
 from reliability.runner.store import Store, encode
 from reliability.runner.worker import Result, Task, run_task
-from reliability.runs import Trigger
+from reliability.runs import Trigger, ledger_path
+
+if TYPE_CHECKING:
+    from reliability.project import Project
 
 __all__ = [
     "AttemptFailed",
@@ -148,14 +156,14 @@ def host_run_id(pipeline: str, host_run: str) -> str:
 
 @dataclass
 class _Session:
-    """What one process opened for the bridge: ledger, store, bus, hooks, subscribers."""
+    """What one process opened for the bridge: ledger, store, bus, hooks, SLA watch."""
 
     pid: int
     ledger: Ledger
     store: Store
     bus: EventBus
     hooks: list[StepHook]
-    monitor: Any = None
+    watch: TaskWatch | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     known_runs: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
 
@@ -169,11 +177,11 @@ class StepBridge:
     """The step wrapper every adapter's host tasks call.
 
     ``pipeline`` is a :class:`Pipeline` or a ``"module:attr"`` reference. The other
-    options are those of :class:`~reliability.assembly.RunOptions`, which assembles the
-    hooks and subscribers once per process: ``home`` (default: the project's, or
-    ``RELIABILITY_HOME``), extra worker-side ``hooks`` such as a
+    options are those of :class:`~reliability.assembly.RunOptions`: ``home`` (default:
+    the project's, or ``RELIABILITY_HOME``), extra worker-side ``hooks`` such as a
     :class:`~reliability.chaos.hook.ChaosHook`, the project's ``contracts`` and its ``sla``
-    monitor (metrics, runbooks), the run's ``environment``. ``isolate`` runs each step body
+    checks and runbooks, the run's ``environment``. Metrics come from the ledger's events
+    (``reliability sla serve``), which the bridge records. ``isolate`` runs each step body
     in a supervised forked worker (:class:`~reliability.runner.executor.LocalExecutor`),
     which also enforces the step's timeout.
     """
@@ -247,7 +255,7 @@ class StepBridge:
 
         Shared by every bridge of the same pipeline, home and options in the process:
         hosts re-import a DAG file or flow module per task, and each import builds a new
-        bridge; they all reuse the first one's assembly (and its one SLA monitor).
+        bridge; they all reuse the first one's session.
         """
         key = self._key()
         s = _SESSIONS.get(key)
@@ -273,27 +281,66 @@ class StepBridge:
         return [*s.hooks, *self.extra_hooks]
 
     def _open(self) -> _Session:
-        from reliability.assembly import RunOptions, assemble
+        from reliability.adapters._settings import pipeline_slas, resolve
+        from reliability.runner.store import open_store
 
         graph = self.pipeline
         if self._tasks_mode:  # host tasks: their inputs come from the host, not our steps
             graph = Pipeline(self.pipeline.name, params=self.pipeline.params_model)
             for name, spec in self.pipeline.steps.items():
                 graph.steps[name] = dataclasses.replace(spec, inputs={})
-        asm = assemble(graph, RunOptions(
-            home=self.home, workers=1, contracts=self.contracts and not self._tasks_mode,
-            sla=self.sla, environment=self.environment))
-        hooks = list(asm.hooks)
-        if self._tasks_mode and self.contracts:
-            hook = _task_contracts(asm.project.contracts_dir, self.pipeline)
-            if hook is not None:
-                hooks.insert(0, hook)
-        s = _Session(os.getpid(), asm.ledger, asm.store, asm.bus, hooks, asm.monitor)
-        s.closers.append(asm.close)
-        # the runner records only the runs it executes: the host's runs are recorded here
-        s.closers.append(asm.bus.subscribe(lambda ev: _record(asm.ledger, ev),
-                                           kinds=_AUDITED))
+        loaded: dict[str, Any] = {}  # what is read from the project, at most once
+
+        def once(name: str, make: Callable[[], Any]) -> Any:
+            if name not in loaded:
+                loaded[name] = make()
+            return loaded[name]
+
+        def project() -> Project:
+            from reliability.project import find_project
+
+            return once("project", find_project)  # type: ignore[no-any-return]
+
+        def contract_hook(p: Project) -> StepHook | None:
+            return once("contracts", lambda: self._contract_hook(p, graph))  # type: ignore[no-any-return]
+
+        def slas() -> Any:
+            return once("slas", lambda: pipeline_slas(project(), graph))
+
+        def renderer() -> Any:
+            from reliability.runbooks import RunbookRenderer
+
+            found = slas()
+            return once("renderer", lambda: RunbookRenderer(
+                [project().runbooks_dir], base_url=found.runbook_base_url if found else None))
+
+        cfg = resolve(graph, self.home, options=[self.contracts, self._tasks_mode],
+                      project=project, sla=self.sla,
+                      has_contracts=lambda p: self.contracts and contract_hook(p) is not None)
+        ledger = Ledger(ledger_path(cfg.home))
+        try:
+            store = open_store(cfg.store or cfg.home / "store")
+            hook = contract_hook(project()) if self.contracts and cfg.contracts else None
+        except BaseException:
+            ledger.close()
+            raise
+        bus = EventBus()
+        s = _Session(os.getpid(), ledger, store, bus, [hook] if hook is not None else [])
+        s.closers.append(ledger.close)
+        # the host's runs are recorded here (our runner records only the runs it executes)
+        s.closers.append(bus.subscribe(lambda ev: _record(ledger, ev), kinds=_AUDITED))
+        if self.sla:
+            s.watch = TaskWatch(self.pipeline.name, bus, ledger, cfg.limits, runbooks=True,
+                                slas=slas, renderer=renderer)
+            s.closers.append(s.watch.close)
         return s
+
+    def _contract_hook(self, project: Project, graph: Pipeline) -> StepHook | None:
+        if self._tasks_mode:
+            return _task_contracts(project.contracts_dir, self.pipeline)
+        from reliability.assembly import _contract_hook
+
+        return _contract_hook(project, graph, [])
 
     def code_version(self) -> str:
         if self._code_version is None:
@@ -376,6 +423,9 @@ class StepBridge:
         run_id = host_run_id(self.pipeline.name, at.host_run_id)
         seen = (run_id, tuple(steps))
         if seen in s.known_runs:
+            return run_id
+        if steps and set(steps) <= {r["step"] for r in s.ledger.steps(run_id)}:
+            s.known_runs.add(seen)  # recorded by the process of an earlier task
             return run_id
         from reliability.runner.core import _params_dict, _run_key
 
@@ -509,7 +559,6 @@ class StepBridge:
                                                                              at.attempt),
                                                    "error_type": error_type,
                                                    "next_attempt": at.attempt + 1})
-            self._flush(s)
             raise AttemptFailed(msg, run_id=run_id, step=at.step, attempt=at.attempt,
                                 error_type=error_type)
         self._step_failed(s, run_id, at.step, at.attempt, error, error_type, duration)
@@ -528,7 +577,6 @@ class StepBridge:
                 self._emit(s, EventKind.STEP_SKIPPED, run_id, down,
                            details={"reason": "upstream failed", "upstream": step})
         self._settle(s, run_id)
-        self._flush(s)
 
     def _settle(self, s: _Session, run_id: str) -> None:
         status = s.ledger.settle_run(run_id)
@@ -536,12 +584,6 @@ class StepBridge:
             return
         rec = s.ledger.get_run(run_id)
         self._emit(s, _TERMINAL_RUN[status], run_id, duration=rec.duration, error=rec.error)
-
-    @staticmethod
-    def _flush(s: _Session) -> None:
-        """Let the runbooks queued so far be written: the host may end the process next."""
-        if s.monitor is not None:
-            s.monitor.flush()
 
     def _emit(self, s: _Session, kind: EventKind, run_id: str, step: str | None = None,
               attempt: int | None = None, **kw: Any) -> None:
