@@ -441,11 +441,21 @@ def main() -> None:
                                      "kfp"])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--work-ms", type=float, default=50.0)
+    ap.add_argument("--pycache", metavar="DIR",
+                    help="let every task process keep compiled bytecode in DIR "
+                         "(PYTHONPYCACHEPREFIX), as installed packages have it; the warm-up "
+                         "runs fill it, for the bare and the wrapped tasks alike. Default: "
+                         "this environment's setting")
     args = ap.parse_args()
+    if args.pycache:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(Path(args.pycache).resolve())
     t0 = time.perf_counter()
-    print(f"python {sys.version.split()[0]}; bytecode: "
-          + ("not written (PYTHONDONTWRITEBYTECODE): every task process compiles the modules "
-             "it imports that have no .pyc" if sys.flags.dont_write_bytecode else "cached"))
+    print(f"python {sys.version.split()[0]}; task processes' bytecode: "
+          + (f"cached in {os.environ['PYTHONPYCACHEPREFIX']}" if args.pycache else
+             "not written (PYTHONDONTWRITEBYTECODE): each task process compiles every module "
+             "it imports that has no .pyc" if os.environ.get("PYTHONDONTWRITEBYTECODE")
+             else "as this environment has it"))
     wrapper_alone(args.steps)
     {"airflow": bench_airflow, "prefect": bench_prefect, "dagster": bench_dagster,
      "metaflow": bench_metaflow, "zenml": bench_zenml, "kfp": bench_kfp}[args.host](
