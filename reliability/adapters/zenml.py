@@ -109,8 +109,10 @@ def pipeline_reference(pipeline: Pipeline) -> str | None:
 
     for module_name in dict.fromkeys(spec.fn.__module__ for spec in pipeline.steps.values()):
         module = sys.modules.get(module_name)
-        for attr, value in vars(module or object()).items():
-            if value is pipeline and module_name != "__main__":
+        if module is None or module_name == "__main__":
+            continue
+        for attr, value in vars(module).items():
+            if value is pipeline:
                 return f"{module_name}:{attr}"
     return None
 

@@ -174,12 +174,13 @@ def test_each_step_in_a_fresh_process_rebuilds_its_bridge(tmp_path: Path) -> Non
     where the pipeline was never built."""
     home = tmp_path / "home"
     pipe = _pipeline(home, "host_pipelines:small").with_options(parameters={"params": {}})
-    order = hp.small.validate()
-    pids = run_in_step_processes(pipe, order, tmp_path)
+    order = ["extract", "transform"]  # a step and one reading its output (each process
+    pids = run_in_step_processes(pipe, order, tmp_path)  # imports ZenML: ~15-25 s)
     run_id = only_run(home)
     assert {s: [a["worker_pid"] for a in attempt_rows(home, run_id, s)] for s in order} == {
         s: [pid] for s, pid in zip(order, pids, strict=True)}  # each in its own process
-    assert outputs(home, run_id) == runner_outputs(hp.small, tmp_path / "ours", {})
+    ours = runner_outputs(hp.small, tmp_path / "ours", {})
+    assert outputs(home, run_id) == {s: ours[s] for s in order}
 
 
 def test_a_step_elsewhere_without_a_reference_or_with_hook_objects_is_a_clear_error() -> None:
@@ -190,3 +191,17 @@ def test_a_step_elsewhere_without_a_reference_or_with_hook_objects_is_a_clear_er
         bridge_for("small#999", None, {})
     with pytest.raises(DefinitionError, match="hooks='module:attr'"):
         bridge_for("small#998", "host_pipelines:small", {"hook_objects": True})
+
+
+def test_a_pipeline_object_travels_as_its_module_reference() -> None:
+    from reliability import Pipeline
+    from reliability.adapters.zenml import pipeline_reference
+
+    assert pipeline_reference(hp.small) == "host_pipelines:small"
+    local = Pipeline("local")
+
+    @local.step()
+    def only() -> int:
+        return 1
+
+    assert pipeline_reference(local) is None  # not importable elsewhere: in-process only
