@@ -27,6 +27,10 @@ in one of our supervised workers, killed when it runs over).
 recovery), with each step's data contract as a blocking asset check fed by our verdict::
 
     defs = to_definitions("pipelines.reference:pipeline")      # assets, resource, a job
+
+A team's own ops keep their code: :func:`reliable` above ``@op`` runs each try through our
+hooks and records it from inside the op; :func:`ledger_hooks` record the outcome of the
+ops left unwrapped.
 """
 
 from __future__ import annotations
@@ -204,7 +208,7 @@ def to_assets(pipeline: Pipeline | str, *, key_prefix: str | Sequence[str] | Non
             deps=order, check_specs=checks, retry_policy=_retry_policy(dg, bridge, step),
             output_required=False, group_name=group_name,
             required_resource_keys={PARAMS_RESOURCE},
-            op_tags={"reliability/step": step}, code_version=bridge.code_version(),
+            op_tags={"reliability/step": step}, code_version=_code_version(spec.fn),
             description=(spec.fn.__doc__ or "").strip() or None)(
             _asset_body(bridge, step, data, key if checks else None)))
     return assets
@@ -225,6 +229,18 @@ def to_definitions(pipeline: Pipeline | str, *, job_name: str | None = None,
     name = job_name or pipeline.name.replace("-", "_")
     return dg.Definitions(assets=assets, resources=resources(), jobs=[dg.define_asset_job(
         name, selection=dg.AssetSelection.assets(*assets), executor_def=executor_def)])
+
+
+def _code_version(fn: Callable[..., Any]) -> str:
+    """A step's code version for Dagster's staleness: a hash of its function's source."""
+    import hashlib
+    import inspect
+
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = getattr(fn, "__qualname__", repr(fn))
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def _contract_steps(bridge: StepBridge) -> set[str]:
@@ -249,7 +265,9 @@ def _verdict(bridge: StepBridge, run_id: str, step: str, attempt: int) -> Any:
     (None when no contract of the step ran)."""
     dg = require("dagster", "dagster", "the Dagster adapter")
     checked: list[str] = []
-    for ev in bridge.session().ledger.events(run_id):
+    ledger = bridge.session().ledger
+    for ev in [*ledger.events(run_id, "contract_violated"),
+               *ledger.events(run_id, "contract_checked")]:
         if ev["step"] != step or ev["attempt"] != attempt:
             continue
         details = ev["details"]

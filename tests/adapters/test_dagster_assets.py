@@ -183,6 +183,8 @@ def test_asset_keys_take_a_prefix_and_after_dependencies(tmp_path: Path) -> None
                                            for k in a.asset_deps[a.key]) for a in assets}
     assert deps == {"team/ordered/load": [], "team/ordered/audit": ["team/ordered/load"],
                     "team/ordered/use": ["team/ordered/load"]}
+    # each asset's code version is its own step's source (a change stales only that asset)
+    assert len({a.code_versions_by_key[a.key] for a in assets}) == 3
     result = dg.materialize(assets, resources=resources(), run_config=run_config())
     assert result.success
     assert set(_digests(result)) == {"load", "audit", "use"}
