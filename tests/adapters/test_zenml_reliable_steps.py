@@ -290,3 +290,12 @@ def _step_runs(run: Any, name: str) -> list[Any]:
 
     runs = Client().list_run_steps(pipeline_run_id=run.id, name=name, size=50).items
     return sorted(runs, key=lambda r: r.version)
+
+
+def test_reliable_takes_a_zenml_step_and_hooks_by_reference() -> None:
+    from reliability.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match="module:attr"):
+        reliable(load, hooks=CLEAN_FAILS_ONCE)  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="expects a ZenML @step"):
+        reliable(_trace)
