@@ -213,6 +213,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    print("load average at start: {:.2f} {:.2f} {:.2f} ({} cpus)".format(
+        *os.getloadavg(), os.cpu_count()))
     t0 = time.perf_counter()
     client = _client(args.workers)
     print(f"LocalCluster of {args.workers} single-threaded workers started in "
@@ -225,6 +227,7 @@ def main() -> None:
             bench_reference(args.workers, home, client)
     finally:
         dask_executor.close_clusters()
+        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
 import os
 import pickle
@@ -353,6 +354,7 @@ class DaskExecutor:
         self._outcomes: deque[Outcome] = deque()
         self._rfd, self._wfd = -1, -1
         self._spent: list[Any] = []  # futures of answered attempts, not yet released
+        self._serial = itertools.count()
         self._released = self._checked = time.monotonic()
 
     # -- protocol -------------------------------------------------------------------------
@@ -391,7 +393,7 @@ class DaskExecutor:
             conn.busy[addr] = conn.busy.get(addr, 0) + 1
         wid = str(info.pid) if info.pid and self._is_local(info) else addr
         placed(wid)  # in the ledger before the attempt can start
-        key = f"{self._plugin}-{task.step}-{task.attempt}-{uuid.uuid4().hex[:8]}"
+        key = self._key(task)
         att = _Attempt(task, key, None, addr, wid)
         with self._lock:  # known before Dask can answer: its result may come back at once
             self._active[key] = att
@@ -424,7 +426,7 @@ class DaskExecutor:
             return False
         wid = str(info.pid) if info.pid and self._is_local(info) else pred.worker
         placed(wid)  # in the ledger before it can start
-        key = f"{self._plugin}-{task.step}-{task.attempt}-{uuid.uuid4().hex[:8]}"
+        key = self._key(task)
         att = _Attempt(task, key, None, pred.worker, wid, tuple(uses))
         with self._lock:  # registered before it can start: the answer of `after` sees it
             if pred.key not in self._active and pred.key not in self._queued:
@@ -507,6 +509,11 @@ class DaskExecutor:
         self._rfd = self._wfd = -1
 
     # -- internals ------------------------------------------------------------------------
+    def _key(self, task: Task) -> str:
+        """A task key unique in the cluster: the run's plugin name is (a uuid), and a
+        counter numbers the tasks of the run."""
+        return f"{self._plugin}-{task.step}-{task.attempt}-{next(self._serial)}"
+
     def _connection(self) -> _Connection:
         assert self._conn is not None, "DaskExecutor.start() was not called"
         return self._conn
