@@ -131,7 +131,11 @@ def to_job(pipeline: Pipeline | str, *, name: str | None = None,
                         **job_kwargs)
 
 
-def _host_attempt(bridge: StepBridge, step: str, context: Any) -> HostAttempt:
+def _host_attempt(bridge: StepBridge, step: str, context: Any, *, retries: int | None = None,
+                  params: bool = True) -> HostAttempt:
+    """Attempt ``context.retry_number + 1`` of ``step`` in the run of ``context``: its data
+    interval from a time-window partition, its trigger from a schedule's or backfill's tag,
+    its parameters from the params resource (for the steps of our pipelines)."""
     retry_number = int(context.retry_number)
     tags = dict(context.run.tags or {})
     trigger = ("schedule" if "dagster/schedule_name" in tags
@@ -144,10 +148,11 @@ def _host_attempt(bridge: StepBridge, step: str, context: Any) -> HostAttempt:
             window = None
         if window is not None:
             interval = DataInterval(window.start, window.end)
-    params = getattr(context.resources, PARAMS_RESOURCE)
+    values = dict(getattr(context.resources, PARAMS_RESOURCE) or {}) if params else None
+    retries = bridge.retries(step) if retries is None else retries
     return HostAttempt(host_run_id=str(context.run_id), step=step, attempt=retry_number + 1,
-                       retries_left=retry_number < bridge.retries(step),
-                       params=dict(params or {}), interval=interval, trigger=trigger)
+                       retries_left=retry_number < retries, params=values, interval=interval,
+                       trigger=trigger)
 
 
 def _op_body(bridge: StepBridge, step: str, data: Sequence[str]) -> Callable[..., Ref]:
@@ -381,9 +386,10 @@ def reliable(decorated: Any = None, *, home: str | Path | None = None,
     """Add our contracts, chaos faults, ledger and metrics to a team's own Dagster ``@op``.
 
     Put it above ``@op(...)``. The op keeps its name, inputs, outputs, config, resources
-    and ``RetryPolicy``; each try runs its code through
-    :meth:`~reliability.adapters.core.StepBridge.guard` as an attempt of step ``<op>`` of
-    pipeline ``<job name>`` (its inputs by parameter name, its return value the output;
+    and ``RetryPolicy``; each try runs its code between
+    :meth:`~reliability.adapters.core.StepBridge.begin` and the attempt's ``end`` as an
+    attempt of step ``<op>`` of pipeline ``<job name>`` (its inputs by name, its return
+    value the output; a time-window partition is the data interval;
     contracts under ``contracts/<job>/<op>.*.yaml``). Every try is recorded from inside the
     op, including those Dagster retries (on which its failure hooks do not fire). A
     contract violation quarantines the output and raises ``Failure(allow_retries=False)``.
@@ -414,9 +420,7 @@ def reliable(decorated: Any = None, *, home: str | Path | None = None,
             retries = int(policy.max_retries) if policy is not None else 0
             plan = _plan(context.instance, context.run_id)
             _register(bridge, fn, step, plan, retries + 1, inputs)
-            at = HostAttempt(host_run_id=str(context.run_id), step=step,
-                             attempt=int(context.retry_number) + 1,
-                             retries_left=int(context.retry_number) < retries)
+            at = _host_attempt(bridge, step, context, retries=retries, params=False)
             given: dict[str, Any] = {}
             for name, value in sig.bind(*args, **kwargs).arguments.items():
                 if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:

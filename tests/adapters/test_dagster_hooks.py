@@ -263,3 +263,30 @@ def test_sigkill_of_a_reliable_op_process_is_recorded_and_retried(tmp_path: Path
                                                                 "succeeded": 1.0}
     assert step_states(home, run_id) == {"rows": "succeeded", "clean": "succeeded"}
     assert run_status(home, run_id) == "succeeded"
+
+
+def test_reliable_op_of_a_partitioned_job_records_the_partition_as_the_interval(
+        tmp_path: Path) -> None:
+    import dagster as dg
+
+    from reliability import Ledger
+    from reliability.adapters.dagster import reliable
+
+    home = tmp_path / "home"
+
+    @reliable(home=home)
+    @dg.op
+    def daily(context) -> str:  # type: ignore[no-untyped-def]
+        return str(context.partition_key)
+
+    @dg.job(name="daily_job", partitions_def=dg.DailyPartitionsDefinition("2026-01-01"))
+    def daily_job() -> None:
+        daily()
+
+    result = daily_job.execute_in_process(partition_key="2026-01-02")
+    assert result.success and result.output_for_node("daily") == "2026-01-02"
+    with Ledger(home / "ledger.db") as led:
+        run = led.get_run(only_run(home))
+    assert (run.interval_start, run.interval_end) == ("2026-01-02T00:00:00+00:00",
+                                                      "2026-01-03T00:00:00+00:00")
+    assert run.status == "succeeded"
