@@ -208,7 +208,8 @@ def bench_prefect(steps: int, ms: float) -> None:
 # -- Dagster ---------------------------------------------------------------------------------
 def _dagster_body(ms: float) -> Any:
     def body(context, **up: Any) -> dict[str, int]:  # type: ignore[no-untyped-def]
-        seed = next(iter(up.values()))["acc"] if up else int(context.op.name[1:])
+        op = getattr(context, "op_execution_context", context).op  # assets: no .op of their own
+        seed = next(iter(up.values()))["acc"] if up else int(op.name[1:])
         return work(ms, seed)
 
     return body
