@@ -239,7 +239,7 @@ class Ledger:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
-        self._batched = 0  # depth of batch() in the thread holding _lock
+        self._batched = 0  # depth of open batch() blocks
         self._last_checkpoint = time.monotonic()
         if self.path.is_dir():
             raise LedgerError(f"{self.path}: is a directory, not a run ledger. Fix: move it "
@@ -375,7 +375,7 @@ class Ledger:
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._guard("write"):
-            if self._batched:  # a savepoint in the batch's transaction
+            if self._batched or self.db.in_transaction:  # a savepoint in the batch's
                 if not self.db.in_transaction:
                     self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute("SAVEPOINT tx")
@@ -399,16 +399,23 @@ class Ledger:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Writes of this thread in one transaction, committed by :meth:`flush` or at the
-        end (also when an error ends it: what was written happened). Other threads wait."""
+        """Writes in one transaction, committed by :meth:`flush` or at the end (also when
+        an error ends it: what was written happened).
+
+        The batch holds no lock between writes: a thread that writes meanwhile (an SLA
+        timer, a chaos controller, each publishing events the ledger records) joins the
+        transaction and never waits for the batch to end -- the batching thread may itself
+        be waiting for that thread (to deliver an event), and neither would go on."""
         with self._lock:
             self._batched += 1
-            try:
-                yield
-            finally:
+        try:
+            yield
+        finally:
+            with self._lock:
                 self._batched -= 1
-                if not self._batched:
-                    self.flush()
+                last = not self._batched
+            if last:
+                self.flush()
 
     def flush(self) -> None:
         """Commit what a :meth:`batch` wrote so far."""

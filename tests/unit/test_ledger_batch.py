@@ -6,6 +6,7 @@ into lost ones."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,33 @@ def test_a_batch_is_seen_by_others_once_flushed(tmp_path: Path) -> None:
         led.commit_step("r1", "a", 1, "0" * 64, "json", 2)
         led.queue_attempt("r1", "b", 1, None)
     assert _attempts(other) == [("a", 1, "succeeded"), ("b", 1, "queued")]
+    led.close()
+
+
+def test_other_threads_write_during_a_batch_without_waiting_for_its_end(tmp_path: Path
+                                                                         ) -> None:
+    """An SLA timer or chaos controller records events from its own thread while the run
+    loop's batch is open, and the loop may be waiting for that thread (the event bus
+    delivers one event at a time): the thread's write must not wait for the batch."""
+    led = Ledger(tmp_path / "ledger.db")
+    led.create_run("r1", "p", "k", {}, ["a"])
+    wrote = threading.Event()
+
+    def timer() -> None:
+        led.record_event("r1", 1.0, "sla_breach", "a", 1, {"sla": "max_duration"})
+        with led.tx() as db:
+            db.execute("UPDATE steps SET status='running' WHERE step='a'")
+        wrote.set()
+
+    with led.batch():
+        led.start_attempt("r1", "a", 1, None, {})
+        t = threading.Thread(target=timer)
+        t.start()
+        assert wrote.wait(10), "a write from another thread waited for the batch to end"
+        t.join()
+    other = _reader(led.path)
+    assert _attempts(other) == [("a", 1, "running")]
+    assert other.execute("SELECT kind FROM events").fetchall() == [("sla_breach",)]
     led.close()
 
 
