@@ -20,13 +20,15 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reliability.errors import ContractViolation, StorageError
 from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, attempt_scope
 from reliability.runner.store import encode, is_remote, load_input, storage_error
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 __all__ = ["Result", "Task", "worker_main"]
 

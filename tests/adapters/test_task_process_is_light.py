@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pandas", "pandera", "polars", "prometheus_client", "jinja2", "pydantic", "yaml",
-         "rich", "reliability.project", "reliability.sla.monitor", "reliability.assembly")
+         "rich", "reliability.project", "reliability.sla.monitor", "reliability.assembly",
+         "reliability.runner.core", "multiprocessing")  # the run loop and its worker pool
 
 PIPELINE = '''\
 import json, time
