@@ -1,4 +1,6 @@
-"""Acceptance-audit regressions of the chaos layer against real servers and processes."""
+"""The chaos layer against real servers and processes: the same seed gives the same journal
+with a network fault, toxic-create errors come in Toxiproxy's order, and the pytest fixture
+keeps an experiment's own seed."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from reliability.chaos.runner import run_experiment
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
-tiny = Pipeline("audit_tiny")
+tiny = Pipeline("seeded_tiny")
 
 
 @tiny.step(retry=Retry(attempts=2, backoff=0), timeout=20)

@@ -1,4 +1,5 @@
-"""Acceptance-audit regressions with real sockets and processes: HTTP input, SIGTERM."""
+"""The scheduler with real sockets and processes: bad HTTP trigger bodies get a 400 that says
+why, and SIGTERM cancels a run in progress instead of waiting for it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Acceptance-audit regressions: silent passes, crashes and misclassified diffs found by
-trying the contracts feature as a user would."""
+"""Contracts never pass bad data silently, never crash on odd input, and classify every
+diff: object columns, naive datetimes, nulls, numpy scalars, model probes, diffs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Review regressions of the chaos layer: delayed faults, stop races, kept leases, forks."""
+"""Chaos faults in time and in cleanup: a delayed toxic stays in its step, stop waits for a
+toxic being added, a failed rollback keeps its lease, forks never deadlock on the API lock."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 API: dict[str, str] = {}  # set before a run; forked workers inherit it
 
-two = Pipeline("review_two")
+two = Pipeline("timing_two")
 
 
 @two.step(retry=Retry(attempts=1), timeout=20)
@@ -136,7 +137,7 @@ def test_a_fault_on_an_unknown_proxy_is_refused_before_the_method(tmp_path: Path
             runner.close()
 
 
-gone = Pipeline("review_gone")
+gone = Pipeline("timing_gone")
 
 
 @gone.step(retry=Retry(attempts=1), timeout=20)
@@ -162,7 +163,7 @@ def test_a_delayed_fault_that_fails_fails_the_experiment(tmp_path: Path) -> None
     assert "network fault 'late' on proxy 'svc' was not applied" in journal.data["error"]
 
 
-quick = Pipeline("review_quick")
+quick = Pipeline("timing_quick")
 
 
 @quick.step(retry=Retry(attempts=1), timeout=2)

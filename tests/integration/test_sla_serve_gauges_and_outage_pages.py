@@ -1,4 +1,6 @@
-"""Audit fixes checked against real promtool and a real `reliability sla serve` process."""
+"""SLA rules and `reliability sla serve` against real promtool and a real serve process: a
+low-target SLO pages on a total outage, the deadline gauge and error budgets are exported,
+a restarted exporter does not alert on history."""
 
 from __future__ import annotations
 

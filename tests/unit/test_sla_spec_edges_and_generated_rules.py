@@ -1,4 +1,6 @@
-"""Defects found in the SLA monitor's acceptance audit, each pinned by a test."""
+"""SLA specs at their edges (non-finite durations, non-mapping bodies) are clear errors, and
+the generated rules, suites and dashboards hold up: low targets page, uids stay unique,
+outcome series exist from the run start."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Acceptance-audit regressions: crontab day rules, trigger alignment, grace, claims, shutdown,
+"""The scheduler's rules: crontab day rules, trigger alignment, grace, claims, shutdown,
 schedule-file and command-line input."""
 
 from __future__ import annotations
@@ -288,9 +288,9 @@ TINY = "from reliability import Pipeline\npipeline = Pipeline('tiny')\n\n" \
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "tinyaudit.py").write_text(TINY)
+    (tmp_path / "tinysched.py").write_text(TINY)
     (tmp_path / "midnight.schedule.yaml").write_text(
-        "schedules:\n  - name: berlin-days\n    pipeline: tinyaudit:pipeline\n"
+        "schedules:\n  - name: berlin-days\n    pipeline: tinysched:pipeline\n"
         "    cron: '0 0 * * *'\n    timezone: Europe/Berlin\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -307,14 +307,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_backfill_out_of_range_input_is_an_error_line(
         project: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
         needle: str) -> None:
-    code = main(["backfill", "tinyaudit:pipeline", "--dry-run", "--home", "h", *extra])
+    code = main(["backfill", "tinysched:pipeline", "--dry-run", "--home", "h", *extra])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(needle) and "Traceback" not in err
 
 
 def test_backfill_reads_naive_dates_in_the_schedules_zone(
         project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["backfill", "tinyaudit:pipeline", "--schedules", "midnight.schedule.yaml",
+    code = main(["backfill", "tinysched:pipeline", "--schedules", "midnight.schedule.yaml",
                  "--start", "2026-03-28", "--end", "2026-03-31", "--dry-run", "--home", "h"])
     out = capsys.readouterr().out
     assert code == 0

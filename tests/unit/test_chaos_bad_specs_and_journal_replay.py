@@ -1,4 +1,5 @@
-"""Acceptance-audit regressions of the chaos layer: bad input and journal replay."""
+"""Chaos specs with bad input are clear errors, toxic errors match Toxiproxy's, and journals
+of the same seed with network faults normalize equal."""
 
 from __future__ import annotations
 

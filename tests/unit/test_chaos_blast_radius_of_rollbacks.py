@@ -1,4 +1,5 @@
-"""Review regressions of chaos specs: rollbacks in the blast radius, mutations checked early."""
+"""Chaos specs: rollbacks are held to the blast radius, a shared proxy server is never reset,
+mutation names are checked against the contracts when the file is validated."""
 
 from __future__ import annotations
 
