@@ -462,19 +462,20 @@ class _Loop:
     def _loop(self, ex: Executor) -> None:
         outcomes: list[Outcome] = []
         while True:
-            # one ledger transaction per turn (committed early where an attempt is placed:
-            # its row is in the ledger before it can start)
-            with self.r.ledger.batch():
-                for outcome in outcomes:
-                    self._on_outcome(outcome)
-                self._check_deadlines(ex)
-                self._due_retries()
-                if self.cancelled:
-                    self._cancel_all(ex)
-                    return
-                self._dispatch(ex)
-                if not self.running and not self.ready and not self.retries:
-                    return
+            # Each ledger write commits on its own. A turn publishes events on a bus other
+            # runners share (parallel backfills), whose subscribers write through their own
+            # connections: a write transaction held across the turn would make them wait
+            # for it while it waits for them.
+            for outcome in outcomes:
+                self._on_outcome(outcome)
+            self._check_deadlines(ex)
+            self._due_retries()
+            if self.cancelled:
+                self._cancel_all(ex)
+                return
+            self._dispatch(ex)
+            if not self.running and not self.ready and not self.retries:
+                return
             outcomes = ex.wait(self._next_wake())
 
     def _next_wake(self) -> float | None:

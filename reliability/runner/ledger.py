@@ -400,7 +400,9 @@ class Ledger:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Writes in one transaction, committed by :meth:`flush` or at the end (also when
-        an error ends it: what was written happened).
+        an error ends it: what was written happened). For a writer that delivers no events
+        meanwhile: the transaction holds SQLite's write lock, so a subscriber writing
+        through a connection of its own would wait for it.
 
         The batch holds no lock between writes: a thread that writes meanwhile (an SLA
         timer, a chaos controller, each publishing events the ledger records) joins the
