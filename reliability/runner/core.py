@@ -517,7 +517,6 @@ class _Loop:
 
         def queue(worker: str | None) -> None:
             self.r.ledger.queue_attempt(self.run_id, child, attempt, _pid(worker))
-            self.r.ledger.flush()
             placed.append(worker)
 
         assert self.follow is not None
@@ -590,7 +589,6 @@ class _Loop:
 
         def placed(worker: str | None) -> None:  # in the ledger before the attempt starts
             self.r.ledger.start_attempt(self.run_id, step, attempt, _pid(worker), hashes)
-            self.r.ledger.flush()
 
         worker = ex.submit(task, placed)
         pid = _pid(worker)

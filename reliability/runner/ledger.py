@@ -239,7 +239,6 @@ class Ledger:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
-        self._batched = 0  # depth of open batch() blocks
         self._last_checkpoint = time.monotonic()
         if self.path.is_dir():
             raise LedgerError(f"{self.path}: is a directory, not a run ledger. Fix: move it "
@@ -375,18 +374,6 @@ class Ledger:
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._guard("write"):
-            if self._batched or self.db.in_transaction:  # a savepoint in the batch's
-                if not self.db.in_transaction:
-                    self.db.execute("BEGIN IMMEDIATE")
-                self.db.execute("SAVEPOINT tx")
-                try:
-                    yield self.db
-                except BaseException:
-                    self.db.execute("ROLLBACK TO tx")
-                    raise
-                finally:
-                    self.db.execute("RELEASE tx")
-                return
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -397,39 +384,8 @@ class Ledger:
                 raise
         self._maybe_checkpoint()
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Writes in one transaction, committed by :meth:`flush` or at the end (also when
-        an error ends it: what was written happened). For a writer that delivers no events
-        meanwhile: the transaction holds SQLite's write lock, so a subscriber writing
-        through a connection of its own would wait for it.
-
-        The batch holds no lock between writes: a thread that writes meanwhile (an SLA
-        timer, a chaos controller, each publishing events the ledger records) joins the
-        transaction and never waits for the batch to end -- the batching thread may itself
-        be waiting for that thread (to deliver an event), and neither would go on."""
-        with self._lock:
-            self._batched += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._batched -= 1
-                last = not self._batched
-            if last:
-                self.flush()
-
-    def flush(self) -> None:
-        """Commit what a :meth:`batch` wrote so far."""
-        with self._lock, self._guard("write"):
-            if self.db.in_transaction:
-                self.db.execute("COMMIT")
-            self._maybe_checkpoint()
-
     def _write(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
         with self._lock, self._guard("write"):
-            if self._batched and not self.db.in_transaction:
-                self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(sql, args)
         self._maybe_checkpoint()
         return cur
@@ -444,10 +400,8 @@ class Ledger:
         now = time.monotonic()
         if not force and now - self._last_checkpoint < self.CHECKPOINT_EVERY:
             return
+        self._last_checkpoint = now
         with self._lock, contextlib.suppress(sqlite3.Error):
-            if self.db.in_transaction:  # a batch goes on: at its next flush
-                return
-            self._last_checkpoint = now
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- runs -------------------------------------------------------------------------
