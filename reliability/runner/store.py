@@ -186,8 +186,56 @@ def encode(value: Any, dest: str | Path) -> tuple[str, Codec, int]:
                                allow_nan=False).encode())
         else:
             codec = "pickle"
-            pickle.dump(value, w, protocol=5)  # type: ignore[arg-type]
+            _ValuePickler(w).dump(value)
     return w.sha.hexdigest(), codec, w.size
+
+
+class _ValuePickler(pickle._Pickler):
+    """A protocol 5 pickler whose bytes depend on the value, not on which strings are one object.
+
+    A pickler writes an object once and refers back to it where the same object recurs; an
+    equal string that is another object is written again. Whether equal strings are one
+    object changes with the history of the process: a class's instances share the key strings
+    of its first instance, so a scikit-learn model trained in a process that had unpickled one
+    before keys its attribute ``C`` with the very string NumPy writes as an array's order, and
+    in a fresh process with another -- one model, two digests, by which worker trained it.
+    Here equal strings are written once, whatever their identity. All else is pickled as by
+    :func:`pickle.dump` (this is its Python implementation: as fast on arrays, slower on
+    values made of many small Python objects) and loads with :func:`pickle.load`.
+    """
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def __init__(self, file: io.RawIOBase | IO[bytes]) -> None:
+        super().__init__(file, protocol=5)
+        self._strings: dict[str, int] = {}  # string -> its memo index
+
+    def _save_str(self, obj: str) -> None:
+        this: Any = self  # the memo and opcode writers are not in the pickle type stubs
+        index = self._strings.get(obj)
+        if index is not None:
+            this.write(this.get(index))
+            return
+        _SAVE_STR(self, obj)
+        self._strings[obj] = this.memo[id(obj)][0]
+
+    def _save_picklebuffer(self, obj: pickle.PickleBuffer) -> None:
+        with obj.raw() as view:
+            if view.readonly or not view.contiguous or view.nbytes < _CHUNK:
+                _SAVE_PICKLEBUFFER(self, obj)
+                return
+            # a large array's data in band as the C pickler writes it, without a copy
+            this: Any = self
+            this._write_large_bytes(pickle.BYTEARRAY8 + view.nbytes.to_bytes(8, "little"),
+                                    view)
+            this.memoize(obj)
+
+    dispatch[str] = cast(Any, _save_str)
+    dispatch[pickle.PickleBuffer] = cast(Any, _save_picklebuffer)
+
+
+_SAVE_STR: Any = pickle._Pickler.dispatch[str]
+_SAVE_PICKLEBUFFER: Any = pickle._Pickler.dispatch[pickle.PickleBuffer]
 
 
 def _decode_bytes(data: bytes, codec: Codec) -> Any:

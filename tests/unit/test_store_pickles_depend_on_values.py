@@ -1,0 +1,89 @@
+"""A pickled output's bytes, and so its digest, depend on the value alone: not on whether two
+equal strings in it are one object, which changes with the history of the process that
+pickles it (a scikit-learn model trained in a process that had unpickled one before)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import subprocess_env
+
+from reliability.runner.store import decode, encode
+
+
+def _distinct(text: str) -> str:
+    """An equal string that is another object."""
+    copy = "".join(list(text))
+    assert copy == text and copy is not text
+    return copy
+
+
+def test_equal_strings_give_one_digest_whether_or_not_they_are_one_object(
+        tmp_path: Path) -> None:
+    name = _distinct("alcohol")
+    shared = [name, name, {name: (name, 1)}]
+    apart = [name, _distinct(name), {_distinct(name): (_distinct(name), 1)}]
+    d1, codec, size = encode(shared, tmp_path / "shared")
+    d2, _, _ = encode(apart, tmp_path / "apart")
+    assert codec == "pickle" and d1 == d2
+    assert size == (tmp_path / "shared").stat().st_size
+    assert decode(tmp_path / "apart", codec) == shared
+
+
+def test_shared_mutable_objects_and_cycles_survive(tmp_path: Path) -> None:
+    inner: list[object] = [1]
+    cycle: list[object] = []
+    cycle.append(cycle)
+    value = (inner, inner, {"k": inner}, cycle)
+    digest, codec, _ = encode(value, tmp_path / "out")
+    back = decode(tmp_path / "out", codec)
+    assert back[0] is back[1] is back[2]["k"] and back[3][0] is back[3]
+    assert encode(value, tmp_path / "again")[0] == digest
+
+
+_FIT = """
+import pickle, sys
+from pathlib import Path
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from reliability.runner.store import encode
+
+if sys.argv[1] != "-":  # first unpickle a model, as a notebook inspecting a past run does
+    pickle.loads(Path(sys.argv[1]).read_bytes())
+x = np.random.default_rng(7).random((60, 4))
+model = LogisticRegression(random_state=7).fit(x, (x[:, 0] + x[:, 1] > 1).astype(int))
+print(encode(model, sys.argv[2])[0])
+"""
+
+
+def test_a_model_trained_after_unpickling_one_has_the_digest_of_a_fresh_process(
+        tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+
+    def fit(first: str, out: Path) -> str:
+        done = subprocess.run([sys.executable, "-c", _FIT, first, str(out)],
+                              env=subprocess_env(), capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    fresh = fit("-", tmp_path / "fresh.pkl")
+    after = fit(str(tmp_path / "fresh.pkl"), tmp_path / "after.pkl")
+    assert after == fresh
+    assert (tmp_path / "after.pkl").read_bytes() == (tmp_path / "fresh.pkl").read_bytes()
+
+
+def test_a_large_array_is_pickled_in_band_and_loads_back(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    value = {"weights": np.arange(300_000, dtype="float64"),  # 2.4 MB, written without a copy
+             "frozen": np.arange(20_000, dtype="int64").view()}
+    value["frozen"].flags.writeable = False
+    digest, codec, size = encode(value, tmp_path / "out")
+    assert codec == "pickle" and size == (tmp_path / "out").stat().st_size > 2_400_000
+    back = decode(tmp_path / "out", codec)
+    assert np.array_equal(back["weights"], value["weights"])
+    assert np.array_equal(back["frozen"], value["frozen"])
+    assert encode(value, tmp_path / "again")[0] == digest
