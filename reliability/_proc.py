@@ -9,10 +9,14 @@ since boot plus the boot id, and ask :func:`holds` later.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
-__all__ = ["holds", "start_token"]
+__all__ = ["holds", "hostname", "start_token"]
+
+
+def hostname() -> str:
+    """This machine's host name (what ``socket.gethostname()`` answers on POSIX)."""
+    return os.uname().nodename
 
 
 def _boot_id() -> str:
@@ -45,7 +49,7 @@ def holds(pid: int | None, host: str | None, token: str | None) -> bool:
     token was recorded, a live pid whose start token differs is a different process that
     reused the number.
     """
-    if not pid or (host and host != socket.gethostname()) or pid == os.getpid():
+    if not pid or (host and host != hostname()) or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)

@@ -16,10 +16,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reliability._payloads import PAYLOADS, Payload
 
 __all__ = [
     "PAYLOADS",
@@ -77,6 +80,8 @@ class Event:
     @property
     def payload(self) -> Payload:
         """``details`` as the kind's typed payload (see :data:`PAYLOADS`)."""
+        from reliability._payloads import PAYLOADS
+
         return PAYLOADS[self.kind].of(self.details)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,147 +99,16 @@ def _rebuild_event(data: dict[str, Any]) -> Event:
     return Event(kind=EventKind(data.pop("kind")), **data)
 
 
-# -- payloads: one type per kind --------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """Typed view of an event's ``details``. Keys a payload does not declare are kept in
-    ``extra`` (hooks may add context), never dropped."""
+def __getattr__(name: str) -> Any:  # the payload types load on first use
+    if name in _PAYLOAD_NAMES:
+        from reliability import _payloads
 
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, details: Mapping[str, Any]) -> Payload:
-        names = {f.name for f in fields(cls)} - {"extra"}
-        known = {k: v for k, v in details.items() if k in names}
-        rest = {k: v for k, v in details.items() if k not in names}
-        return cls(extra=rest, **known)
+        return getattr(_payloads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class RunStarted(Payload):
-    resumed: bool = False
-    steps: Sequence[str] = ()
-    interval: str | None = None
-    trigger: str = "manual"
-    trigger_source: str | None = None
-    environment: str | None = None
+_PAYLOAD_NAMES = frozenset({"PAYLOADS", "Payload"})
 
-
-@dataclass(frozen=True, slots=True)
-class RunSucceeded(Payload):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class RunFailed(Payload):
-    failed: Sequence[str] = ()
-    skipped: Sequence[str] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RunCancelled(Payload):
-    signal: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepStarted(Payload):
-    worker_pid: int | None = None
-    worker: str | None = None
-    timeout: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepSucceeded(Payload):
-    output_hash: str | None = None
-    size: int | None = None
-    worker_pid: int | None = None
-    replayed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StepSkipped(Payload):
-    reason: str = ""
-    output_hash: str | None = None
-    upstream: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepFailed(Payload):
-    error_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepRetrying(Payload):
-    delay: float = 0.0
-    error_type: str | None = None
-    next_attempt: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepTimedOut(Payload):
-    worker_pid: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepCancelled(Payload):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerLost(Payload):
-    worker_pid: int | None = None
-    reason: str | None = None
-    attempts: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ContractChecked(Payload):
-    contract: str | None = None
-    direction: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ContractViolated(Payload):
-    failures: Sequence[Mapping[str, Any]] = ()
-    quarantined: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FaultInjected(Payload):
-    fault: str | None = None
-    type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SlaBreached(Payload):
-    sla: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutputLost(Payload):
-    output_hash: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Custom(Payload):
-    name: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-PAYLOADS: Mapping[EventKind, type[Payload]] = MappingProxyType({
-    EventKind.RUN_STARTED: RunStarted, EventKind.RUN_SUCCEEDED: RunSucceeded,
-    EventKind.RUN_FAILED: RunFailed, EventKind.RUN_CANCELLED: RunCancelled,
-    EventKind.STEP_STARTED: StepStarted, EventKind.STEP_SUCCEEDED: StepSucceeded,
-    EventKind.STEP_SKIPPED: StepSkipped, EventKind.STEP_FAILED: StepFailed,
-    EventKind.STEP_RETRYING: StepRetrying, EventKind.STEP_TIMED_OUT: StepTimedOut,
-    EventKind.STEP_CANCELLED: StepCancelled, EventKind.WORKER_LOST: WorkerLost,
-    EventKind.CONTRACT_CHECKED: ContractChecked,
-    EventKind.CONTRACT_VIOLATED: ContractViolated,
-    EventKind.FAULT_INJECTED: FaultInjected, EventKind.SLA_BREACHED: SlaBreached,
-    EventKind.OUTPUT_LOST: OutputLost, EventKind.CUSTOM: Custom,
-})
-"""The payload type of every event kind."""
 
 STEP_EMITTABLE = frozenset({EventKind.CONTRACT_CHECKED, EventKind.FAULT_INJECTED})
 """Built-in kinds a step-side hook may emit; every other built-in kind is the runner's."""

@@ -19,14 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
-import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import time as _now
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:
+    import random
 
 from reliability.errors import CycleError, DefinitionError
 from reliability.events import STEP_EMITTABLE, check_step_event
@@ -111,6 +113,8 @@ class Retry:
         base = min(self.backoff * self.multiplier ** (failed_attempt - 1), self.max_backoff)
         if not self.jitter or not base:
             return base
+        import random
+
         spread = base * self.jitter
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 
@@ -448,3 +452,52 @@ def load_pipeline(ref: str) -> Pipeline:
             f"{ref!r} is {type(obj).__name__}, not a Pipeline. Fix: point at the Pipeline "
             "object, e.g. module:pipeline")
     return obj
+
+
+def source_version(fn: Callable[..., Any]) -> str:
+    """Twelve hex digits of the sha256 of ``fn``'s source (its qualified name when it has
+    no source): the code version of one step."""
+    import hashlib
+
+    return hashlib.sha256(_source(fn)).hexdigest()[:12]
+
+
+def code_version(pipeline: Pipeline) -> str:
+    """The code version of ``pipeline`` the ledger records with each run: twelve hex digits
+    of the sha256 of its step functions' sources, in step-name order."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    for name in sorted(pipeline.steps):
+        sha.update(_source(pipeline.steps[name].fn))
+    return sha.hexdigest()[:12]
+
+
+def code_fingerprint(pipeline: Pipeline) -> list[Any] | None:
+    """What :func:`code_version` depends on, found without reading any source: each step
+    function's file (path, size, modification time) and first line. None when a step has
+    no source file of its own to stat (a callable object, a lambda built at run time)."""
+    import os
+
+    marks: list[Any] = []
+    for name in sorted(pipeline.steps):
+        fn: Any = pipeline.steps[name].fn
+        while hasattr(fn, "__wrapped__"):  # what inspect.getsource reads
+            fn = fn.__wrapped__
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_name == "<lambda>":
+            return None
+        try:
+            st = os.stat(code.co_filename)
+        except OSError:
+            return None
+        marks.append((name, code.co_filename, st.st_size, st.st_mtime_ns,
+                      code.co_firstlineno, getattr(fn, "__qualname__", "")))
+    return marks
+
+
+def _source(fn: Callable[..., Any]) -> bytes:
+    try:
+        return inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        return str(getattr(fn, "__qualname__", repr(fn))).encode()

@@ -9,8 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import os
-import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reliability.pipeline import DataInterval
 
 __all__ = [
     "FINAL_RUN_STATES",
@@ -22,6 +25,8 @@ __all__ = [
     "default_environment",
     "ledger_path",
     "new_run_id",
+    "params_dict",
+    "run_key",
 ]
 
 LEDGER_FILE = "ledger.db"
@@ -39,7 +44,37 @@ def new_run_id(pipeline: str, *, at: dt.datetime | None = None, tag: str | None 
     now. The one place run ids are made."""
     when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     middle = f"-{tag}" if tag else ""
-    return f"{pipeline}{middle}-{when.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    return f"{pipeline}{middle}-{when.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    """A run's parameters (a pydantic model, a dataclass, a mapping or None) as a dict."""
+    if params is None:
+        return {}
+    dump = getattr(params, "model_dump", None)
+    if callable(dump):
+        return dict(dump(mode="json"))
+    if hasattr(params, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(params)
+    return dict(params)
+
+
+def run_key(pipeline: str, params: Any, interval: DataInterval | None,
+            trigger: Trigger | None = None) -> str:
+    """What makes two runs "the same run": pipeline, parameters and data interval. Chaos and
+    exploration runs have keys of their own, so they never resume, block or stand in for a
+    production run."""
+    import hashlib
+    import json
+
+    doc: dict[str, Any] = {"p": pipeline, "params": params,
+                           "interval": interval.key() if interval else None}
+    if trigger is not None and not trigger.production:
+        doc["trigger"] = trigger.value
+    blob = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def default_environment() -> str:

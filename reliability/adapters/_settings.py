@@ -18,13 +18,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reliability.adapters._watch import Limits
+from reliability.pipeline import code_fingerprint, code_version
 
 if TYPE_CHECKING:
     from reliability.pipeline import Pipeline
@@ -44,6 +44,8 @@ class Settings:
     contracts: bool
     """The project has contracts for the pipeline (its hook must be built)."""
     limits: Limits
+    code_version: str | None
+    """The pipeline's :func:`~reliability.pipeline.code_version`; None: not cacheable."""
 
 
 def pipeline_slas(project: Project, pipeline: Pipeline) -> Any:
@@ -79,15 +81,17 @@ def resolve(pipeline: Pipeline, home: Path | None, *, options: Iterable[Any],
     steps = sorted((n, sorted(s.inputs.items()), sorted(s.after))
                    for n, s in pipeline.steps.items())
     contracts = Path(paths["contracts"])
+    code = code_fingerprint(pipeline)
     second = _key(first, json.dumps(steps), pipeline.name, json.dumps(list(options)), sla,
                   _fingerprint(contracts), _fingerprint(contracts / pipeline.name),
-                  _fingerprint(paths["sla_dir"]))
+                  _fingerprint(paths["sla_dir"]), code)
     facts = _cached(Path(paths["home"]), second, lambda: {
         "contracts": has_contracts(project()),
-        "limits": Limits.of(pipeline_slas(project(), pipeline) if sla else None).to_json()})
+        "limits": Limits.of(pipeline_slas(project(), pipeline) if sla else None).to_json(),
+        "code_version": code_version(pipeline) if code is not None else None})
     assert facts is not None
     return Settings(Path(paths["home"]), paths["store"], bool(facts["contracts"]),
-                    Limits.from_json(facts["limits"]))
+                    Limits.from_json(facts["limits"]), facts.get("code_version"))
 
 
 def _paths(project: Project, home: Path | None, *, force: bool = False
@@ -156,6 +160,8 @@ def _cached(home: Path | None, key: str, compute: Callable[[], dict[str, Any] | 
     value = compute()
     if value is None:
         return None
+    import tempfile
+
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

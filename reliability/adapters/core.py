@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -62,11 +61,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from reliability.adapters._watch import TaskWatch
 from reliability.errors import ContractViolation, DefinitionError, RunError
 from reliability.events import Event, EventBus, EventKind
-from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, StepSpec
+from reliability.pipeline import (
+    DataInterval,
+    Pipeline,
+    StepContext,
+    StepHook,
+    StepSpec,
+    code_version,
+)
 from reliability.runner.ledger import Ledger
 from reliability.runner.store import Store, encode
 from reliability.runner.worker import Result, Task, run_task
-from reliability.runs import Trigger, ledger_path
+from reliability.runs import Trigger, ledger_path, params_dict, run_key
 
 if TYPE_CHECKING:
     from reliability.project import Project
@@ -317,6 +323,8 @@ class StepBridge:
         cfg = resolve(graph, self.home, options=[self.contracts, self._tasks_mode],
                       project=project, sla=self.sla,
                       has_contracts=lambda p: self.contracts and contract_hook(p) is not None)
+        if cfg.code_version is not None and not self._tasks_mode:  # tasks: added later
+            self._code_version = cfg.code_version
         ledger = Ledger(ledger_path(cfg.home))
         try:
             store = open_store(cfg.store or cfg.home / "store")
@@ -344,16 +352,7 @@ class StepBridge:
 
     def code_version(self) -> str:
         if self._code_version is None:
-            import inspect
-
-            sha = hashlib.sha256()
-            for name in sorted(self.pipeline.steps):
-                fn = self.pipeline.steps[name].fn
-                try:
-                    sha.update(inspect.getsource(fn).encode())
-                except (OSError, TypeError):
-                    sha.update(fn.__qualname__.encode())
-            self._code_version = sha.hexdigest()[:12]
+            self._code_version = code_version(self.pipeline)
         return self._code_version
 
     # -- one attempt -------------------------------------------------------------------
@@ -427,13 +426,11 @@ class StepBridge:
         if steps and set(steps) <= {r["step"] for r in s.ledger.steps(run_id)}:
             s.known_runs.add(seen)  # recorded by the process of an earlier task
             return run_id
-        from reliability.runner.core import _params_dict, _run_key
-
-        pdict = _params_dict(params)
+        pdict = params_dict(params)
         interval = at.interval.to_utc() if at.interval is not None else None
         # one run per host run: the key names the host's run too, so two host runs with the
         # same parameters are two runs here, as they are in the host
-        key = _run_key(f"{self.pipeline.name}@{at.host_run_id}", pdict, interval)
+        key = run_key(f"{self.pipeline.name}@{at.host_run_id}", pdict, interval)
         created = s.ledger.adopt_run(
             run_id, self.pipeline.name, key, pdict, steps, code_version=self.code_version(),
             interval=(interval.start.isoformat(), interval.end.isoformat()) if interval
@@ -747,10 +744,8 @@ def _record(ledger: Ledger, ev: Event) -> None:
 
 def params_json(params: Any) -> dict[str, Any]:
     """Plain JSON parameters for a host (run conf, flow parameters)."""
-    from reliability.runner.core import _params_dict
-
     try:
-        return dict(json.loads(json.dumps(_params_dict(params))))
+        return dict(json.loads(json.dumps(params_dict(params))))
     except (TypeError, ValueError) as exc:
         raise DefinitionError(f"run parameters {params!r} are not JSON ({exc}). "
                               "Fix: pass plain values") from None

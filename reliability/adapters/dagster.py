@@ -51,7 +51,7 @@ from reliability.adapters.core import (
     host_run_id,
 )
 from reliability.errors import DefinitionError
-from reliability.pipeline import DataInterval, Pipeline, StepHook
+from reliability.pipeline import DataInterval, Pipeline, StepHook, source_version
 
 __all__ = ["CONTRACT_CHECK", "PARAMS_RESOURCE", "ledger_hooks", "reliable", "resources",
            "run_config", "to_assets", "to_definitions", "to_job"]
@@ -213,7 +213,7 @@ def to_assets(pipeline: Pipeline | str, *, key_prefix: str | Sequence[str] | Non
             deps=order, check_specs=checks, retry_policy=_retry_policy(dg, bridge, step),
             output_required=False, group_name=group_name,
             required_resource_keys={PARAMS_RESOURCE},
-            op_tags={"reliability/step": step}, code_version=_code_version(spec.fn),
+            op_tags={"reliability/step": step}, code_version=source_version(spec.fn),
             description=(spec.fn.__doc__ or "").strip() or None)(
             _asset_body(bridge, step, data, key if checks else None)))
     return assets
@@ -234,18 +234,6 @@ def to_definitions(pipeline: Pipeline | str, *, job_name: str | None = None,
     name = job_name or pipeline.name.replace("-", "_")
     return dg.Definitions(assets=assets, resources=resources(), jobs=[dg.define_asset_job(
         name, selection=dg.AssetSelection.assets(*assets), executor_def=executor_def)])
-
-
-def _code_version(fn: Callable[..., Any]) -> str:
-    """A step's code version for Dagster's staleness: a hash of its function's source."""
-    import hashlib
-    import inspect
-
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = getattr(fn, "__qualname__", repr(fn))
-    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def _contract_steps(bridge: StepBridge) -> set[str]:

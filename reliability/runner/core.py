@@ -9,9 +9,7 @@ recorded in the ledger and published on the bus.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
-import json
 import os
 import random
 import re
@@ -27,6 +25,7 @@ from typing import Any
 from reliability.errors import DefinitionError, LedgerError, RunCancelled, RunError, StepFailed
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook
+from reliability.pipeline import code_version as pipeline_code_version
 from reliability.runner.executor import Executor, Outcome, make_executor
 from reliability.runner.ledger import Ledger, RunRecord
 from reliability.runner.store import ArtifactStore, Store
@@ -38,6 +37,8 @@ from reliability.runs import (
     Trigger,
     ledger_path,
     new_run_id,
+    params_dict,
+    run_key,
 )
 
 __all__ = ["RunResult", "Runner", "default_home", "new_run_id"]
@@ -77,32 +78,6 @@ class RunResult:
         return self
 
 
-def _run_key(pipeline: str, params: Any, interval: DataInterval | None,
-             trigger: Trigger = Trigger.MANUAL) -> str:
-    """What makes two runs "the same run": pipeline, parameters and data interval. Chaos and
-    exploration runs have keys of their own, so they never resume, block or stand in for a
-    production run."""
-    doc: dict[str, Any] = {"p": pipeline, "params": params,
-                           "interval": interval.key() if interval else None}
-    if not trigger.production:
-        doc["trigger"] = trigger.value
-    blob = json.dumps(doc, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def _params_dict(params: Any) -> dict[str, Any]:
-    if params is None:
-        return {}
-    dump = getattr(params, "model_dump", None)
-    if callable(dump):
-        return dict(dump(mode="json"))
-    if hasattr(params, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(params)
-    return dict(params)
-
-
 _ACTIVE: set[tuple[str, str]] = set()  # (ledger file, run id) executing in this process
 _ACTIVE_LOCK = threading.Lock()
 
@@ -133,7 +108,7 @@ class Runner:
         self.bus = bus if bus is not None else EventBus()
         self.hooks = list(hooks)
         self.workers = workers or min(len(self.order), max(2, os.cpu_count() or 2))
-        self.code_version = code_version or _code_version(pipeline)
+        self.code_version = code_version or pipeline_code_version(pipeline)
         self.rng = random.Random(seed)
         self.before_run = list(before_run)
         self.executor = executor
@@ -181,10 +156,10 @@ class Runner:
         if run_id is not None:
             _check_run_id(run_id)
         p = self.pipeline.make_params(params)
-        pdict = _params_dict(p)
+        pdict = params_dict(p)
         if interval is not None:
             interval = interval.to_utc()
-        key = _run_key(self.pipeline.name, pdict, interval, trigger)
+        key = run_key(self.pipeline.name, pdict, interval, trigger)
         if resume and run_id is not None:
             prev = self._existing(run_id)
             if prev is not None:
@@ -318,19 +293,6 @@ def _check_run_id(run_id: str) -> None:
             f"run id {run_id!r} must be 1-200 letters, digits and . _ : @ + - (starting "
             "with a letter or digit, no '..'). Fix: pick such an id, or leave it out for a "
             "fresh one")
-
-
-def _code_version(pipeline: Pipeline) -> str:
-    import inspect
-
-    sha = hashlib.sha256()
-    for name in sorted(pipeline.steps):
-        fn = pipeline.steps[name].fn
-        try:
-            sha.update(inspect.getsource(fn).encode())
-        except (OSError, TypeError):
-            sha.update(fn.__qualname__.encode())
-    return sha.hexdigest()[:12]
 
 
 @dataclass(slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reliability._proc import holds, start_token
+from reliability._proc import holds, hostname, start_token
 from reliability.errors import LedgerError, ReliabilityError, StorageError
 from reliability.runs import (
     FINAL_RUN_STATES,
@@ -463,7 +462,7 @@ class Ledger:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*_run_identity(run_id, pipeline, run_key, RunStatus.PENDING, params,
                                 code_version, interval, kind, trigger_source, environment),
-                 os.getpid(), socket.gethostname(), start_token(), now))
+                 os.getpid(), hostname(), start_token(), now))
             db.executemany("INSERT INTO steps (run_id, step, status) VALUES (?,?,'pending')",
                            [(run_id, s) for s in steps])
             row = db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -488,7 +487,7 @@ class Ledger:
                 return int(row["runner_pid"])
             db.execute("UPDATE runs SET status='running', runner_pid=?, host=?, runner_start=?"
                        " WHERE run_id=?",
-                       (os.getpid(), socket.gethostname(), start_token(), run_id))
+                       (os.getpid(), hostname(), start_token(), run_id))
         return None
 
     def mark_run_started(self, run_id: str) -> None:
@@ -694,7 +693,7 @@ class Ledger:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*_run_identity(run_id, pipeline, run_key, RunStatus.RUNNING, params,
                                 code_version, interval, kind, trigger_source, environment),
-                 socket.gethostname(), now, now)).rowcount
+                 hostname(), now, now)).rowcount
             added = db.executemany(
                 "INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,'pending')",
                 [(run_id, s) for s in steps]).rowcount

@@ -30,9 +30,6 @@ import json
 import logging
 import math
 import os
-import pickle
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -185,6 +182,8 @@ def encode(value: Any, dest: str | Path) -> tuple[str, Codec, int]:
             w.write(json.dumps(value, sort_keys=True, separators=(",", ":"),
                                allow_nan=False).encode())
         else:
+            import pickle
+
             codec = "pickle"
             _ValuePickler(w).dump(value)
     return w.sha.hexdigest(), codec, w.size
@@ -243,6 +242,8 @@ def _decode_bytes(data: bytes, codec: Codec) -> Any:
         return data
     if codec == "json":
         return json.loads(data)
+    import pickle
+
     return pickle.loads(data)
 
 
@@ -304,6 +305,8 @@ def _load_local(path: Path, codec: Codec) -> tuple[Any, Path]:
 
 def _load_remote(location: str, codec: Codec, cache_dir: str | Path | None
                  ) -> tuple[Any, Path]:
+    import tempfile
+
     digest, sha = _name(location), hashlib.sha256()
     if cache_dir is None:
         cache_dir = tempfile.mkdtemp(prefix="reliability-in-")
@@ -424,6 +427,8 @@ class ArtifactStore:
                         output: bool = True, scratch: bool = True) -> None:
         """Drop what an attempt left in staging: its output file and its scratch dir (made
         only when the step used ``ctx.staging_dir``; pass False for what is known absent)."""
+        import shutil
+
         if output:
             self.staging_file(run_id, step, attempt).unlink(missing_ok=True)
         if scratch:
@@ -487,6 +492,8 @@ class ArtifactStore:
 
     def _keep_aside(self, final: Path, digest: str) -> None:
         """Keep a copy of a corrupt object for inspection (a second name for its inode)."""
+        import shutil
+
         aside = self.quarantine / "corrupt"
         aside.mkdir(parents=True, exist_ok=True)
         dest = aside / f"{digest}.{time.time_ns()}"
@@ -508,6 +515,8 @@ class ArtifactStore:
 
     def clear_staging(self, run_id: str) -> None:
         """Drop whatever attempts of ``run_id`` left uncommitted (partial writes)."""
+        import shutil
+
         shutil.rmtree(self.staging / run_id, ignore_errors=True)
 
     def intact(self, digest: str) -> bool:
@@ -561,6 +570,8 @@ class ObjectStore:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
                  part_size: int = 64 << 20) -> None:
+        import tempfile
+
         self.url = url.rstrip("/")
         self.part_size = part_size
         with _REMOTE_LOCK:
@@ -753,6 +764,8 @@ class ObjectStore:
 
     def discard_attempt(self, run_id: str, step: str, attempt: int, *,
                         output: bool = True, scratch: bool = True) -> None:
+        import shutil
+
         staged, scratch_dir, _ = self.attempt_paths(run_id, step, attempt)
         if output:
             self._rm(self._fs_path(staged))
@@ -760,6 +773,9 @@ class ObjectStore:
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
     def load(self, digest: str, codec: Codec) -> Any:
+        import shutil
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="reliability-load-") as tmp:
             value, _ = load_input(self.location(digest), codec, tmp)
             if codec == "file":  # the caller gets a file that outlives the temp dir
@@ -769,6 +785,8 @@ class ObjectStore:
             return value
 
     def clear_staging(self, run_id: str) -> None:
+        import shutil
+
         self.fs.invalidate_cache()
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self._key("staging", run_id), recursive=True)

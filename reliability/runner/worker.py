@@ -10,12 +10,7 @@ runner alone decides when a worker stops.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import pickle
-import shutil
-import signal
-import socket
 import sys
 import traceback
 from collections.abc import Sequence
@@ -64,6 +59,9 @@ class Result:
 
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -77,6 +75,8 @@ def close_inherited_listeners() -> int:
     A worker never accepts connections; holding a copy of a listener would keep its port
     open after the runner closed or disabled it. Other descriptors (log files) are kept.
     """
+    import socket
+
     closed = 0
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
@@ -103,6 +103,8 @@ def close_inherited_listeners() -> int:
 def worker_main(conn: Connection, pipeline: Pipeline, hooks: Sequence[StepHook],
                 parent_pid: int) -> None:
     """Entry point of a worker process."""
+    import signal
+
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -144,6 +146,8 @@ def _plain(details: dict[str, Any]) -> dict[str, Any]:
 
 
 def _picklable(value: Any) -> Any:
+    import pickle
+
     try:
         pickle.dumps(value)
     except Exception:
@@ -201,6 +205,8 @@ def run_task(pipeline: Pipeline, hooks: Sequence[StepHook], task: Task) -> Resul
         return res
     finally:
         if task.inputs and is_remote(next(iter(task.inputs.values()))[0]):
+            import shutil
+
             shutil.rmtree(cache, ignore_errors=True)
 
 
