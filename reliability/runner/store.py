@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -182,15 +183,13 @@ def encode(value: Any, dest: str | Path) -> tuple[str, Codec, int]:
             w.write(json.dumps(value, sort_keys=True, separators=(",", ":"),
                                allow_nan=False).encode())
         else:
-            import pickle
-
             codec = "pickle"
-            _ValuePickler(w).dump(value)
+            _pickle_by_value(value, w)
     return w.sha.hexdigest(), codec, w.size
 
 
-class _ValuePickler(pickle._Pickler):
-    """A protocol 5 pickler whose bytes depend on the value, not on which strings are one object.
+def _pickle_by_value(value: Any, file: io.RawIOBase) -> None:
+    """Pickle ``value`` (protocol 5) so that its bytes depend on the value alone.
 
     A pickler writes an object once and refers back to it where the same object recurs; an
     equal string that is another object is written again. Whether equal strings are one
@@ -202,39 +201,47 @@ class _ValuePickler(pickle._Pickler):
     :func:`pickle.dump` (this is its Python implementation: as fast on arrays, slower on
     values made of many small Python objects) and loads with :func:`pickle.load`.
     """
+    _value_pickler_class()(file).dump(value)
 
-    dispatch = dict(pickle._Pickler.dispatch)
 
-    def __init__(self, file: io.RawIOBase | IO[bytes]) -> None:
-        super().__init__(file, protocol=5)
-        self._strings: dict[str, int] = {}  # string -> its memo index
+@functools.cache
+def _value_pickler_class() -> Any:
+    import pickle  # on first use: a task whose steps return JSON values never needs it
 
-    def _save_str(self, obj: str) -> None:
-        this: Any = self  # the memo and opcode writers are not in the pickle type stubs
-        index = self._strings.get(obj)
-        if index is not None:
-            this.write(this.get(index))
-            return
-        _SAVE_STR(self, obj)
-        self._strings[obj] = this.memo[id(obj)][0]
+    save_str: Any = pickle._Pickler.dispatch[str]
+    save_picklebuffer: Any = pickle._Pickler.dispatch[pickle.PickleBuffer]
 
-    def _save_picklebuffer(self, obj: pickle.PickleBuffer) -> None:
-        with obj.raw() as view:
-            if view.readonly or not view.contiguous or view.nbytes < _CHUNK:
-                _SAVE_PICKLEBUFFER(self, obj)
+    class ValuePickler(pickle._Pickler):
+        dispatch = dict(pickle._Pickler.dispatch)
+
+        def __init__(self, file: io.RawIOBase) -> None:
+            super().__init__(file, protocol=5)
+            self._strings: dict[str, int] = {}  # string -> its memo index
+
+        def _save_str(self, obj: str) -> None:
+            this: Any = self  # the memo and opcode writers are not in the pickle type stubs
+            index = self._strings.get(obj)
+            if index is not None:
+                this.write(this.get(index))
                 return
-            # a large array's data in band as the C pickler writes it, without a copy
-            this: Any = self
-            this._write_large_bytes(pickle.BYTEARRAY8 + view.nbytes.to_bytes(8, "little"),
-                                    view)
-            this.memoize(obj)
+            save_str(self, obj)
+            self._strings[obj] = this.memo[id(obj)][0]
 
-    dispatch[str] = cast(Any, _save_str)
-    dispatch[pickle.PickleBuffer] = cast(Any, _save_picklebuffer)
+        def _save_picklebuffer(self, obj: pickle.PickleBuffer) -> None:
+            with obj.raw() as view:
+                if view.readonly or not view.contiguous or view.nbytes < _CHUNK:
+                    save_picklebuffer(self, obj)
+                    return
+                # a large array's data in band as the C pickler writes it, without a copy
+                this: Any = self
+                this._write_large_bytes(
+                    pickle.BYTEARRAY8 + view.nbytes.to_bytes(8, "little"), view)
+                this.memoize(obj)
 
+        dispatch[str] = cast(Any, _save_str)
+        dispatch[pickle.PickleBuffer] = cast(Any, _save_picklebuffer)
 
-_SAVE_STR: Any = pickle._Pickler.dispatch[str]
-_SAVE_PICKLEBUFFER: Any = pickle._Pickler.dispatch[pickle.PickleBuffer]
+    return ValuePickler
 
 
 def _decode_bytes(data: bytes, codec: Codec) -> Any:
