@@ -2,11 +2,15 @@
 
 Every entry point -- ``reliability run`` and ``resume``, backfills, ``schedule serve`` and
 its HTTP and file triggers, ``chaos run`` and ``chaos explore``, ``demo``, the pytest
-plugins, the Dask executor and the orchestrator adapters -- turns (pipeline, parameters,
-data interval, trigger, options) into a run here, and nowhere else:
+plugins and the Dask executor -- turns (pipeline, parameters, data interval, trigger,
+options) into a run here, and nowhere else:
 
     with assemble("pipelines.reference:pipeline", RunOptions(workers=2)) as asm:
         result = asm.run({"seed": 3}, trigger=Trigger.MANUAL)
+
+The orchestrator adapters run our steps inside another scheduler's tasks: each task process
+gets its ledger, store, contracts, hooks and SLA checks from :func:`assemble_task`, the
+same pieces under the same options, without a run loop of its own.
 
 The assembly loads the project (``reliability.yaml``), puts the data contracts first among
 the worker-side hooks (chaos hooks come from ``options.hooks`` or are installed by the chaos
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reliability.events import EventBus
+from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook, load_pipeline
 from reliability.runs import RunStatus, Trigger, default_environment
 
@@ -31,8 +35,10 @@ if TYPE_CHECKING:
     from reliability.runner import Ledger, Runner, RunResult
     from reliability.runner.executor import Executor
     from reliability.runner.store import Store
+    from reliability.sla.spec import SLASet
 
-__all__ = ["Assembly", "RunOptions", "assemble", "sla_monitor"]
+__all__ = ["Assembly", "RunOptions", "TaskAssembly", "assemble", "assemble_task",
+           "sla_monitor"]
 
 
 @dataclass
@@ -266,3 +272,137 @@ def _contract_hook(project: Project, pipeline: Pipeline, notes: list[str]) -> St
     notes.append(f"contracts: {len(cset)} from {directory}")
     hook: StepHook = contracts.ContractHook(cset, params_model=pipeline.params_model)
     return hook
+
+
+# -- a host's task process --------------------------------------------------------------
+_TASK_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
+"""What a task process records as ledger events (the attempt rows hold starts and ends)."""
+
+
+@dataclass
+class TaskAssembly:
+    """What a host's task process assembles for the steps it runs (see
+    :func:`assemble_task`); closed with :meth:`close`."""
+
+    pipeline: Pipeline
+    ledger: Ledger
+    store: Store
+    bus: EventBus
+    hooks: list[StepHook]
+    """The project's data contracts (first), then ``options.hooks``."""
+    code_version: str | None = None
+    """The pipeline's code version, when the settings cache knew it."""
+    watch: Any = None
+    """The task's SLA checks and runbooks (None with ``sla=False``)."""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        import contextlib
+
+        while self.closers:
+            with contextlib.suppress(Exception):
+                self.closers.pop()()
+
+
+def assemble_task(pipeline: Pipeline, options: RunOptions | None = None, *,
+                  own_tasks: bool = False) -> TaskAssembly:
+    """The assembly of one host task process: the project's ledger and store, its data
+    contracts first among the hooks, an event bus whose events the ledger records, and the
+    step and run SLAs with their runbooks
+    (:class:`~reliability.adapters._watch.TaskWatch`), all under ``options`` (``home``,
+    ``contracts``, ``sla``, ``hooks``, ``environment``; the run-loop options do not apply).
+
+    Hosts such as KFP and Metaflow start a process per task, so this stays cheap: what the
+    project file, contracts and SLA file say is validated once and cached in the home
+    (:mod:`reliability.adapters._settings`), and the contract engine, the SLA file and the
+    runbook templates load only when a step needs them. Metrics come from the ledger's
+    events (``reliability sla serve``). ``own_tasks``: the pipeline's steps are a team's
+    own host tasks (their inputs come from the host; only their own contracts apply).
+    """
+    from reliability.adapters._settings import pipeline_slas, resolve
+    from reliability.runner.ledger import Ledger
+    from reliability.runner.store import open_store
+    from reliability.runs import ledger_path
+
+    opts = options or RunOptions()
+    home = Path(opts.home) if opts.home is not None else None
+    loaded: dict[str, Any] = {}  # what is read from the project, at most once
+
+    def once(name: str, make: Callable[[], Any]) -> Any:
+        if name not in loaded:
+            loaded[name] = make()
+        return loaded[name]
+
+    def project() -> Project:
+        from reliability.project import find_project
+
+        return once("project", find_project)  # type: ignore[no-any-return]
+
+    def contract_hook(p: Project) -> StepHook | None:
+        make = _own_task_contracts if own_tasks else _contract_hook
+        return once("contracts", lambda: make(p, pipeline, []))  # type: ignore[no-any-return]
+
+    def slas() -> SLASet | None:
+        return once("slas", lambda: pipeline_slas(project(), pipeline))  # type: ignore[no-any-return]
+
+    def renderer() -> Any:
+        from reliability.runbooks import RunbookRenderer
+
+        found = slas()
+        return once("renderer", lambda: RunbookRenderer(
+            [project().runbooks_dir], base_url=found.runbook_base_url if found else None))
+
+    cfg = resolve(pipeline, home, options=[opts.contracts, own_tasks], project=project,
+                  sla=opts.sla,
+                  has_contracts=lambda p: opts.contracts and contract_hook(p) is not None)
+    ledger = Ledger(ledger_path(cfg.home))
+    try:
+        store = open_store(cfg.store or cfg.home / "store")
+        hook = contract_hook(project()) if opts.contracts and cfg.contracts else None
+    except BaseException:
+        ledger.close()
+        raise
+    bus = opts.bus if opts.bus is not None else EventBus()
+    asm = TaskAssembly(pipeline, ledger, store, bus,
+                       [*([hook] if hook is not None else []), *opts.hooks],
+                       code_version=cfg.code_version)
+    asm.closers.append(ledger.close)
+    # a host's runs are recorded here (our runner records only the runs it executes)
+    asm.closers.append(bus.subscribe(lambda ev: _record_event(ledger, ev),
+                                     kinds=_TASK_AUDITED))
+    if opts.sla:
+        from reliability.adapters._watch import TaskWatch
+
+        asm.watch = TaskWatch(pipeline.name, bus, ledger, cfg.limits, runbooks=True,
+                              slas=slas, renderer=renderer)
+        asm.closers.append(asm.watch.close)
+    return asm
+
+
+def _own_task_contracts(project: Project, pipeline: Pipeline, notes: list[str]
+                        ) -> StepHook | None:
+    """The project's contracts of the host tasks registered so far (contracts of other
+    tasks of the same DAG or flow are left to the processes that run those)."""
+    directory = project.contracts_dir
+    if not directory.is_dir():
+        return None
+    from reliability.contracts import ContractHook
+    from reliability.contracts.loader import ContractSet, load_specs
+
+    cset = ContractSet(pipeline=pipeline.name)
+    for contract in load_specs(directory, pipeline.name):
+        if contract.spec.pipeline == pipeline.name and contract.spec.step in pipeline.steps:
+            cset.add(contract)
+    if not cset:
+        return None
+    notes.append(f"contracts: {len(cset)} from {directory}")
+    return ContractHook(cset)
+
+
+def _record_event(ledger: Ledger, ev: Event) -> None:
+    details = dict(ev.details)
+    if ev.error:
+        details["error"] = ev.error
+    if ev.duration is not None:
+        details["duration"] = ev.duration
+    ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt, details)

@@ -202,7 +202,12 @@ class TaskWatch:
     # -- SLAs ---------------------------------------------------------------------------
     def _check_run(self, run_id: str) -> None:
         """The run's SLAs, as the monitor checks them when a run ends."""
-        from reliability.sla.monitor import deadline_applies, deadline_of
+        from reliability.sla.monitor import (
+            budgets,
+            deadline_applies,
+            deadline_of,
+            run_end_breaches,
+        )
 
         slas = self._slas()
         if slas is None:
@@ -210,27 +215,21 @@ class TaskWatch:
         rec = self.ledger.get_run(run_id)
         sla = slas.run
         if sla is not None and rec.started_at is not None and rec.ended_at is not None:
-            took = rec.ended_at - rec.started_at
-            if sla.max_duration is not None and took > sla.max_duration:
-                self._breach(run_id, None, "max_duration", sla.max_duration, took, live=False)
             interval = ({"start": rec.interval_start, "end": rec.interval_end}
                         if rec.interval_start and rec.interval_end else None)
-            if sla.finish_by is not None and deadline_applies({"trigger": rec.trigger.value}):
-                due = deadline_of(sla, rec.started_at, interval)
-                if rec.ended_at > due:
-                    self._breach(run_id, None, "finish_by", due, rec.ended_at, live=False)
+            due = (deadline_of(sla, rec.started_at, interval) if sla.finish_by is not None
+                   and deadline_applies({"trigger": rec.trigger.value}) else None)
+            for kind, limit, observed in run_end_breaches(sla, rec.started_at, rec.ended_at,
+                                                          due):
+                self._breach(run_id, None, kind, limit, observed, live=False)
         if not rec.production:
             return  # a chaos or explore run: no budget
-        for each in slas:
-            slo = each.success_rate
-            if slo is None:
-                continue
-            ok, failed = self.view.outcome_counts(self.pipeline, time.time() - slo.window,
-                                                  each.step)
-            ratio, remaining = slo.budget_left(ok, failed)
+        for each, ratio, remaining in budgets(
+                slas, lambda since, step: self.view.outcome_counts(self.pipeline, since, step)):
             if remaining < 0:
-                self._breach(run_id, each.step, "success_rate", slo.error_budget, ratio,
-                             live=False)
+                assert each.success_rate is not None
+                self._breach(run_id, each.step, "success_rate", each.success_rate.error_budget,
+                             ratio, live=False)
 
     def _breach(self, run_id: str, step: str | None, kind: Any, limit: float,
                 observed: float, *, live: bool) -> None:

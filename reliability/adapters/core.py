@@ -5,12 +5,10 @@ Airflow DAG, a Prefect flow, ...), one host task per step, and makes each host t
 :meth:`StepBridge.run_step` once. The bridge does what our own runner does around an
 attempt, in the process the host runs the task in:
 
-* opens the home's ledger and artifact store, the run's hooks (contracts, chaos) and a
-  :class:`~reliability.adapters._watch.TaskWatch` (step SLAs, runbooks), once per
-  process -- cheaply, as hosts such as KFP and Metaflow start a process per task: what
-  the project file, contracts and SLA file say is cached in the home
-  (:mod:`reliability.adapters._settings`), heavy libraries load only when a step needs
-  them, and the run's own SLAs are checked by the process that settles the run;
+* assembles, once per process, what a task needs
+  (:func:`~reliability.assembly.assemble_task`: the home's ledger and artifact store, the
+  run's hooks -- contracts, chaos -- and the step and run SLA checks with their runbooks)
+  -- cheaply, as hosts such as KFP and Metaflow start a process per task;
 * records the run, the attempt (the host's try number), its outcome and the worker pid in
   the ledger, so ``reliability runs show``, runbooks and the ledger-fed ``/metrics`` read a
   host's run like one of ours;
@@ -54,13 +52,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from reliability.adapters._watch import TaskWatch
 from reliability.errors import ContractViolation, DefinitionError, RunError
-from reliability.events import Event, EventBus, EventKind
+from reliability.events import Event, EventKind
 from reliability.pipeline import (
     DataInterval,
     Pipeline,
@@ -69,13 +66,13 @@ from reliability.pipeline import (
     StepSpec,
     code_version,
 )
-from reliability.runner.ledger import Ledger
-from reliability.runner.store import Store, encode
+from reliability.runner.store import encode
 from reliability.runner.worker import Result, Task, run_task
-from reliability.runs import Trigger, ledger_path, params_dict, run_key
+from reliability.runs import Trigger, params_dict, run_key
 
 if TYPE_CHECKING:
-    from reliability.project import Project
+    from reliability.adapters._watch import TaskWatch
+    from reliability.assembly import TaskAssembly
 
 __all__ = [
     "AttemptFailed",
@@ -91,7 +88,6 @@ Ref = dict[str, str]
 """What one host task hands the next: ``{"step", "digest", "codec"}`` of a committed object."""
 
 # events the ledger keeps (the runner's rule): started/succeeded are rebuilt from its tables
-_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_SUCCEEDED}
 _SESSIONS: dict[tuple[Any, ...], _Session] = {}  # this process's open sessions
 _TERMINAL_RUN = {"succeeded": EventKind.RUN_SUCCEEDED, "failed": EventKind.RUN_FAILED}
 
@@ -162,21 +158,24 @@ def host_run_id(pipeline: str, host_run: str) -> str:
 
 @dataclass
 class _Session:
-    """What one process opened for the bridge: ledger, store, bus, hooks, SLA watch."""
+    """One process's assembly of the bridge's pipeline (ledger, store, bus, hooks, SLA
+    watch) and the runs it has recorded."""
 
-    pid: int
-    ledger: Ledger
-    store: Store
-    bus: EventBus
-    hooks: list[StepHook]
-    watch: TaskWatch | None = None
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    known_runs: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    def __init__(self, pid: int, asm: TaskAssembly) -> None:
+        self.pid = pid
+        self.asm = asm
+        self.ledger = asm.ledger
+        self.store = asm.store
+        self.bus = asm.bus
+        self.hooks = asm.hooks
+        self.known_runs: set[tuple[str, tuple[str, ...]]] = set()
+
+    @property
+    def watch(self) -> TaskWatch | None:
+        return self.asm.watch  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        while self.closers:
-            with contextlib.suppress(Exception):
-                self.closers.pop()()
+        self.asm.close()
 
 
 class StepBridge:
@@ -287,68 +286,20 @@ class StepBridge:
         return [*s.hooks, *self.extra_hooks]
 
     def _open(self) -> _Session:
-        from reliability.adapters._settings import pipeline_slas, resolve
-        from reliability.runner.store import open_store
+        from reliability.assembly import RunOptions, assemble_task
 
         graph = self.pipeline
         if self._tasks_mode:  # host tasks: their inputs come from the host, not our steps
             graph = Pipeline(self.pipeline.name, params=self.pipeline.params_model)
             for name, spec in self.pipeline.steps.items():
                 graph.steps[name] = dataclasses.replace(spec, inputs={})
-        loaded: dict[str, Any] = {}  # what is read from the project, at most once
-
-        def once(name: str, make: Callable[[], Any]) -> Any:
-            if name not in loaded:
-                loaded[name] = make()
-            return loaded[name]
-
-        def project() -> Project:
-            from reliability.project import find_project
-
-            return once("project", find_project)  # type: ignore[no-any-return]
-
-        def contract_hook(p: Project) -> StepHook | None:
-            return once("contracts", lambda: self._contract_hook(p, graph))  # type: ignore[no-any-return]
-
-        def slas() -> Any:
-            return once("slas", lambda: pipeline_slas(project(), graph))
-
-        def renderer() -> Any:
-            from reliability.runbooks import RunbookRenderer
-
-            found = slas()
-            return once("renderer", lambda: RunbookRenderer(
-                [project().runbooks_dir], base_url=found.runbook_base_url if found else None))
-
-        cfg = resolve(graph, self.home, options=[self.contracts, self._tasks_mode],
-                      project=project, sla=self.sla,
-                      has_contracts=lambda p: self.contracts and contract_hook(p) is not None)
-        if cfg.code_version is not None and not self._tasks_mode:  # tasks: added later
-            self._code_version = cfg.code_version
-        ledger = Ledger(ledger_path(cfg.home))
-        try:
-            store = open_store(cfg.store or cfg.home / "store")
-            hook = contract_hook(project()) if self.contracts and cfg.contracts else None
-        except BaseException:
-            ledger.close()
-            raise
-        bus = EventBus()
-        s = _Session(os.getpid(), ledger, store, bus, [hook] if hook is not None else [])
-        s.closers.append(ledger.close)
-        # the host's runs are recorded here (our runner records only the runs it executes)
-        s.closers.append(bus.subscribe(lambda ev: _record(ledger, ev), kinds=_AUDITED))
-        if self.sla:
-            s.watch = TaskWatch(self.pipeline.name, bus, ledger, cfg.limits, runbooks=True,
-                                slas=slas, renderer=renderer)
-            s.closers.append(s.watch.close)
-        return s
-
-    def _contract_hook(self, project: Project, graph: Pipeline) -> StepHook | None:
-        if self._tasks_mode:
-            return _task_contracts(project.contracts_dir, self.pipeline)
-        from reliability.assembly import _contract_hook
-
-        return _contract_hook(project, graph, [])
+        # this bridge's own hooks are added per bridge (_hooks): bridges share a session
+        asm = assemble_task(graph, RunOptions(home=self.home, contracts=self.contracts,
+                                              sla=self.sla, environment=self.environment),
+                            own_tasks=self._tasks_mode)
+        if asm.code_version is not None and not self._tasks_mode:  # tasks: added later
+            self._code_version = asm.code_version
+        return _Session(os.getpid(), asm)
 
     def code_version(self) -> str:
         if self._code_version is None:
@@ -716,30 +667,6 @@ class GuardedAttempt:
             self.bridge._emit(self._s, EventKind(kind), self.run_id, self.at.step,
                               self.at.attempt, details=details, time=stamp)
         return time.monotonic() - self._t0
-
-
-def _task_contracts(directory: Path, pipeline: Pipeline) -> StepHook | None:
-    """The project's contracts of the host tasks registered so far (contracts of other
-    tasks of the same DAG or flow are left to the processes that run those)."""
-    if not directory.is_dir():
-        return None
-    from reliability.contracts import ContractHook
-    from reliability.contracts.loader import ContractSet, load_specs
-
-    cset = ContractSet(pipeline=pipeline.name)
-    for contract in load_specs(directory, pipeline.name):
-        if contract.spec.pipeline == pipeline.name and contract.spec.step in pipeline.steps:
-            cset.add(contract)
-    return ContractHook(cset) if cset else None
-
-
-def _record(ledger: Ledger, ev: Event) -> None:
-    details = dict(ev.details)
-    if ev.error:
-        details["error"] = ev.error
-    if ev.duration is not None:
-        details["duration"] = ev.duration
-    ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt, details)
 
 
 def params_json(params: Any) -> dict[str, Any]:

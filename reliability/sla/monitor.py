@@ -24,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from reliability.sla.metrics import PipelineMetrics, is_production
 from reliability.sla.spec import SLA, SLAKind, SLASet, format_duration
 from reliability.sla.timers import TimerThread
 
-__all__ = ["Breach", "SLAMonitor", "deadline_applies", "deadline_of", "interval_of"]
+__all__ = ["Breach", "SLAMonitor", "budgets", "deadline_applies", "deadline_of",
+           "interval_of", "run_end_breaches"]
 
 log = logging.getLogger("reliability.sla")
 
@@ -247,11 +248,9 @@ class SLAMonitor:
             run = self._runs.pop(run_id, None)
         sla = self._sla(ev.pipeline, None)
         if run is not None and sla is not None:
-            elapsed = ev.time - run.started
-            if sla.max_duration is not None and elapsed > sla.max_duration:
-                self._breach(run, None, "max_duration", sla.max_duration, elapsed, live=False)
-            if sla.finish_by is not None and run.deadline and ev.time > _deadline(sla, run):
-                self._breach(run, None, "finish_by", _deadline(sla, run), ev.time, live=False)
+            due = _deadline(sla, run) if sla.finish_by is not None and run.deadline else None
+            for kind, limit, observed in run_end_breaches(sla, run.started, ev.time, due):
+                self._breach(run, None, kind, limit, observed, live=False)
         if run is not None and not run.production:
             return  # a chaos or explore run: no freshness, no budget
         if ev.kind is EventKind.RUN_SUCCEEDED:
@@ -308,13 +307,11 @@ class SLAMonitor:
         sset = self.slas.get(run.pipeline)
         if sset is None or self.ledger is None:
             return
-        for sla in sset:
+        ledger = self.ledger
+        for sla, ratio, remaining in budgets(
+                sset, lambda since, step: ledger.outcome_counts(run.pipeline, since, step)):
             slo = sla.success_rate
-            if slo is None:
-                continue
-            ok, failed = self.ledger.outcome_counts(run.pipeline, time.time() - slo.window,
-                                                    sla.step)
-            ratio, remaining = slo.budget_left(ok, failed)
+            assert slo is not None
             self.metrics.set_budget(run.pipeline, sla.step, remaining)
             key = (run.pipeline, sla.step)
             if remaining >= 0:
@@ -423,6 +420,35 @@ def _ledger_view(ledger: Any) -> LedgerView | None:
 
 def _deadline(sla: SLA, run: _Run) -> float:
     return deadline_of(sla, run.started, run.interval)
+
+
+def run_end_breaches(sla: SLA, started: float, ended: float, deadline: float | None
+                     ) -> list[tuple[SLAKind, float, float]]:
+    """What a run that started at ``started`` and ended at ``ended`` breached of its run
+    ``sla``: ``(kind, limit, observed)`` for ``max_duration`` and, when ``deadline`` is
+    given (see :func:`deadline_applies`), ``finish_by``."""
+    found: list[tuple[SLAKind, float, float]] = []
+    if sla.max_duration is not None and ended - started > sla.max_duration:
+        found.append(("max_duration", sla.max_duration, ended - started))
+    if deadline is not None and ended > deadline:
+        found.append(("finish_by", deadline, ended))
+    return found
+
+
+def budgets(slas: SLASet, window_counts: Callable[[float, str | None], tuple[int, int]]
+            ) -> Iterator[tuple[SLA, float, float]]:
+    """``(sla, success ratio, error budget left)`` of each success-rate SLO in ``slas``;
+    ``window_counts(since, step)`` is the (succeeded, failed) count of production runs
+    (of ``step``, or whole runs for None) since ``since``, as the ledger's
+    ``outcome_counts`` gives it. A negative budget is exhausted."""
+    now = time.time()
+    for sla in slas:
+        slo = sla.success_rate
+        if slo is None:
+            continue
+        ok, failed = window_counts(now - slo.window, sla.step)
+        ratio, remaining = slo.budget_left(ok, failed)
+        yield sla, ratio, remaining
 
 
 def deadline_of(sla: SLA, started: float, interval: Mapping[str, str] | None) -> float:

@@ -264,3 +264,34 @@ def test_guard_puts_hooks_and_the_ledger_around_a_host_task(tmp_path: Path) -> N
     assert [a["status"] for a in attempt_rows(home, second, "clean")] == [
         "contract_violated"]
     assert (home / "store" / "quarantine" / second / "clean.1.out").is_file()
+
+
+def test_a_task_process_is_assembled_like_a_run_contracts_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge's session is the run assembly of a task process: the project's data
+    contracts come first among the hooks, the bridge's own hooks after them, and turning
+    contracts off is an option of the same assembly, not another path."""
+    from reliability.assembly import RunOptions, TaskAssembly, assemble_task
+
+    hp.contract_dir(tmp_path)
+    (tmp_path / "reliability.yaml").write_text("home: home\n")
+    monkeypatch.chdir(tmp_path)
+    chaos = ChaosHook([], seed=1)
+    bridge = StepBridge(hp.small, hooks=[chaos])
+    try:
+        s = bridge.session()
+        assert isinstance(s.asm, TaskAssembly)
+        hooks = bridge._hooks(s)
+        assert [type(h) for h in hooks] == [ContractHook, ChaosHook]
+        assert s.ledger.path == tmp_path / "home" / "ledger.db"
+        with pytest.raises(AttemptNotRetryable):  # the project's contract, from the home
+            bridge.run_step(_at("extract", params={"bad": True}), {})
+    finally:
+        bridge.close()
+    assert_contract_stop(tmp_path / "home", host_run_id("small", HOST_RUN))
+    off = assemble_task(hp.small, RunOptions(contracts=False, sla=False, hooks=[chaos]))
+    try:
+        assert off.hooks == [chaos]
+        assert off.watch is None
+    finally:
+        off.close()

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pandas", "pandera", "polars", "prometheus_client", "jinja2", "pydantic", "yaml",
-         "rich", "reliability.project", "reliability.sla.monitor", "reliability.assembly",
+         "rich", "reliability.project", "reliability.sla.monitor",
          "reliability.runner.core", "multiprocessing")  # the run loop and its worker pool
 # what a task of a pipeline whose steps return JSON values leaves alone too: the pickle
 # codec, the forked worker's socket and libc calls, event payload types, temporary files
