@@ -209,7 +209,6 @@ def _value_pickler_class() -> Any:
     import pickle  # on first use: a task whose steps return JSON values never needs it
 
     save_str: Any = pickle._Pickler.dispatch[str]
-    save_picklebuffer: Any = pickle._Pickler.dispatch[pickle.PickleBuffer]
 
     class ValuePickler(pickle._Pickler):
         dispatch = dict(pickle._Pickler.dispatch)
@@ -228,15 +227,25 @@ def _value_pickler_class() -> Any:
             self._strings[obj] = this.memo[id(obj)][0]
 
         def _save_picklebuffer(self, obj: pickle.PickleBuffer) -> None:
-            with obj.raw() as view:
-                if view.readonly or not view.contiguous or view.nbytes < _CHUNK:
-                    save_picklebuffer(self, obj)
-                    return
-                # a large array's data in band as the C pickler writes it, without a copy
-                this: Any = self
-                this._write_large_bytes(
-                    pickle.BYTEARRAY8 + view.nbytes.to_bytes(8, "little"), view)
-                this.memoize(obj)
+            # in band, as the C pickler writes it: no copy of a large array's data, and
+            # the buffer (not a bytes copy of it) is what is memoized -- the Python
+            # pickler memoizes the copy, and every empty buffer's copy is the one b""
+            this: Any = self
+            with obj.raw() as view:  # a non-contiguous buffer raises BufferError here
+                n = view.nbytes
+                if not view.readonly:
+                    head = pickle.BYTEARRAY8 + n.to_bytes(8, "little")
+                elif n <= 0xFF:
+                    head = pickle.SHORT_BINBYTES + n.to_bytes(1, "little")
+                elif n <= 0xFFFFFFFF:
+                    head = pickle.BINBYTES + n.to_bytes(4, "little")
+                else:
+                    head = pickle.BINBYTES8 + n.to_bytes(8, "little")
+                if n >= this.framer._FRAME_SIZE_TARGET:
+                    this._write_large_bytes(head, view)
+                else:
+                    this.write(head + view.tobytes())
+            this.memoize(obj)
 
         dispatch[str] = cast(Any, _save_str)
         dispatch[pickle.PickleBuffer] = cast(Any, _save_picklebuffer)

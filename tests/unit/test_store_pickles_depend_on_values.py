@@ -87,3 +87,35 @@ def test_a_large_array_is_pickled_in_band_and_loads_back(tmp_path: Path) -> None
     assert np.array_equal(back["weights"], value["weights"])
     assert np.array_equal(back["frozen"], value["frozen"])
     assert encode(value, tmp_path / "again")[0] == digest
+
+
+def test_empty_frames_and_arrays_are_pickled_and_load_back(tmp_path: Path) -> None:
+    """Every empty buffer's bytes are one object (``b""``): each is still written in full."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": range(4), "x": np.arange(4) * 0.5, "kind": ["a", "b"] * 2,
+                          "day": pd.date_range("2026-01-01", periods=4, freq="h", tz="UTC")})
+    for i, value in enumerate([frame.iloc[0:0], frame.head(0).copy(),
+                               [np.zeros(0), np.zeros(0, dtype="int8")]]):
+        _, codec, _ = encode(value, tmp_path / str(i))
+        back = decode(tmp_path / str(i), codec)
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(back, value)
+        else:
+            assert [a.dtype for a in back] == [a.dtype for a in value]
+            assert all(len(a) == 0 for a in back)
+
+
+def test_arrays_are_pickled_byte_for_byte_as_pickle_dumps_writes_them(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    frozen = np.arange(10.0)
+    frozen.setflags(write=False)
+    for i, value in enumerate([np.zeros(0), np.arange(3, dtype="int8"), frozen,
+                               np.arange(100_000.0), np.arange(40_000.0).reshape(200, 200).T,
+                               np.array(["a", "bc"])]):
+        _, _, _ = encode(value, tmp_path / str(i))
+        assert (tmp_path / str(i)).read_bytes() == pickle.dumps(value, protocol=5)
