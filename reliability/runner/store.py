@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, ClassVar, Protocol, cast
 
 from reliability.errors import CorruptObject, StorageError
 
@@ -207,11 +207,21 @@ def _pickle_by_value(value: Any, file: io.RawIOBase) -> None:
 @functools.cache
 def _value_pickler_class() -> Any:
     import pickle  # on first use: a task whose steps return JSON values never needs it
+    import types
 
-    save_str: Any = pickle._Pickler.dispatch[str]
+    stock: Any = pickle._Pickler  # its savers are not in the type stubs
+    save_str: Any = stock.save_str
 
     class ValuePickler(pickle._Pickler):
-        dispatch = dict(pickle._Pickler.dispatch)
+        # the standard library's own savers, named one by one: the class's dispatch dict
+        # is shared, and libraries add to it (dill registers its own savers for slices,
+        # dicts, functions and types at import, whose pickles then need dill to load)
+        dispatch: ClassVar[dict[type, Any]] = {
+            type(None): stock.save_none, bool: stock.save_bool, int: stock.save_long,
+            float: stock.save_float, bytes: stock.save_bytes,
+            bytearray: stock.save_bytearray, tuple: stock.save_tuple, list: stock.save_list,
+            dict: stock.save_dict, set: stock.save_set, frozenset: stock.save_frozenset,
+            types.FunctionType: stock.save_global, type: stock.save_type}
 
         def __init__(self, file: io.RawIOBase) -> None:
             super().__init__(file, protocol=5)

@@ -119,3 +119,38 @@ def test_arrays_are_pickled_byte_for_byte_as_pickle_dumps_writes_them(tmp_path: 
                                np.array(["a", "bc"])]):
         _, _, _ = encode(value, tmp_path / str(i))
         assert (tmp_path / str(i)).read_bytes() == pickle.dumps(value, protocol=5)
+
+
+_DUMP = """
+import sys
+if sys.argv[1] == "dill":
+    import dill  # noqa: F401 -- registers its savers in the standard Python pickler
+import json
+import pandas as pd
+from reliability.runner.store import encode
+
+frame = pd.DataFrame({"x": [0.5, 1.5, 2.5]}, index=pd.RangeIndex(0, 3))
+value = {"frame": frame, "window": slice(1, 3), "parse": json.loads, "kind": int,
+         "meta": {"rows": 3}}
+print(encode(value, sys.argv[2])[0])
+"""
+
+
+def test_a_library_that_changes_the_standard_pickler_does_not_change_our_pickles(
+        tmp_path: Path) -> None:
+    """dill adds savers for slices, dicts, functions and types to the standard library's
+    Python pickler when it is imported (Airflow imports it): our pickles keep their bytes
+    and load without it."""
+    digests = {}
+    for who in ("plain", "dill"):
+        done = subprocess.run([sys.executable, "-c", _DUMP, who, str(tmp_path / who)],
+                              capture_output=True, text=True, timeout=120,
+                              env=subprocess_env(), check=True)
+        digests[who] = done.stdout.strip()
+    assert digests["dill"] == digests["plain"]
+    load = ("import pickle, sys; v = pickle.loads(open(sys.argv[1], 'rb').read()); "
+            "assert 'dill' not in sys.modules; print(v['window'], v['kind'].__name__)")
+    done = subprocess.run([sys.executable, "-c", load, str(tmp_path / "dill")],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env(),
+                          check=True)
+    assert done.stdout.split() == ["slice(1,", "3,", "None)", "int"]
