@@ -13,6 +13,9 @@ was: an object of the right name was trusted).
    measured here, as a share of the run's median duration.
 2. Worst case for hashing: a chain passing a large bytes object (``--mib``) from step to step.
 3. ``reliability verify`` (fsck) throughput over the store, MiB/s.
+4. Encoding outputs: the store's by-value pickles (equal values, equal bytes, whatever the
+   process's history) vs ``pickle.dump`` of the same values to a file, both hashed as
+   written, for the shapes steps return.
 """
 
 from __future__ import annotations
@@ -91,6 +94,38 @@ def _sha256_rate() -> float:
     return len(data) / (time.perf_counter() - t0)
 
 
+def _encode_shapes() -> dict[str, object]:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    return {
+        "float frame 1e6 x 4": pd.DataFrame(rng.random((1_000_000, 4)), columns=list("abcd")),
+        "array 8 MiB": rng.random(1 << 20),
+        "frame, 100k-row string column": pd.DataFrame(
+            {"id": np.arange(100_000), "city": [f"c{i % 977}" for i in range(100_000)]}),
+        "list of 20k records": [(i, f"n{i}", i / 7) for i in range(20_000)],
+    }
+
+
+def bench_encode(tmp: Path) -> None:
+    import pickle
+
+    for i, (name, value) in enumerate(_encode_shapes().items()):
+        ours, bare = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            store_mod.encode(value, tmp / f"ours-{i}")
+            ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with open(tmp / f"bare-{i}", "wb") as f:
+                pickle.dump(value, store_mod._HashingWriter(f), protocol=5)
+            bare.append(time.perf_counter() - t0)
+        o, b = min(ours), min(bare)
+        print(f"encode {name}: store (by value) {1000 * o:.1f} ms, pickle.dump "
+              f"{1000 * b:.1f} ms (both hashed as written) -> {o / b:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -122,6 +157,7 @@ def main() -> None:
         assert not report.corrupt
         print(f"fsck: {report.checked} objects, {size / 2**20:.0f} MiB in {dt:.3f} s -> "
               f"{size / 2**20 / dt:.0f} MiB/s")
+        bench_encode(Path(tmp))
 
 
 if __name__ == "__main__":

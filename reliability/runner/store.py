@@ -67,10 +67,12 @@ class _HashingWriter(io.RawIOBase):
         return True
 
     def write(self, b: Any) -> int:
-        self.sha.update(b)
-        self.size += len(b)
-        self.fh.write(b)
-        return len(b)
+        # bytes, or a buffer: the C pickler hands a large array's data over without a copy
+        view = b if isinstance(b, bytes) else memoryview(b).cast("B")
+        self.sha.update(view)
+        self.fh.write(view)
+        self.size += len(view)
+        return len(view)
 
 
 def _json_safe(value: Any) -> bool:
@@ -173,6 +175,7 @@ def encode(value: Any, dest: str | Path) -> tuple[str, Codec, int]:
             while chunk := src.read(_CHUNK):
                 w.write(chunk)
         return w.sha.hexdigest(), "file", w.size
+    tree = True
     with _open(dest, "wb") as raw:
         w = _HashingWriter(raw)
         if isinstance(value, bytes | bytearray):
@@ -184,12 +187,41 @@ def encode(value: Any, dest: str | Path) -> tuple[str, Codec, int]:
                                allow_nan=False).encode())
         else:
             codec = "pickle"
+            tree = _pickle_as_tree(value, w)
+    if not tree:  # a value that refers to itself: written again, by the slower pickler
+        with _open(dest, "wb") as raw:
+            w = _HashingWriter(raw)
             _pickle_by_value(value, w)
     return w.sha.hexdigest(), codec, w.size
 
 
+def _pickle_as_tree(value: Any, file: io.RawIOBase | IO[bytes]) -> bool:
+    """Pickle ``value`` (protocol 5) as a tree: every object written in full wherever it
+    occurs, never as a reference to an earlier one -- so the bytes depend on the value
+    alone, not on which of its equal parts are one object (which changes with the history
+    of the process that pickles it: a class's instances share the key strings of its first
+    instance, so a scikit-learn model trained in a process that had unpickled one before
+    keys its attribute ``C`` with the very string NumPy writes as an array's order, and in a
+    fresh process with another). This is the C pickler with its memo off ("fast" mode):
+    as fast as :func:`pickle.dumps`; parts shared in the value load as equal copies.
+    Returns False, having written part of it, for a value that refers to itself (a cycle
+    has no tree): :func:`_pickle_by_value` writes those."""
+    import pickle
+
+    pickler = pickle.Pickler(file, protocol=5)
+    pickler.fast = True  # no memo: no back-references
+    try:
+        pickler.dump(value)
+    except ValueError as exc:
+        if "cyclic" not in str(exc):
+            raise
+        return False
+    return True
+
+
 def _pickle_by_value(value: Any, file: io.RawIOBase) -> None:
-    """Pickle ``value`` (protocol 5) so that its bytes depend on the value alone.
+    """Pickle ``value`` (protocol 5) so that its bytes depend on the value alone, keeping
+    its shared parts and cycles (the pickles of values that refer to themselves).
 
     A pickler writes an object once and refers back to it where the same object recurs; an
     equal string that is another object is written again. Whether equal strings are one
