@@ -173,4 +173,29 @@ def _cached(home: Path | None, key: str, compute: Callable[[], dict[str, Any] | 
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        return value
+    _prune(path.parent, keep=path)
     return value
+
+
+_KEEP = 64
+"""Cache entries kept per home: a new one (the settings changed) drops the oldest beyond
+this; an entry still in use that was dropped is computed again when next needed."""
+
+
+def _prune(directory: Path, *, keep: Path) -> None:
+    import time
+
+    try:
+        with os.scandir(directory) as entries:
+            found = [(e.stat().st_mtime, e.path, e.name) for e in entries if e.is_file()]
+    except OSError:
+        return
+    stale_tmp = time.time() - 3600  # a writer that died between mkstemp and replace
+    drop = [p for m, p, n in found if n.startswith(".bridge-") and m < stale_tmp]
+    written = sorted((m, p) for m, p, n in found
+                      if n.startswith("bridge-") and p != str(keep))
+    drop += [p for _, p in written[:max(0, len(written) + 1 - _KEEP)]]
+    for p in drop:
+        with contextlib.suppress(OSError):
+            os.unlink(p)
