@@ -513,6 +513,15 @@ class StepBridge:
         raise AttemptNotRetryable(msg, run_id=run_id, step=at.step, attempt=at.attempt,
                                   error_type=error_type)
 
+    def fail_step(self, host_run: str, step: str, attempt: int, exc: BaseException) -> None:
+        """The host failed ``step`` of its run ``host_run`` after our attempt ended (its
+        type check or IO manager refused the output the ledger committed): record the step
+        failed, its downstream steps ``upstream_failed``, and settle the run."""
+        s = self.session()
+        name = type(exc).__name__
+        self._step_failed(s, host_run_id(self.pipeline.name, host_run), step, attempt,
+                          f"{name}: {exc}", name)
+
     def _step_failed(self, s: _Session, run_id: str, step: str, attempt: int | None,
                      error: str, error_type: str, duration: float | None = None) -> None:
         s.ledger.set_step(run_id, step, "failed", error)

@@ -487,8 +487,8 @@ def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
             # Dagster failed the step after the op returned: its type check or IO manager
             # refused the output our ledger committed
             exc = context.op_exception
-            name = type(exc).__name__ if exc is not None else "Error"
-            bridge._step_failed(s, run_id, step, last, f"{name}: {exc}", name)
+            bridge.fail_step(str(context.run_id), step, last,
+                             exc if exc is not None else RuntimeError("failed by Dagster"))
         return
     for n, ev in enumerate(retried, start=1):
         error = ev.event_specific_data.error
