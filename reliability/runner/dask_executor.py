@@ -93,12 +93,26 @@ class _RunPlugin(WorkerPlugin):
         self.hooks: list[StepHook] = []
         self.store: Store | None = None
         self.error: str | None = None
+        self.worker: Any = None
+        self.results: dict[str, dict[str, Any]] = {}  # task key -> result event, unsent
 
     def __getstate__(self) -> dict[str, Any]:
         return {"payload": self.payload, "paths": self.paths, "pipeline": None, "hooks": [],
-                "store": None, "error": None}
+                "store": None, "error": None, "worker": None, "results": {}}
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        """The worker's state of a task changed (on its event loop): the first change after
+        an attempt's task returned (to ``memory``, or ``released`` for a cancelled one)
+        sends its result, just before the worker reports the task finished -- so both go
+        to the scheduler in one message. Sent from the task's thread, the result would go
+        on its own and hold the task's completion back for the stream's send interval."""
+        if self.results:
+            msg = self.results.pop(key, None)
+            if msg is not None:
+                self.worker.log_event(_RESULTS, msg)
 
     def setup(self, worker: Any) -> None:
+        self.worker = worker
         for p in reversed(self.paths):  # the runner's import path, where it exists here
             if p not in sys.path and os.path.isdir(p):
                 sys.path.insert(0, p)
@@ -121,8 +135,8 @@ def _attempt(plugin: str, key: str, task: Task, after: _Output | None = None,
 
     The output is committed into the store here, so a step queued to follow this one
     (``after`` is what this task returns; ``uses`` the inputs it gives) reads it at once.
-    The result travels as a scheduler event (ahead of the task's completion, on the same
-    stream), so the runner needs no second round trip to fetch it.
+    The result travels as a scheduler event (just ahead of the task's completion, in the
+    same message), so the runner needs no second round trip to fetch it.
     """
     if after is not None:  # queued to follow an attempt of a step it depends on
         if not after[0]:
@@ -148,7 +162,11 @@ def _attempt(plugin: str, key: str, task: Task, after: _Output | None = None,
             except Exception as exc:  # the store, not the step: no retry fixes it
                 res = Result(ok=False, error_type=type(exc).__name__, retryable=False,
                              error=f"{exc}", events=res.events, scratch_used=res.scratch_used)
-    worker.log_event(_RESULTS, {"key": key, "committed": committed, "result": _dumps(res)})
+    msg = {"key": key, "committed": committed, "result": _dumps(res)}
+    if isinstance(state, _RunPlugin):  # sent as the task ends (see _RunPlugin.transition)
+        state.results[key] = msg
+    else:
+        worker.log_event(_RESULTS, msg)
     return committed, location, res.codec or ""
 
 
