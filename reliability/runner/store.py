@@ -75,22 +75,30 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
-def _json_safe(value: Any) -> bool:
+def _json_safe(value: Any, _inside: set[int] | None = None) -> bool:
     """True if json round-trips ``value`` exactly, as strict JSON.
 
     Exact types only: a subclass (an IntEnum, a StrEnum, numpy.float64) would come back as
-    its base type. NaN and infinities are not JSON; such values are pickled instead.
+    its base type. NaN and infinities are not JSON; such values are pickled instead, and so
+    is a list or dict that contains itself (``_inside``: the containers being looked into).
     """
     kind = type(value)
     if value is None or kind in (bool, int, str):
         return True
     if kind is float:
         return math.isfinite(value)
+    if kind is not list and kind is not dict:
+        return False
+    inside = set() if _inside is None else _inside
+    if id(value) in inside:
+        return False
+    inside.add(id(value))
     if kind is list:
-        return all(_json_safe(v) for v in value)
-    if kind is dict:
-        return all(type(k) is str and _json_safe(v) for k, v in value.items())
-    return False
+        safe = all(_json_safe(v, inside) for v in value)
+    else:
+        safe = all(type(k) is str and _json_safe(v, inside) for k, v in value.items())
+    inside.discard(id(value))
+    return safe
 
 
 # -- locations: a local path, or a URL of an fsspec file system ---------------------------

@@ -165,3 +165,18 @@ def test_a_library_that_changes_the_standard_pickler_does_not_change_our_pickles
                           capture_output=True, text=True, timeout=120, env=subprocess_env(),
                           check=True)
     assert done.stdout.split() == ["slice(1,", "3,", "None)", "int"]
+
+
+def test_a_list_or_dict_that_contains_itself_is_pickled_with_its_cycle(tmp_path: Path) -> None:
+    loop: list[object] = [1, "a"]
+    loop.append(loop)
+    table: dict[str, object] = {"n": 1}
+    table["self"] = table
+    for i, value in enumerate([loop, table]):
+        _, codec, _ = encode(value, tmp_path / str(i))
+        assert codec == "pickle"
+        back = decode(tmp_path / str(i), codec)
+        if isinstance(back, list):
+            assert back[:2] == [1, "a"] and back[2] is back
+        else:
+            assert back["n"] == 1 and back["self"] is back
