@@ -69,7 +69,11 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = subprocess_env(
         AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="False", AIRFLOW__CORE__PARALLELISM="4",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING")
+        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        # a killed task's failure normally reaches the scheduler at once; should that report
+        # be lost on a loaded machine, the scheduler notices the missing heartbeat in a
+        # minute rather than the default five (the kill test allows 400 s)
+        AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="60")
     env.pop("AIRFLOW__CORE__EXECUTOR", None)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    capture_output=True, timeout=300)
