@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reliability.events import Event, EventBus, EventKind
+from reliability.events import EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook, load_pipeline
 from reliability.runs import RunStatus, Trigger, default_environment
 
@@ -368,8 +368,7 @@ def assemble_task(pipeline: Pipeline, options: RunOptions | None = None, *,
                        code_version=cfg.code_version)
     asm.closers.append(ledger.close)
     # a host's runs are recorded here (our runner records only the runs it executes)
-    asm.closers.append(bus.subscribe(lambda ev: _record_event(ledger, ev),
-                                     kinds=_TASK_AUDITED))
+    asm.closers.append(bus.subscribe(ledger.record, kinds=_TASK_AUDITED))
     if opts.sla:
         from reliability.adapters._watch import TaskWatch
 
@@ -397,12 +396,3 @@ def _own_task_contracts(project: Project, pipeline: Pipeline, notes: list[str]
         return None
     notes.append(f"contracts: {len(cset)} from {directory}")
     return ContractHook(cset)
-
-
-def _record_event(ledger: Ledger, ev: Event) -> None:
-    details = dict(ev.details)
-    if ev.error:
-        details["error"] = ev.error
-    if ev.duration is not None:
-        details["duration"] = ev.duration
-    ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt, details)

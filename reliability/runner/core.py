@@ -266,13 +266,7 @@ class Runner:
         # several runners may share one bus (parallel runs of a schedule): each records
         # the events of the runs it executes, so each event is written once
         if ev.kind in _AUDITED and ev.run_id in self._runs:
-            details = dict(ev.details)
-            if ev.error:
-                details["error"] = ev.error
-            if ev.duration is not None:
-                details["duration"] = ev.duration
-            self.ledger.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt,
-                                     details)
+            self.ledger.record(ev)
 
 
 # step starts and successes are rows of their own (attempts, commits); OUTPUT_LOST is

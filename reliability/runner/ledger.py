@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reliability._proc import holds, hostname, start_token
 from reliability.errors import LedgerError, ReliabilityError, StorageError
@@ -29,6 +29,9 @@ from reliability.runs import (
 )
 
 __all__ = ["FINAL_RUN_STATES", "AlertRecord", "Ledger", "LedgerView", "RunRecord"]
+
+if TYPE_CHECKING:
+    from reliability.events import Event
 
 SCHEMA_VERSION = 5  # 4: indexes for the latest events of a kind and the last good run;
 #                    5: the scheduler's tables are the ledger's
@@ -725,6 +728,15 @@ class Ledger:
         return status
 
     # -- events -----------------------------------------------------------------------
+    def record(self, ev: Event) -> None:
+        """Record a lifecycle event: its details, with its error and duration if it has them."""
+        details = dict(ev.details)
+        if ev.error:
+            details["error"] = ev.error
+        if ev.duration is not None:
+            details["duration"] = ev.duration
+        self.record_event(ev.run_id, ev.time, ev.kind.value, ev.step, ev.attempt, details)
+
     def record_event(self, run_id: str, t: float, kind: str, step: str | None,
                      attempt: int | None, details: Mapping[str, Any]) -> None:
         self._write(
