@@ -522,6 +522,28 @@ class StepBridge:
         self._step_failed(s, host_run_id(self.pipeline.name, host_run), step, attempt,
                           f"{name}: {exc}", name)
 
+    def lost(self, at: HostAttempt, pid: int | None, error: str, *,
+             started: float | None = None, run_steps: Sequence[str] | None = None) -> None:
+        """Record try ``at`` of a host task whose process ``pid`` died before it ended (the
+        host reported the end, not the task): the attempt ``worker_lost`` (started at
+        ``started``, a Unix time), then the step retried or failed as ``at.retries_left``
+        and the step's ``Retry.on_worker_lost`` say."""
+        s = self.session()
+        run_id = self._adopt(s, at, at.params, list(run_steps or [at.step]))
+        when = time.time() if started is None else started
+        s.ledger.start_attempt(run_id, at.step, at.attempt, pid, {}, at=when)
+        self._emit(s, EventKind.STEP_STARTED, run_id, at.step, at.attempt, time=when,
+                   details={"worker_pid": pid, "timeout": None})
+        staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
+        task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
+                    params=at.params, interval=at.interval, staging_file=staging,
+                    quarantine_file=quarantine, scratch_dir=scratch)
+        duration = max(0.0, time.time() - when)
+        self._lost(s, task, error, pid or 0, duration)
+        with contextlib.suppress(AttemptFailed):
+            self._retry_or_fail(s, at, run_id, self.spec(at.step).retry.on_worker_lost,
+                                "WorkerLost", error, duration)
+
     def _step_failed(self, s: _Session, run_id: str, step: str, attempt: int | None,
                      error: str, error_type: str, duration: float | None = None) -> None:
         s.ledger.set_step(run_id, step, "failed", error)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -446,10 +447,14 @@ def ledger_hooks(*, home: str | Path | None = None, sla: bool = False) -> set[An
     are recorded as attempts of step ``<op>`` of pipeline ``<job name>`` -- the tries
     Dagster retried (its failure hook does not fire on those) from the run's event log with
     their errors, then the last one with its outcome and output (committed to our store).
-    The hooks run after the op, so they check no contracts and inject no faults, and the
-    attempts' times are when the hook ran. For a :func:`reliable` op the attempts are
-    recorded from inside it already; the failure hook records only a step Dagster failed
-    after the op returned (its type check or IO manager refused the output).
+    A retried try whose process died (Dagster, not the op, reported its end: the
+    multiprocess executor's ``ChildProcessCrashException`` for a SIGKILLed step process) is
+    ``worker_lost``, with the pid that started it. The hooks run after the op, in its
+    process, so they check no contracts and inject no faults, the attempts' times are when
+    the hook ran, and a last try whose process died is not recorded. For a
+    :func:`reliable` op the attempts are recorded from inside it already; the failure hook
+    records only a step Dagster failed after the op returned (its type check or IO manager
+    refused the output).
     """
     dg = require("dagster", "dagster", "the Dagster adapter")
 
@@ -467,14 +472,57 @@ class _RetriedTry(Exception):
     """A try Dagster retried, as its event log describes it."""
 
 
+@dataclass(frozen=True)
+class _Try:
+    """One try of a step Dagster retried, from the run's event log: the process that
+    started it (``pid``, at ``started``), the error Dagster retried it on, and whether its
+    process died (Dagster, not the op, reported the end: a crashed step process)."""
+
+    pid: int | None
+    started: float | None
+    error: Any
+    died: bool
+    crash: str
+
+
+_CRASHED = "ChildProcessCrashException"  # the multiprocess executor's dead step process
+
+
+def _retried_tries(context: Any, step: str) -> list[_Try]:
+    """The tries of ``step`` Dagster retried in the run of ``context``, in order."""
+    dg = require("dagster", "dagster", "the Dagster adapter")
+    kind = dg.DagsterEventType
+    tries: list[_Try] = []
+    pid: int | None = None
+    started: float | None = None
+    crash = ""
+    for entry in context.instance.all_logs(context.run_id, of_type={
+            kind.STEP_START, kind.STEP_UP_FOR_RETRY, kind.ENGINE_EVENT}):
+        ev = entry.dagster_event
+        if ev is None or ev.step_key != step:
+            continue
+        if ev.event_type == kind.STEP_START:
+            pid, started = ev.pid, entry.timestamp
+        elif ev.event_type == kind.ENGINE_EVENT:
+            error = getattr(ev.event_specific_data, "error", None)
+            if error is not None and error.cls_name == _CRASHED:
+                crash = str(ev.message or "")  # Dagster's account of the dead process
+        else:
+            error = ev.event_specific_data.error
+            # the op's own failure is reported by the process that ran it
+            died = (error is not None and error.cls_name == _CRASHED) or (
+                pid is not None and ev.pid is not None and ev.pid != pid)
+            tries.append(_Try(pid, started, error, died, crash))
+            pid = started = None
+            crash = ""
+    return tries
+
+
 def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
                     failed: bool) -> None:
-    dg = require("dagster", "dagster", "the Dagster adapter")
     step = str(context.step_key)
     bridge = _task_bridge(context.job_name, home, (), False, sla)
-    retried = [ev.dagster_event for ev in context.instance.all_logs(
-        context.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
-        if ev.dagster_event is not None and ev.dagster_event.step_key == step]
+    retried = _retried_tries(context, step)
     last = len(retried) + 1
     plan = _plan(context.instance, context.run_id)
     fn = getattr(context.op.definition.compute_fn, "decorated_fn", None) or _not_run_here
@@ -490,15 +538,21 @@ def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
             bridge.fail_step(str(context.run_id), step, last,
                              exc if exc is not None else RuntimeError("failed by Dagster"))
         return
-    for n, ev in enumerate(retried, start=1):
-        error = ev.event_specific_data.error
+    for n, tried in enumerate(retried, start=1):
+        at = HostAttempt(str(context.run_id), step, n, True)
+        error = tried.error
+        if tried.died:
+            said = (tried.crash or (error.message.strip() if error else "")).rstrip(".")
+            bridge.lost(at, tried.pid, f"the process running try {n} (pid {tried.pid}) "
+                        f"died before it ended: {said or 'no outcome reported'}; Dagster "
+                        "retried the step", started=tried.started, run_steps=list(plan))
+            continue
         while error is not None and error.cause is not None:  # the op's own exception
             error = error.cause
         name = error.cls_name if error else "Error"
         message = error.message.strip() if error else "retried by Dagster"
         retried_try = type(name, (_RetriedTry,), {})(message.removeprefix(f"{name}:").strip())
-        attempt = bridge.begin(HostAttempt(str(context.run_id), step, n, True), {},
-                               run_steps=list(plan))
+        attempt = bridge.begin(at, {}, run_steps=list(plan))
         with contextlib.suppress(AttemptFailed):
             attempt.fail(retried_try)
     attempt = bridge.begin(HostAttempt(str(context.run_id), step, last, False), {},

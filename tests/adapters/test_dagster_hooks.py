@@ -244,13 +244,16 @@ def test_reliable_refuses_what_is_not_an_op(tmp_path: Path) -> None:
         reliable(split)
 
 
-def test_sigkill_of_a_reliable_op_process_is_recorded_and_retried(tmp_path: Path) -> None:
+def _kill_team_op(tmp_path: Path, job: str) -> tuple[str, list[dict[str, Any]], int]:
+    """Run the team's job ``job`` of ``dagster_team_job`` on the multiprocess executor,
+    SIGKILL the process of ``clean``'s first try; check that Dagster retried it and the
+    run settled. Returns our run id, ``clean``'s attempts and the killed pid."""
     from dagster_runs import kill_first_attempt
     from ledger_checks import attempts_metric
 
     home = tmp_path / "home"
     result, victim = kill_first_attempt(
-        tmp_path, "__import__('dagster_team_job').team_job(home)", home,
+        tmp_path, f"__import__('dagster_team_job').{job}(home)", home,
         {"signal_dir": str(tmp_path)}, "clean")
     assert result["success"] and result["restarted"] == ["clean"]
     run_id = only_run(home)
@@ -259,10 +262,30 @@ def test_sigkill_of_a_reliable_op_process_is_recorded_and_retried(tmp_path: Path
     assert [(a["attempt"], a["status"]) for a in rows] == [(1, "worker_lost"),
                                                            (2, "succeeded")]
     assert rows[0]["worker_pid"] == victim != rows[1]["worker_pid"]
+    assert rows[0]["error_type"] == "WorkerLost"
     assert attempts_metric(home, run_id, "guarded", "clean") == {"worker_lost": 1.0,
                                                                 "succeeded": 1.0}
     assert step_states(home, run_id) == {"rows": "succeeded", "clean": "succeeded"}
     assert run_status(home, run_id) == "succeeded"
+    return run_id, rows, victim
+
+
+def test_sigkill_of_a_reliable_op_process_is_recorded_and_retried(tmp_path: Path) -> None:
+    _kill_team_op(tmp_path, "team_job")
+
+
+def test_sigkill_of_an_op_under_ledger_hooks_is_recorded_lost_not_failed(
+        tmp_path: Path) -> None:
+    from reliability import Ledger
+
+    run_id, rows, victim = _kill_team_op(tmp_path, "hooked_job")
+    # the lost try says what Dagster saw: its process died, by SIGKILL
+    assert f"pid {victim}" in rows[0]["error"] and "SIGKILL" in rows[0]["error"]
+    with Ledger(tmp_path / "home" / "ledger.db") as led:
+        kinds = [(e["kind"], e["attempt"]) for e in led.events(run_id)
+                 if e["step"] == "clean"]
+    # lost, then retried by Dagster (not a failure of the step)
+    assert [k for k in kinds if k[1] == 1] == [("worker_lost", 1), ("step_retrying", 1)]
 
 
 def test_reliable_op_of_a_partitioned_job_records_the_partition_as_the_interval(
