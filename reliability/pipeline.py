@@ -446,7 +446,12 @@ def load_pipeline(ref: str) -> Pipeline:
         raise DefinitionError(
             f"cannot import {module_name!r} for pipeline {ref!r}: {exc}. Fix: run from the "
             "project root or put the module on PYTHONPATH") from None
-    obj = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        public = sorted(n for n, v in vars(module).items() if isinstance(v, Pipeline))
+        raise DefinitionError(
+            f"module {module_name!r} has no {attr!r} for pipeline {ref!r}. Fix: name one of "
+            f"its pipelines ({', '.join(public) or 'it defines none'})")
+    obj = getattr(module, attr)
     if not isinstance(obj, Pipeline):
         raise DefinitionError(
             f"{ref!r} is {type(obj).__name__}, not a Pipeline. Fix: point at the Pipeline "

@@ -198,6 +198,10 @@ class StepBridge:
             from reliability.pipeline import load_pipeline
 
             pipeline = load_pipeline(pipeline)
+        if not isinstance(pipeline, Pipeline):
+            raise DefinitionError(
+                f"a step bridge runs a Pipeline or a 'module:attribute' reference to one, not "
+                f"{type(pipeline).__name__}. Fix: pass e.g. 'pipelines.reference:pipeline'")
         self.pipeline = pipeline
         self.order = pipeline.validate() if pipeline.steps else []
         self.home = Path(home) if home is not None else None

@@ -38,6 +38,7 @@ from reliability.adapters import (
 from reliability.chaos.faults import ExceptionFault
 from reliability.chaos.hook import ChaosHook
 from reliability.contracts import ContractHook, load_contracts
+from reliability.errors import DefinitionError
 
 pytestmark = pytest.mark.integration
 
@@ -295,3 +296,8 @@ def test_a_task_process_is_assembled_like_a_run_contracts_first(
         assert off.watch is None
     finally:
         off.close()
+
+
+def test_a_bridge_of_something_else_than_a_pipeline_is_refused_with_the_fix() -> None:
+    with pytest.raises(DefinitionError, match=r"not int\. Fix: pass e\.g\. 'pipelines"):
+        StepBridge(42)  # type: ignore[arg-type]

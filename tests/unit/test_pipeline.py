@@ -138,6 +138,9 @@ def test_load_pipeline_reference_errors() -> None:
         load_pipeline("no_such_module_xyz:pipe")
     with pytest.raises(DefinitionError, match="not a Pipeline"):
         load_pipeline("sample_pipelines:ChainParams")
+    with pytest.raises(DefinitionError, match=r"has no 'chian'.*Fix: name one of its "
+                                              r"pipelines \(.*chain"):
+        load_pipeline("sample_pipelines:chian")
     assert load_pipeline("sample_pipelines:chain").name == "chain"
 
 
