@@ -548,6 +548,19 @@ class StepBridge:
             self._retry_or_fail(s, at, run_id, self.spec(at.step).retry.on_worker_lost,
                                 "WorkerLost", error, duration)
 
+    def skip_pending(self, host_run: str, failed: str, reason: str) -> None:
+        """The host stopped its run ``host_run`` after step ``failed`` failed, so the steps
+        that have not started will not run: record them ``upstream_failed`` with
+        ``reason``, and settle the run."""
+        s = self.session()
+        run_id = host_run_id(self.pipeline.name, host_run)
+        for row in s.ledger.steps(run_id):
+            if row["status"] == "pending":
+                s.ledger.set_step(run_id, row["step"], "upstream_failed", reason)
+                self._emit(s, EventKind.STEP_SKIPPED, run_id, row["step"],
+                           details={"reason": reason, "upstream": failed})
+        self._settle(s, run_id)
+
     def _step_failed(self, s: _Session, run_id: str, step: str, attempt: int | None,
                      error: str, error_type: str, duration: float | None = None) -> None:
         s.ledger.set_step(run_id, step, "failed", error)

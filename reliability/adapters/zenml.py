@@ -188,7 +188,10 @@ def reliable(decorated: Any = None, *, pipeline: str | None = None,
     inputs (by parameter name) and its return value the output, checked against the
     project's contracts and recorded by digest. A contract violation quarantines the output
     and fails the step; ZenML's retry of it is refused at once (the body does not run
-    again), so the run fails there and the downstream steps do not run.
+    again), so the run fails there and the downstream steps do not run; they are
+    ``upstream_failed`` in our ledger (each wrapped step comes after the wrapped steps it
+    depends on in the ZenML run's DAG; with ZenML's ``stop_on_failure`` or ``fail_fast``
+    execution mode, every wrapped step not yet started).
 
     ZenML's per-try ``on_start``/``on_end`` hooks are set (the step's own ones still run,
     after ours); ``on_success``/``on_failure`` stay the team's. ``hooks`` names a list of

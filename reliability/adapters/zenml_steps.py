@@ -14,7 +14,7 @@ import functools
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from zenml import get_step_context, step
@@ -24,7 +24,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.steps import BaseStep
 from zenml.utils import source_utils
 
-from reliability.adapters.core import GuardedAttempt, StepBridge
+from reliability.adapters.core import AttemptNotRetryable, GuardedAttempt, StepBridge
 from reliability.adapters.zenml import StoreRef, host_attempt, run_step
 from reliability.errors import DefinitionError
 
@@ -131,28 +131,82 @@ def _options() -> dict[str, Any] | None:
     return opts if isinstance(opts, dict) else None
 
 
-def _bridge(opts: dict[str, Any], fn: Callable[..., Any] | None = None) -> tuple[StepBridge,
-                                                                                 str]:
-    """The bridge of a wrapped step's pipeline in this process, and the step's name."""
+def _bridge(opts: dict[str, Any], fn: Callable[..., Any] | None = None
+            ) -> tuple[StepBridge, str, list[str]]:
+    """The bridge of a wrapped step's pipeline and of its ZenML run's DAG in this process,
+    the step's name, and the run's wrapped steps."""
     from reliability.adapters.core import load_hooks
 
     ctx = get_step_context()
     pipeline = opts.get("pipeline") or str(ctx.pipeline.name)
+    name = str(ctx.step_run.name)
+    plan = _plan(pipeline, opts.get("home"))
+    if name not in plan:  # a step ZenML added at run time (a dynamic pipeline)
+        plan = {**plan, name: [s for s in ctx.step_run.spec.upstream_steps if s in plan]}
     key = (pipeline, opts.get("home"), opts.get("hooks"), bool(opts.get("contracts", True)),
-           bool(opts.get("sla", False)))
+           bool(opts.get("sla", False)), tuple((s, tuple(up)) for s, up in plan.items()))
     bridge = _GUARDS.get(key)
     if bridge is None:
         hooks = opts.get("hooks")
         bridge = _GUARDS[key] = StepBridge.for_tasks(
             pipeline, home=opts.get("home"), hooks=load_hooks(hooks) if hooks else (),
             contracts=key[3], sla=key[4])
-    name = str(ctx.step_run.name)
-    if name not in bridge.pipeline.steps:
+        for step_name, upstream in plan.items():
+            bridge.register(_not_run_here, step_name, inputs=[], after=upstream)
+    if bridge.spec(name).fn is _not_run_here:
         if fn is None:
             fn = _inner(BaseStep.load_from_source(ctx.step_run.spec.source))
         retry = ctx.step_run.config.retry
-        bridge.register(fn, name, attempts=(retry.max_retries if retry else 0) + 1)
-    return bridge, name
+        bridge.register(fn, name, attempts=(retry.max_retries if retry else 0) + 1,
+                        after=plan[name])
+    return bridge, name, list(plan)
+
+
+def _not_run_here() -> None:
+    """A wrapped step of the run that this process has not run (yet)."""
+
+
+_PLANS: dict[tuple[str, str, str | None], dict[str, list[str]]] = {}
+
+
+def _plan(pipeline: str, home: str | None) -> dict[str, list[str]]:
+    """The wrapped steps of the running ZenML run that record into ``pipeline``, each with
+    the wrapped steps it comes after (directly or through steps of other pipelines): what
+    ZenML skips when one of them fails is downstream of it in our ledger too."""
+    ctx = get_step_context()
+    cache_key = (str(ctx.pipeline_run.id), pipeline, home)
+    found = _PLANS.get(cache_key)
+    if found is not None:
+        return found
+    snapshot = ctx.pipeline_run.snapshot
+    configs = dict(snapshot.step_configurations) if snapshot is not None else {}
+
+    def ours(step: Any) -> bool:
+        opts = step.config.extra.get(OPTIONS)
+        if not isinstance(opts, dict):
+            return False
+        named = opts.get("pipeline") or str(ctx.pipeline.name)
+        return named == pipeline and (None in (home, opts.get("home"))
+                                      or home == opts.get("home"))
+
+    wrapped = {n for n, s in configs.items() if ours(s)}
+    found = {}
+    for name in configs:
+        if name not in wrapped:
+            continue
+        seen: set[str] = set()
+        todo = list(configs[name].spec.upstream_steps)
+        while todo:
+            up = todo.pop()
+            if up in seen or up not in configs:
+                continue
+            seen.add(up)
+            todo.extend(configs[up].spec.upstream_steps)
+        found[name] = sorted(seen & wrapped)
+    if any(k[0] != cache_key[0] for k in _PLANS):
+        _PLANS.clear()  # a new run: forget the last one's
+    _PLANS[cache_key] = found
+    return found
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -162,19 +216,39 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     opts = _options()
     if opts is None:  # the step's configuration lost our options: run it as it is
         return fn(*args, **kwargs)
-    bridge, name = _bridge(opts, fn)
+    bridge, name, steps = _bridge(opts, fn)
     bound = inspect.signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
     run_key = str(get_step_context().step_run.id)
-    attempt = bridge.begin(host_attempt(name), dict(bound.arguments))
-    _OPEN[run_key] = attempt
-    try:
-        output = fn(**attempt.inputs)
-    except Exception as exc:
+    with _stopping(bridge, name):
+        attempt = bridge.begin(host_attempt(name), dict(bound.arguments), run_steps=steps)
+        _OPEN[run_key] = attempt
+        try:
+            output = fn(**attempt.inputs)
+        except Exception as exc:
+            _OPEN.pop(run_key, None)
+            attempt.fail(exc)
         _OPEN.pop(run_key, None)
-        attempt.fail(exc)
-    _OPEN.pop(run_key, None)
-    return attempt.end(output)
+        return attempt.end(output)
+
+
+@contextlib.contextmanager
+def _stopping(bridge: StepBridge, name: str) -> Iterator[None]:
+    """Where ZenML's execution mode stops the whole run after a failed step (``fail_fast``,
+    ``stop_on_failure``), a step of ours that failed for good also ends, in our ledger, the
+    steps that have not started: ZenML will not run them."""
+    from zenml.enums import ExecutionMode
+
+    try:
+        yield
+    except AttemptNotRetryable:
+        ctx = get_step_context()
+        mode = ctx.pipeline_run.config.execution_mode
+        if mode in (ExecutionMode.FAIL_FAST, ExecutionMode.STOP_ON_FAILURE):
+            bridge.skip_pending(str(ctx.pipeline_run.id), name,
+                                f"ZenML stopped the run after step {name!r} failed "
+                                f"(execution mode {mode.value})")
+        raise
 
 
 class StepStopped(Exception):
@@ -204,7 +278,7 @@ def end_hook(exc: BaseException | None = None) -> None:
     attempt = _OPEN.pop(str(get_step_context().step_run.id), None)
     if attempt is not None:
         reason = repr(exc) if exc is not None else "ZenML stopped the step"
-        with contextlib.suppress(AttemptFailed):
+        with contextlib.suppress(AttemptFailed), _stopping(attempt.bridge, attempt.at.step):
             attempt.fail(StepStopped(f"the try ended without a result: {reason} "
                                      f"(pid {os.getpid()})"))
     _user_hook(opts, "end", (exc,))

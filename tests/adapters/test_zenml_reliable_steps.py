@@ -6,6 +6,7 @@ temporary project directory (its ``contracts/``) with its own reliability home."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from ledger_checks import (  # noqa: E402
     only_run,
     outputs,
     run_status,
+    step_states,
 )
 from test_zenml import run_in_step_processes, zenml_config  # noqa: E402,F401
 from zenml import pipeline, step  # noqa: E402
@@ -102,6 +104,18 @@ def publish(frame: pd.DataFrame, trace: str) -> str:
     return f"published {len(frame)} rows"
 
 
+@step(retry=RETRY, enable_cache=False)
+def scale(frame: pd.DataFrame, factor: float, trace: str) -> pd.DataFrame:
+    _trace(trace, "scale")
+    return frame.assign(x=frame["x"] * factor)
+
+
+@step(retry=RETRY, enable_cache=False)
+def tally(frame: pd.DataFrame, trace: str) -> int:
+    _trace(trace, "tally")
+    return len(frame)
+
+
 CONTRACT = """\
 pipeline: team_etl
 step: load
@@ -126,12 +140,32 @@ def team_pipeline(**options: Any) -> Any:
     return team_etl
 
 
+def branched_pipeline(mode: str = "continue_on_failure", **options: Any) -> Any:
+    """load -> scale -> clean -> report, and load -> tally (a branch of its own, which
+    ZenML runs after scale), each wrapped by ``reliable``; ``mode`` is ZenML's execution
+    mode."""
+    g_load, g_scale, g_clean, g_report, g_tally = (
+        reliable(s, pipeline="team_etl", **options) for s in (load, scale, clean, report,
+                                                               tally))
+
+    @pipeline(name="team_etl", enable_cache=False, execution_mode=mode)
+    def team_etl(factor: float = 1.0, trace: str = "") -> None:
+        frame = g_load(n=20, bad=False, trace=trace)
+        g_report(g_clean(g_scale(frame, factor=factor, trace=trace), trace=trace),
+                 trace=trace)
+        g_tally(frame, trace=trace)
+
+    return team_etl
+
+
 # -- fixtures ----------------------------------------------------------------------------
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project directory with the team's contract; the tests run in it."""
     (tmp_path / "contracts" / "team_etl").mkdir(parents=True)
     (tmp_path / "contracts" / "team_etl" / "load.output.yaml").write_text(CONTRACT)
+    (tmp_path / "contracts" / "team_etl" / "scale.output.yaml").write_text(
+        CONTRACT.replace("step: load", "step: scale"))
     (tmp_path / "trace").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -152,6 +186,20 @@ def _zenml_run(run_id: str) -> Any:
     from zenml.client import Client
 
     return Client().get_pipeline_run(run_id.removeprefix("team_etl-"), hydrate=True)
+
+
+def _runs_show(home: Path, run_id: str) -> dict[str, Any]:
+    """``reliability runs show RUN --json``, as a user would read the run."""
+    import contextlib
+    import io
+    import json
+
+    from reliability.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["runs", "show", run_id, "--home", str(home), "--json"]) == 0
+    return dict(json.loads(out.getvalue()))
 
 
 def _digest(value: Any, tmp: Path) -> str:
@@ -201,11 +249,50 @@ def test_a_contract_violation_runs_the_body_once_and_stops_the_run(project: Path
     assert "clean" not in zrun.steps and "report" not in zrun.steps  # downstream never ran
     for s in ("clean", "report"):
         assert attempt_rows(home, run_id, s) == []
+    # the steps ZenML skipped are upstream_failed in our ledger, as in a run of ours
+    assert step_states(home, run_id) == {"load": "failed", "clean": "upstream_failed",
+                                         "report": "upstream_failed"}
     assert run_status(home, run_id) == "failed"
+    shown = _runs_show(home, run_id)
+    assert {s["step"]: s["status"] for s in shown["steps"]} == step_states(home, run_id)
+    assert sorted(e["step"] for e in shown["events"] if e["kind"] == "step_skipped") == [
+        "clean", "report"]
     bad = pd.read_pickle(home / "store" / "quarantine" / run_id / "load.1.out")
     assert bad["x"].max() == 7.5
     runbook = home / "runbooks" / run_id / "contract_violation-load.md"
     assert "load" in runbook.read_text() and "in_range" in runbook.read_text()
+
+
+@pytest.mark.parametrize("mode", ["continue_on_failure", "stop_on_failure"])
+def test_a_violation_in_a_middle_step_quarantines_it_and_fails_what_zenml_skips(
+        project: Path, mode: str) -> None:
+    """scale breaks its contract: ZenML's two retries are refused before the body, the bad
+    output is quarantined, and the steps ZenML then skips -- those after scale, and with
+    ``stop_on_failure`` every step not yet run -- are upstream_failed in our ledger."""
+    home = project / "home"
+    with pytest.raises(RuntimeError, match="failure in step"):
+        branched_pipeline(mode, home=home, sla=True)(factor=10.0, trace=str(project / "trace"))
+    run_id = only_run(home)
+    assert [a["status"] for a in attempt_rows(home, run_id, "scale")] == [
+        "contract_violated"]
+    assert [v.version for v in _step_runs(_zenml_run(run_id), "scale")] == [1, 2, 3]
+    bad = pd.read_pickle(home / "store" / "quarantine" / run_id / "scale.1.out")
+    assert bad["x"].max() == pytest.approx(9.5)
+    ran = ["load", "scale", "tally"] if mode == "continue_on_failure" else ["load", "scale"]
+    assert _bodies(project) == ran
+    states = step_states(home, run_id)
+    assert states == {"load": "succeeded", "scale": "failed", "clean": "upstream_failed",
+                      "report": "upstream_failed",
+                      "tally": "succeeded" if "tally" in ran else "upstream_failed"}
+    assert run_status(home, run_id) == "failed"
+    shown = _runs_show(home, run_id)
+    skipped = {e["step"]: e["details"] for e in shown["events"]
+               if e["kind"] == "step_skipped"}
+    assert sorted(skipped) == sorted(s for s, v in states.items() if v == "upstream_failed")
+    assert all("scale" in json.dumps(d) for d in skipped.values())
+    runbook = home / "runbooks" / run_id / "contract_violation-scale.md"
+    text = runbook.read_text()
+    assert "in_range" in text and "| Run outcome | failed |" in text
 
 
 def test_a_try_without_a_result_is_closed_by_on_end_and_the_teams_hook_still_runs(
