@@ -84,6 +84,21 @@ def _retry_policy(dg: Any, bridge: StepBridge, step: str) -> Any:
         backoff=dg.Backoff.EXPONENTIAL if retry.multiplier > 1 and retry.backoff else None)
 
 
+def _time_partitions(dg: Any, bridge: StepBridge, partitions_def: Any, where: str) -> Any:
+    """``partitions_def`` when each of its partitions is a time window (a run's data
+    interval); a DefinitionError for the others."""
+    if partitions_def is None or isinstance(partitions_def,
+                                            dg.TimeWindowPartitionsDefinition):
+        return partitions_def
+    raise DefinitionError(
+        f"{where}(partitions_def={type(partitions_def).__name__}(...)) for pipeline "
+        f"{bridge.pipeline.name!r}: its partitions are not time windows, so they cannot be "
+        "a run's data interval (every partition would run on the same data). Fix: pass a "
+        "time-window partitions definition (DailyPartitionsDefinition, "
+        "HourlyPartitionsDefinition, TimeWindowPartitionsDefinition...), or give what "
+        "varies from run to run as a run parameter (run_config(params))")
+
+
 def resources() -> dict[str, Any]:
     """The resources the assets of :func:`to_assets` need: the run parameters'."""
     dg = require("dagster", "dagster", "the Dagster adapter")
@@ -101,13 +116,14 @@ def to_job(pipeline: Pipeline | str, *, name: str | None = None,
 
     ``job_kwargs`` go to ``GraphDefinition.to_job`` (``executor_def``, ``tags``,
     ``partitions_def``...); a job with a time-window partition runs each partition with
-    that window as the data interval. See :class:`~reliability.adapters.core.StepBridge`
-    for the other options.
+    that window as the data interval (other partitions definitions are refused). See
+    :class:`~reliability.adapters.core.StepBridge` for the other options.
     """
     dg = require("dagster", "dagster", "the Dagster adapter")
     bridge = StepBridge(pipeline, home=home, hooks=hooks, contracts=contracts, sla=sla,
                         isolate=isolate)
     _check_names(bridge)
+    _time_partitions(dg, bridge, job_kwargs.get("partitions_def"), "to_job")
     pipe = bridge.pipeline
     ops: list[Any] = []
     deps: dict[str, dict[str, Any]] = {}
@@ -147,8 +163,8 @@ def _host_attempt(bridge: StepBridge, step: str, context: Any, *, retries: int |
             window = context.partition_time_window
         except Exception:  # a partition that is not a time window: no data interval
             window = None
-        if window is not None:
-            interval = DataInterval(window.start, window.end)
+        if window is not None:  # in UTC, as our runner hands it to the steps
+            interval = DataInterval(window.start, window.end).to_utc()
     values = dict(getattr(context.resources, PARAMS_RESOURCE) or {}) if params else None
     retries = bridge.retries(step) if retries is None else retries
     return HostAttempt(host_run_id=str(context.run_id), step=step, attempt=retry_number + 1,
@@ -177,7 +193,7 @@ CONTRACT_CHECK = "contract"
 def to_assets(pipeline: Pipeline | str, *, key_prefix: str | Sequence[str] | None = None,
               group_name: str | None = None, home: str | Path | None = None,
               hooks: Sequence[StepHook] = (), contracts: bool = True, sla: bool = True,
-              isolate: bool = False) -> list[Any]:
+              isolate: bool = False, partitions_def: Any = None) -> list[Any]:
     """Build Dagster assets running ``pipeline``: one asset per step, keyed by the step's
     name (under ``key_prefix``), its data inputs as the asset's upstream assets.
 
@@ -191,12 +207,26 @@ def to_assets(pipeline: Pipeline | str, *, key_prefix: str | Sequence[str] | Non
         dagster.materialize(to_assets(p), resources=resources(),
                             run_config=run_config(params))
 
+    ``partitions_def`` (a time-window partitions definition, e.g.
+    ``DailyPartitionsDefinition("2026-01-01")``) partitions every asset: materializing a
+    partition is a run of ours whose data interval is the partition's time window (what
+    steps read as ``ctx.interval``, in UTC), so its outputs are those of
+    ``Runner.run(params, interval=...)`` for that window; with no backfill policy (Dagster's
+    default) a backfill runs one partition per run::
+
+        dagster.materialize(to_assets(p, partitions_def=daily), partition_key="2026-01-02",
+                            resources=resources())
+
+    Partitions that are not time windows (static, dynamic, multi-dimensional) are refused
+    with a :class:`~reliability.errors.DefinitionError`.
+
     :func:`to_definitions` adds the resource and a job (for other executors).
     """
     dg = require("dagster", "dagster", "the Dagster adapter")
     bridge = StepBridge(pipeline, home=home, hooks=hooks, contracts=contracts, sla=sla,
                         isolate=isolate)
     _check_names(bridge)
+    partitions_def = _time_partitions(dg, bridge, partitions_def, "to_assets")
     pipe = bridge.pipeline
     prefix = [key_prefix] if isinstance(key_prefix, str) else list(key_prefix or [])
     checked = _contract_steps(bridge)
@@ -212,7 +242,7 @@ def to_assets(pipeline: Pipeline | str, *, key_prefix: str | Sequence[str] | Non
         assets.append(dg.asset(
             key=key, ins={d: dg.AssetIn(key=dg.AssetKey([*prefix, d])) for d in data},
             deps=order, check_specs=checks, retry_policy=_retry_policy(dg, bridge, step),
-            output_required=False, group_name=group_name,
+            output_required=False, group_name=group_name, partitions_def=partitions_def,
             required_resource_keys={PARAMS_RESOURCE},
             op_tags={"reliability/step": step}, code_version=source_version(spec.fn),
             description=(spec.fn.__doc__ or "").strip() or None)(

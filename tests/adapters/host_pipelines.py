@@ -66,6 +66,26 @@ def fingerprint(extract: pd.DataFrame) -> bytes:
     return hashlib.sha256(pd.util.hash_pandas_object(extract).values.tobytes()).digest()
 
 
+daily = Pipeline("daily")
+"""Readings of the run's data interval (each run's own data), and their totals."""
+
+
+@daily.step(retry=Retry(attempts=2, backoff=0))
+def readings(ctx: StepContext) -> pd.DataFrame:
+    """One reading per hour of the data interval."""
+    if ctx.interval is None:
+        raise ValueError("daily readings need a data interval")
+    hours = pd.date_range(ctx.interval.start, ctx.interval.end, freq="h", inclusive="left")
+    return pd.DataFrame({"hour": hours, "value": [h.day * 100 + h.hour for h in hours]})
+
+
+@daily.step(retry=Retry(attempts=2, backoff=0))
+def totals(ctx: StepContext, readings: pd.DataFrame) -> dict[str, object]:
+    assert ctx.interval is not None
+    return {"rows": len(readings), "sum": int(readings["value"].sum()),
+            "first": readings["hour"].iloc[0].isoformat(), "until": ctx.interval.end}
+
+
 CONTRACT = """\
 pipeline: small
 step: extract

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reliability import EventBus, Ledger, Pipeline, Runner
+from reliability import DataInterval, EventBus, Ledger, Pipeline, Runner
 from reliability.runbooks.evidence import LedgerView
 from reliability.sla.metrics import PipelineMetrics
 from reliability.sla.replay import read_events
@@ -55,14 +55,15 @@ def attempts_metric(home: Path, run_id: str, pipeline: str, step: str) -> dict[s
     return out
 
 
-def runner_outputs(pipeline: Pipeline, home: Path, params: dict[str, Any]) -> dict[str, str]:
-    """Our own runner's committed digests for the same parameters (a step told to hold for
-    a kill is released first: our run must not wait for one)."""
+def runner_outputs(pipeline: Pipeline, home: Path, params: dict[str, Any], *,
+                   interval: DataInterval | None = None) -> dict[str, str]:
+    """Our own runner's committed digests for the same parameters and data interval (a step
+    told to hold for a kill is released first: our run must not wait for one)."""
     if params.get("signal_dir"):
         (Path(params["signal_dir"]) / "release").write_text("")
     runner = Runner(pipeline, home=home, workers=2)
     try:
-        res = runner.run(params)
+        res = runner.run(params, interval=interval)
     finally:
         runner.close()
         runner.ledger.close()

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.dagster, pytest.mark.integration, pytest.mark.timeout(
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 def _materialize(home: Path, params: dict[str, Any], instance: Any = None,
-                 **options: Any) -> Any:
+                 partition_key: str | None = None, **options: Any) -> Any:
     import dagster as dg
 
     from reliability.adapters.dagster import resources, run_config, to_assets
@@ -42,7 +42,7 @@ def _materialize(home: Path, params: dict[str, Any], instance: Any = None,
     options.setdefault("contracts", False)
     return dg.materialize(to_assets(hp.small, home=home, **options), resources=resources(),
                           run_config=run_config(params), instance=instance,
-                          raise_on_error=False)
+                          partition_key=partition_key, raise_on_error=False)
 
 
 def _digests(result: Any) -> dict[str, str]:
@@ -188,3 +188,119 @@ def test_asset_keys_take_a_prefix_and_after_dependencies(tmp_path: Path) -> None
     result = dg.materialize(assets, resources=resources(), run_config=run_config())
     assert result.success
     assert set(_digests(result)) == {"load", "audit", "use"}
+
+
+def test_each_daily_partition_is_a_run_with_its_interval_and_our_runners_outputs(
+        tmp_path: Path) -> None:
+    import datetime as dt
+
+    import dagster as dg
+
+    from reliability import DataInterval
+    from reliability.adapters.dagster import resources, to_assets
+
+    home = tmp_path / "home"
+    assets = to_assets(hp.daily, home=home, contracts=False,
+                       partitions_def=dg.DailyPartitionsDefinition("2026-01-01"))
+    assert {a.key.path[-1]: a.partitions_def.get_partition_keys()[:2] for a in assets} == {
+        "readings": ["2026-01-01", "2026-01-02"], "totals": ["2026-01-01", "2026-01-02"]}
+    # no backfill policy: Dagster backfills a range one partition per run (each its own
+    # interval), never as one run whose outputs its IO manager could not store
+    assert {a.backfill_policy for a in assets} == {None}
+    seen: dict[str, dict[str, str]] = {}
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in ("2026-01-02", "2026-01-05"):
+            result = dg.materialize(assets, partition_key=day, resources=resources(),
+                                    instance=instance)
+            assert result.success
+            run_id = f"daily-{result.run_id}"
+            start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+            interval = DataInterval(start, start + dt.timedelta(days=1))
+            with Ledger(home / "ledger.db") as led:
+                run = led.get_run(run_id)
+            assert (run.interval_start, run.interval_end, run.status) == (
+                interval.start.isoformat(), interval.end.isoformat(), "succeeded")
+            # byte for byte what our runner commits for that interval
+            assert _digests(result) == outputs(home, run_id) == runner_outputs(
+                hp.daily, tmp_path / "ours", {}, interval=interval)
+            assert {m.partition for m in result.asset_materializations_for_node("totals")
+                    } == {day}
+            seen[day] = _digests(result)
+        assert instance.get_materialized_partitions(dg.AssetKey("totals")) == {
+            "2026-01-02", "2026-01-05"}
+    assert seen["2026-01-02"]["readings"] != seen["2026-01-05"]["readings"]  # its own data
+    with Ledger(home / "ledger.db") as led:
+        assert len(led.list_runs()) == 2  # one run of ours per materialized partition
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic", "multi"])
+def test_partitions_that_are_not_time_windows_are_refused(tmp_path: Path, kind: str) -> None:
+    import dagster as dg
+
+    from reliability.adapters.dagster import to_assets, to_definitions, to_job
+    from reliability.errors import DefinitionError
+
+    partitions = {
+        "static": lambda: dg.StaticPartitionsDefinition(["eu", "us"]),
+        "dynamic": lambda: dg.DynamicPartitionsDefinition(name="customers"),
+        "multi": lambda: dg.MultiPartitionsDefinition({
+            "day": dg.DailyPartitionsDefinition("2026-01-01"),
+            "region": dg.StaticPartitionsDefinition(["eu", "us"])}),
+    }[kind]()
+    name = type(partitions).__name__
+    fix = (rf"{name}\(\.\.\.\)\) for pipeline 'daily': its partitions are not time "
+           r"windows.*Fix: pass a time-window partitions definition")
+    with pytest.raises(DefinitionError, match=rf"to_assets\(partitions_def={fix}"):
+        to_assets(hp.daily, home=tmp_path, partitions_def=partitions)
+    with pytest.raises(DefinitionError, match=rf"to_assets\(partitions_def={fix}"):
+        to_definitions(hp.daily, home=tmp_path, partitions_def=partitions)
+    with pytest.raises(DefinitionError, match=rf"to_job\(partitions_def={fix}"):
+        to_job(hp.daily, home=tmp_path, partitions_def=partitions)
+
+
+def test_a_partition_in_another_time_zone_is_its_instants_in_utc(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import dagster as dg
+
+    from reliability import DataInterval
+    from reliability.adapters.dagster import resources, to_assets
+
+    home = tmp_path / "home"
+    new_york = dg.DailyPartitionsDefinition("2026-01-01", timezone="America/New_York")
+    result = dg.materialize(to_assets(hp.daily, home=home, contracts=False,
+                                      partitions_def=new_york),
+                            partition_key="2026-01-02", resources=resources())
+    assert result.success
+    # midnight in New York is 05:00 UTC: steps see (and the ledger keeps) that, in UTC
+    start = dt.datetime(2026, 1, 2, 5, tzinfo=dt.UTC)
+    interval = DataInterval(start, start + dt.timedelta(days=1))
+    run_id = only_run(home)
+    with Ledger(home / "ledger.db") as led:
+        run = led.get_run(run_id)
+    assert (run.interval_start, run.interval_end) == (interval.start.isoformat(),
+                                                      interval.end.isoformat())
+    assert _digests(result) == runner_outputs(hp.daily, tmp_path / "ours", {},
+                                              interval=interval)
+
+
+def test_a_partition_that_breaks_its_contract_fails_its_check_and_stops_downstream(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    monkeypatch.chdir(_project(tmp_path))
+    home = tmp_path / "home"
+    daily = dg.DailyPartitionsDefinition("2026-01-01")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _materialize(home, {"bad": True}, instance=instance, contracts=True,
+                              partitions_def=daily, partition_key="2026-01-03")
+        assert not result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("extract")) == set()
+    [check] = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("contract", False)
+    run_id = only_run(home)
+    assert_contract_stop(home, run_id)  # 1 attempt, downstream skipped, quarantine, runbook
+    with Ledger(home / "ledger.db") as led:
+        run = led.get_run(run_id)
+    assert (run.interval_start, run.interval_end) == ("2026-01-03T00:00:00+00:00",
+                                                      "2026-01-04T00:00:00+00:00")
