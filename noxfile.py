@@ -36,7 +36,8 @@ HOSTS: dict[str, dict[str, str]] = {
     "kfp": {"extra": "kfp", "constraints": "", "tests": "tests/adapters/test_kfp.py"},
     "zenml": {"extra": "zenml", "constraints": "",
               "tests": "tests/adapters/test_zenml.py "
-                       "tests/adapters/test_zenml_reliable_steps.py"},
+                       "tests/adapters/test_zenml_reliable_steps.py "
+                       "tests/adapters/test_zenml_reliable_async_steps.py"},
 }
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4"]
 

@@ -15,14 +15,14 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from zenml import get_step_context, step
 from zenml.config.source import Source
 from zenml.enums import ArtifactType
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.steps import BaseStep
-from zenml.utils import source_utils
+from zenml.utils import async_utils, source_utils
 
 from reliability.adapters.core import AttemptNotRetryable, GuardedAttempt, StepBridge
 from reliability.adapters.zenml import StoreRef, host_attempt, run_step
@@ -95,9 +95,15 @@ def _inner(zstep: BaseStep) -> Callable[..., Any]:
 
 
 def _wrapper(fn: Callable[..., Any], source: Source) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        return _call(fn, args, kwargs)
+    guarded: Callable[..., Any]
+    if async_utils.is_async_callable(fn):  # as ZenML decides to await a step
+        @functools.wraps(fn)
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            return await _call_async(fn, args, kwargs)
+    else:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return _call(fn, args, kwargs)
 
     name = _PREFIX + f"{source.module}:{source.attribute}".encode().hex()
     own = source_utils.resolve(reliability_step.entrypoint, skip_validation=True)
@@ -216,19 +222,49 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     opts = _options()
     if opts is None:  # the step's configuration lost our options: run it as it is
         return fn(*args, **kwargs)
+    attempt = _begin(opts, fn, args, kwargs)
+    try:
+        output = fn(**attempt.inputs)
+    except Exception as exc:
+        _fail(attempt, exc)
+    return _end(attempt, output)
+
+
+async def _call_async(fn: Callable[..., Any], args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+    """:func:`_call` of an ``async def`` step: the body is awaited between our hooks (ZenML
+    runs the wrapper on an event loop of its own, as it runs an async step)."""
+    opts = _options()
+    if opts is None:
+        return await fn(*args, **kwargs)
+    attempt = _begin(opts, fn, args, kwargs)
+    try:
+        output = await fn(**attempt.inputs)
+    except Exception as exc:
+        _fail(attempt, exc)
+    return _end(attempt, output)
+
+
+def _begin(opts: dict[str, Any], fn: Callable[..., Any], args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> GuardedAttempt:
     bridge, name, steps = _bridge(opts, fn)
     bound = inspect.signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
-    run_key = str(get_step_context().step_run.id)
     with _stopping(bridge, name):
         attempt = bridge.begin(host_attempt(name), dict(bound.arguments), run_steps=steps)
-        _OPEN[run_key] = attempt
-        try:
-            output = fn(**attempt.inputs)
-        except Exception as exc:
-            _OPEN.pop(run_key, None)
-            attempt.fail(exc)
-        _OPEN.pop(run_key, None)
+    _OPEN[str(get_step_context().step_run.id)] = attempt
+    return attempt
+
+
+def _fail(attempt: GuardedAttempt, exc: Exception) -> NoReturn:
+    _OPEN.pop(str(get_step_context().step_run.id), None)
+    with _stopping(attempt.bridge, attempt.at.step):
+        attempt.fail(exc)
+
+
+def _end(attempt: GuardedAttempt, output: Any) -> Any:
+    _OPEN.pop(str(get_step_context().step_run.id), None)
+    with _stopping(attempt.bridge, attempt.at.step):
         return attempt.end(output)
 
 

@@ -182,10 +182,10 @@ def _bodies(project: Path) -> list[str]:
 
 
 def _zenml_run(run_id: str) -> Any:
-    """ZenML's run behind our run ``team_etl-<ZenML run id>``."""
+    """ZenML's run behind our run ``<pipeline>-<ZenML run id>``."""
     from zenml.client import Client
 
-    return Client().get_pipeline_run(run_id.removeprefix("team_etl-"), hydrate=True)
+    return Client().get_pipeline_run(run_id.partition("-")[2], hydrate=True)
 
 
 def _runs_show(home: Path, run_id: str) -> dict[str, Any]:
