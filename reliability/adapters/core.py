@@ -156,7 +156,6 @@ def host_run_id(pipeline: str, host_run: str) -> str:
     return f"{pipeline}-{safe}"[:200]
 
 
-@dataclass
 class _Session:
     """One process's assembly of the bridge's pipeline (ledger, store, bus, hooks, SLA
     watch) and the runs it has recorded."""
