@@ -47,6 +47,8 @@ HERE = Path(__file__).parent
 RETRY = StepRetryConfig(max_retries=2, delay=0, backoff=1)
 CLEAN_FAILS_ONCE = [ChaosHook([ExceptionFault(step="clean", error="ConnectionError",
                                               attempts=[1])])]
+SCALE_FAILS_ONCE = [ChaosHook([ExceptionFault(step="scale", error="ConnectionError",
+                                              attempts=[1])])]
 PUBLISH_FAILS_ONCE = [ChaosHook([ExceptionFault(step="publish", error="ConnectionError",
                                                 attempts=[1])])]
 
@@ -293,6 +295,42 @@ def test_a_violation_in_a_middle_step_quarantines_it_and_fails_what_zenml_skips(
     runbook = home / "runbooks" / run_id / "contract_violation-scale.md"
     text = runbook.read_text()
     assert "in_range" in text and "| Run outcome | failed |" in text
+
+
+def test_a_step_after_an_unwrapped_one_is_upstream_failed_too(project: Path) -> None:
+    """load (wrapped) -> clean (a plain ZenML step) -> report (wrapped): our ledger holds
+    the wrapped steps only, report after load through clean."""
+    home = project / "home"
+    g_load, g_report = (reliable(s, pipeline="team_etl", home=home) for s in (load, report))
+
+    @pipeline(name="team_etl", enable_cache=False)
+    def team_etl(trace: str = "") -> None:
+        g_report(clean(g_load(n=20, bad=True, trace=trace), trace=trace), trace=trace)
+
+    with pytest.raises(RuntimeError, match="failure in step"):
+        team_etl(trace=str(project / "trace"))
+    run_id = only_run(home)
+    assert step_states(home, run_id) == {"load": "failed", "report": "upstream_failed"}
+    assert run_status(home, run_id) == "failed"
+    assert _bodies(project) == ["load"]
+
+
+def test_a_violation_on_zenmls_retry_stops_the_retries_there(project: Path) -> None:
+    """scale's first try fails (a fault), ZenML's retry runs the body and breaks the
+    contract: its last retry is refused, the second try's output is quarantined."""
+    home = project / "home"
+    with pytest.raises(RuntimeError, match="failure in step"):
+        branched_pipeline(home=home, hooks=f"{__name__}:SCALE_FAILS_ONCE")(
+            factor=10.0, trace=str(project / "trace"))
+    run_id = only_run(home)
+    assert [(a["attempt"], a["status"]) for a in attempt_rows(home, run_id, "scale")] == [
+        (1, "failed"), (2, "contract_violated")]
+    assert [v.version for v in _step_runs(_zenml_run(run_id), "scale")] == [1, 2, 3]
+    assert _bodies(project).count("scale") == 1  # the fault came before the first body
+    bad = pd.read_pickle(home / "store" / "quarantine" / run_id / "scale.2.out")
+    assert bad["x"].max() == pytest.approx(9.5)
+    assert step_states(home, run_id)["clean"] == "upstream_failed"
+    assert run_status(home, run_id) == "failed"
 
 
 def test_a_try_without_a_result_is_closed_by_on_end_and_the_teams_hook_still_runs(
