@@ -523,6 +523,10 @@ def _retried_tries(context: Any, step: str) -> list[_Try]:
     dg = require("dagster", "dagster", "the Dagster adapter")
     kind = dg.DagsterEventType
     tries: list[_Try] = []
+    if not any(e.dagster_event is not None and e.dagster_event.step_key == step
+               for e in context.instance.all_logs(context.run_id,
+                                                  of_type=kind.STEP_UP_FOR_RETRY)):
+        return tries  # the common case: one try, and no more of the log to read
     pid: int | None = None
     started: float | None = None
     crash = ""
@@ -573,9 +577,10 @@ def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
         error = tried.error
         if tried.died:
             said = (tried.crash or (error.message.strip() if error else "")).rstrip(".")
-            bridge.lost(at, tried.pid, f"the process running try {n} (pid {tried.pid}) "
-                        f"died before it ended: {said or 'no outcome reported'}; Dagster "
-                        "retried the step", started=tried.started, run_steps=list(plan))
+            who = f" (pid {tried.pid})" if tried.pid else ""
+            bridge.lost(at, tried.pid, f"the process running try {n}{who} died before it "
+                        f"ended: {said or 'no outcome reported'}; Dagster retried the step",
+                        started=tried.started, run_steps=list(plan))
             continue
         while error is not None and error.cause is not None:  # the op's own exception
             error = error.cause
