@@ -304,3 +304,22 @@ def test_a_partition_that_breaks_its_contract_fails_its_check_and_stops_downstre
         run = led.get_run(run_id)
     assert (run.interval_start, run.interval_end) == ("2026-01-03T00:00:00+00:00",
                                                       "2026-01-04T00:00:00+00:00")
+
+
+def test_the_job_of_partitioned_definitions_runs_a_partition_with_its_interval(
+        tmp_path: Path) -> None:
+    import dagster as dg
+
+    from reliability.adapters.dagster import to_definitions
+
+    home = tmp_path / "home"
+    daily = dg.DailyPartitionsDefinition("2026-01-01")
+    job = to_definitions(hp.daily, home=home, contracts=False,
+                         partitions_def=daily).resolve_job_def("daily")
+    assert job.partitions_def == daily
+    result = job.execute_in_process(partition_key="2026-01-07")
+    assert result.success
+    with Ledger(home / "ledger.db") as led:
+        run = led.get_run(only_run(home))
+    assert (run.interval_start, run.interval_end, run.status) == (
+        "2026-01-07T00:00:00+00:00", "2026-01-08T00:00:00+00:00", "succeeded")
