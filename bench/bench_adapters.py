@@ -353,7 +353,7 @@ def bench_zenml(steps: int, ms: float) -> None:
                           ZENML_ANALYTICS_OPT_IN="false", ZENML_LOGGING_VERBOSITY="WARN")
         from zenml import pipeline, step
 
-        from reliability.adapters.zenml import to_pipeline
+        from reliability.adapters.zenml import reliable, to_pipeline
 
         module = sys.modules[__name__]
         bare_step = step(zenml_bare, enable_cache=False)
@@ -367,6 +367,14 @@ def bench_zenml(steps: int, ms: float) -> None:
 
         wrapped = to_pipeline(chain(steps, ms), name="bench_wrapped", home=Path(tmp) / "rel",
                               contracts=False)
+        team_step = reliable(bare_step, pipeline="bench_team", home=Path(tmp) / "rel",
+                             contracts=False)
+
+        @pipeline(enable_cache=False)
+        def bench_team() -> None:  # the bare steps, each under @reliable
+            prev = None
+            for i in range(steps):
+                prev = team_step(up=prev, i=i, ms=ms, id=f"s{i}")
 
         def durations(run: Any) -> list[float]:
             assert str(run.status.value) == "completed", run.status
@@ -375,12 +383,16 @@ def bench_zenml(steps: int, ms: float) -> None:
 
         bench_bare()  # warm-up
         wrapped(params={})
+        bench_team()
         b: list[float] = []
         w: list[float] = []
-        for _ in range(ROUNDS):  # interleaved, so load changes hit both alike
+        g: list[float] = []
+        for _ in range(ROUNDS):  # interleaved, so load changes hit all alike
             b += durations(bench_bare())
             w += durations(wrapped(params={}))
+            g += durations(bench_team())
     report("zenml (local orchestrator)", b, w)
+    report("zenml (a team's steps under @reliable)", b, g)
 
 
 # -- Kubeflow Pipelines (local runner) ------------------------------------------------------
