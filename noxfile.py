@@ -32,7 +32,8 @@ HOSTS: dict[str, dict[str, str]] = {
                          " tests/adapters/test_dagster_hooks.py"},
     "metaflow": {"extra": "metaflow", "constraints": "",
                  "tests": "tests/adapters/test_metaflow.py "
-                          "tests/adapters/test_metaflow_user_flows.py"},
+                          "tests/adapters/test_metaflow_user_flows.py "
+                          "tests/adapters/test_metaflow_switch_branches.py"},
     "kfp": {"extra": "kfp", "constraints": "", "tests": "tests/adapters/test_kfp.py"},
     "zenml": {"extra": "zenml", "constraints": "",
               "tests": "tests/adapters/test_zenml.py "

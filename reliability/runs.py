@@ -152,6 +152,7 @@ class StepStatus(enum.StrEnum):
     FAILED = "failed"
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"                # not run: the host took another branch
 
 
 class AttemptStatus(enum.StrEnum):

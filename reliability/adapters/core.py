@@ -40,7 +40,8 @@ Writing an adapter is a translation of four things:
    :class:`AttemptNotRetryable`); a host that cannot filter sets
    ``HostAttempt.host_filters_errors=False``;
 4. skipping: a failed step's downstream tasks must not run (the ledger already marks them
-   ``upstream_failed``).
+   ``upstream_failed``); steps on a branch the host did not take are recorded with
+   :meth:`StepBridge.skip_steps`, so the run settles.
 """
 
 from __future__ import annotations
@@ -558,6 +559,17 @@ class StepBridge:
                 s.ledger.set_step(run_id, row["step"], "upstream_failed", reason)
                 self._emit(s, EventKind.STEP_SKIPPED, run_id, row["step"],
                            details={"reason": reason, "upstream": failed})
+        self._settle(s, run_id)
+
+    def skip_steps(self, host_run: str, reasons: Mapping[str, str]) -> None:
+        """Steps of the host's run ``host_run`` that will not run, with why (step ->
+        reason; e.g. a conditional branch the host did not take): record each still
+        pending one ``skipped`` and settle the run."""
+        s = self.session()
+        run_id = host_run_id(self.pipeline.name, host_run)
+        for step in s.ledger.skip_steps(run_id, reasons):
+            self._emit(s, EventKind.STEP_SKIPPED, run_id, step,
+                       details={"reason": reasons[step]})
         self._settle(s, run_id)
 
     def _step_failed(self, s: _Session, run_id: str, step: str, attempt: int | None,

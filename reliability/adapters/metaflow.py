@@ -46,6 +46,12 @@ chaos ``hooks`` may fail the try or corrupt those artifacts. A contract violatio
 try, or an error the step does not retry) ends the task with exit status 202, so ``@retry``
 does not run it again, the run fails and the decorated steps after it are recorded
 ``upstream_failed``.
+
+A decorated step on a conditional branch (``self.next({...}, condition=...)``) the run did
+not take is recorded ``skipped``, with the switch, its case and condition as the reason, by
+the first decorated task that knows the switch's decision: the switch step itself (from its
+transition), a step on the taken branch (from where it is in the graph) or one after the
+branches meet (from the condition artifact). The run then settles as usual.
 """
 
 from __future__ import annotations
@@ -319,6 +325,98 @@ def _user_bridge(flow: Any, step: str, opts: _StepOptions) -> StepBridge:
     return b
 
 
+def _reach(graph: Any, step: str, *, without: str | None = None) -> set[str]:
+    """The steps Metaflow's ``graph`` can run from ``step`` on (itself included), not
+    passing through step ``without``."""
+    seen: set[str] = set()
+    todo = [step]
+    while todo:
+        name = todo.pop()
+        if name not in seen and name != without:
+            seen.add(name)
+            todo.extend(graph[name].out_funcs)
+    return seen
+
+
+def _start_step(graph: Any) -> str:
+    return str(getattr(graph, "start_step", None) or "start")
+
+
+def _ran_before(graph: Any, here: str, gone: Any) -> set[str]:
+    """The steps that ran on the way to step ``here`` (itself included) when none of
+    ``gone`` ran: every branch into a join, the one way common to all ways into a step
+    where a switch's branches meet (a loop's way back ignored)."""
+    memo: dict[str, set[str]] = {}
+
+    def ran(name: str) -> set[str]:
+        if name not in memo:
+            node = graph[name]
+            ways = [ran(p) for p in sorted(node.in_funcs)
+                    if p not in gone and p not in _reach(graph, name)]
+            before = (set().union(*ways) if node.type == "join"
+                      else set.intersection(*ways)) if ways else set()
+            memo[name] = {name, *before}
+        return memo[name]
+
+    return ran(here)
+
+
+def _went(flow: Any, switch: Any, here: str, chosen: str | None) -> tuple[set[str], str]:
+    """The case steps ``switch``, which ran on the way to the task of step ``here`` (or is
+    ``here``), went to (none where that cannot be told), and its condition as a reason
+    shows it. ``chosen`` is where ``here`` goes when it is the switch."""
+    value: Any = None
+    with contextlib.suppress(Exception):
+        value = getattr(flow, switch.condition)
+    by_value: set[str] = set()
+    with contextlib.suppress(TypeError):  # an unhashable condition value
+        if value in switch.switch_cases:
+            by_value = {switch.switch_cases[value]}
+    if switch.name == here:
+        went = {chosen} if chosen else by_value
+    else:  # the cases leading to ``here``; where every case does (the branches met) the
+        # condition artifact tells
+        went = {c for c in switch.out_funcs if here in _reach(flow._graph, c)}
+        if went == set(switch.out_funcs):
+            went = by_value
+    shown = switch.condition + (f"={value!r}" if by_value and by_value <= went else "")
+    return went, shown
+
+
+def _branches_not_taken(flow: Any, here: str, steps: Any, chosen: str | None = None
+                        ) -> dict[str, str]:
+    """The steps among ``steps`` on a conditional branch this run did not take, as the
+    task of step ``here`` sees it (``chosen``: where ``here`` goes, when it is a switch),
+    each with the reason: a switch ran on the way to ``here`` (or is ``here``), and the
+    step is reached only through that switch's cases it did not go to."""
+    graph = flow._graph
+    start = _start_step(graph)
+    node = graph[here]
+    goes = _went(flow, node, here, chosen)[0] if node.type == "split-switch" else set()
+    after_here = {here}.union(*(_reach(graph, n) for n in goes or node.out_funcs))
+    gone: dict[str, str] = {}  # every step of the graph that will not run, with why
+    decided: set[str] = set()
+    while True:  # a switch decided may reveal the next one on the way (nested switches)
+        switches = [n for n in sorted(_ran_before(graph, here, gone)) if n not in decided
+                    and graph[n].type == "split-switch" and not graph[n].is_inside_foreach]
+        if not switches:
+            return {step: gone[step] for step in steps if step in gone}
+        for name in switches:
+            decided.add(name)
+            went, condition = _went(flow, graph[name], here, chosen)
+            if not went:
+                continue
+            still = after_here.union(*(_reach(graph, c) for c in went))
+            without = _reach(graph, start, without=name)  # reached without the switch
+            for other in graph:
+                step = other.name
+                if step not in gone and step not in still and step not in without \
+                        and step != name:
+                    gone[step] = (f"branch not taken (step {name!r} went to "
+                                  f"{' or '.join(repr(c) for c in sorted(went))} on "
+                                  f"condition {condition})")
+
+
 def _flow_params(flow: Any, names: Any) -> dict[str, Any]:
     values = {}
     for name in names or ():
@@ -374,7 +472,17 @@ def _start(step: str, flow: Any, join_inputs: Any, attributes: Mapping[str, Any]
     for name, value in guarded.inputs.items():
         if value is not values[name]:  # a hook replaced it (a chaos data fault)
             setattr(flow, name, value)
+    _skip_branches(b, flow, step, at.host_run_id)
     return b, opts, guarded
+
+
+def _skip_branches(b: StepBridge, flow: Any, step: str, host_run: str,
+                   chosen: str | None = None) -> None:
+    """Record the decorated steps on the conditional branches this run did not take
+    ``skipped`` (with the switch, its case and condition as the reason)."""
+    reasons = _branches_not_taken(flow, step, b.order, chosen)
+    if reasons:
+        b.skip_steps(host_run, reasons)
 
 
 def _finish(b: StepBridge, opts: _StepOptions, guarded: GuardedAttempt, flow: Any,
@@ -400,6 +508,11 @@ def _finish(b: StepBridge, opts: _StepOptions, guarded: GuardedAttempt, flow: An
         return
     if opts.output and result is not output:  # a hook replaced it (a chaos data fault)
         setattr(flow, opts.output, result)
+    if flow._graph[guarded.at.step].type == "split-switch":
+        # where it goes: self.next left ([step], None) (else its condition artifact tells)
+        transition = getattr(flow, "_transition", None)
+        chosen = transition[0][0] if transition and len(transition[0]) == 1 else None
+        _skip_branches(b, flow, guarded.at.step, guarded.at.host_run_id, chosen)
 
 
 def _reliable_step(step_name: str, flow: Any, inputs: Any, attributes: dict[str, Any]

@@ -185,7 +185,8 @@ def _status(s: str) -> str:
     color = {str(k): v for k, v in {
              R.SUCCEEDED: "green", R.FAILED: "red", R.CANCELLED: "yellow",
              R.RUNNING: "cyan", A.CONTRACT_VIOLATED: "red", A.WORKER_LOST: "magenta",
-             A.TIMED_OUT: "red", S.UPSTREAM_FAILED: "dim"}.items()}.get(s, "white")
+             A.TIMED_OUT: "red", S.UPSTREAM_FAILED: "dim", S.SKIPPED: "dim"}.items()
+             }.get(s, "white")
     return f"[{color}]{s}[/]"
 
 
@@ -227,6 +228,8 @@ def _print_run(rec: Any, steps: list[dict[str, Any]], attempts: list[dict[str, A
     from rich.markup import escape
     from rich.table import Table
 
+    from reliability.runs import StepStatus
+
     con = Console()
     con.print(f"[bold]{rec.run_id}[/]  pipeline={rec.pipeline}  status={_status(rec.status)}"
               f"  code={rec.code_version}  params={escape(json.dumps(rec.params))}")
@@ -239,7 +242,10 @@ def _print_run(rec: Any, steps: list[dict[str, Any]], attempts: list[dict[str, A
         st.add_column(col)
     for s in steps:
         inputs = json.loads(s["input_hashes"] or "{}")
-        st.add_row(s["step"], _status(s["status"]), str(s["attempts"]),
+        status = _status(s["status"])
+        if s["status"] == StepStatus.SKIPPED and s["error"]:  # why it did not run
+            status += f" [dim]{escape(s['error'])}[/]"
+        st.add_row(s["step"], status, str(s["attempts"]),
                    ", ".join(f"{k}={v[:10]}" for k, v in inputs.items()),
                    (s["output_hash"] or "-")[:16], str(s["output_size"] or "-"))
     con.print(st)

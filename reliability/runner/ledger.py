@@ -665,6 +665,19 @@ class Ledger:
             "UPDATE steps SET status=?, error=?, ended_at=? WHERE run_id=? AND step=?",
             (status, error, time.time(), run_id, step))
 
+    def skip_steps(self, run_id: str, reasons: Mapping[str, str]) -> list[str]:
+        """Record the still-pending steps of ``reasons`` (step -> why) ``skipped``: steps
+        the run will not run, such as a conditional branch the host did not take. Returns
+        the steps this call changed."""
+        now, changed = time.time(), []
+        with self.tx() as db:
+            for step, reason in reasons.items():
+                if db.execute("UPDATE steps SET status='skipped', error=?, ended_at=? WHERE"
+                              " run_id=? AND step=? AND status='pending'",
+                              (reason, now, run_id, step)).rowcount:
+                    changed.append(step)
+        return changed
+
     def abandon_running_attempts(self, run_id: str, reason: str) -> int:
         """Mark attempts a dead runner left 'running' as lost; return how many."""
         cur = self._write(
@@ -715,9 +728,11 @@ class Ledger:
                 return None
             states = [r[0] for r in db.execute("SELECT status FROM steps WHERE run_id=?",
                                                (run_id,))]
-            if any(s not in ("succeeded", "failed", "upstream_failed") for s in states):
+            if any(s not in ("succeeded", "failed", "upstream_failed", "skipped")
+                   for s in states):
                 return None
-            status = "failed" if any(s != "succeeded" for s in states) else "succeeded"
+            status = "failed" if any(s not in ("succeeded", "skipped") for s in states) \
+                else "succeeded"
             error = None
             if status == "failed":
                 bad = db.execute("SELECT step, error FROM steps WHERE run_id=? AND"

@@ -31,6 +31,7 @@ from ledger_checks import (  # noqa: E402
 )
 
 pytestmark = [pytest.mark.metaflow, pytest.mark.integration, pytest.mark.timeout(600),
+              pytest.mark.usefixtures("metaflow_user"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -115,13 +116,6 @@ if __name__ == "__main__":
 
 ARTIFACTS = {"extract": ([], "frame"), "transform": (["frame"], "scaled"),
              "summary": (["scaled"], "report"), "fingerprint": (["frame"], "digest")}
-
-
-@pytest.fixture(autouse=True)
-def metaflow_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Metaflow's client needs a user name; its local datastore lives under the cwd."""
-    monkeypatch.setenv("USERNAME", "tester")
-    monkeypatch.chdir(tmp_path)
 
 
 def _flow(tmp_path: Path, *, hooks: str | None = None, mutator: bool = False
