@@ -321,6 +321,7 @@ class _Loop:
         self.outputs: dict[str, tuple[str, str]] = {}
         self.failed: dict[str, str] = {}
         self.skipped: list[str] = []
+        self.passed: dict[str, str] = {}  # step -> why it is skipped (not run, not failed)
         self.attempt_no: dict[str, int] = {}  # ledger attempt numbers, across resumes
         self.tries: dict[str, int] = {}  # attempts in this execution: the retry budget
         self.waiting: dict[str, int] = {}
@@ -362,25 +363,39 @@ class _Loop:
             for dep in spec.upstream:
                 self.children[dep].append(spec.name)
         for name in self.r.order:
-            row = prior.get(name)
-            if (row and row["status"] == StepStatus.SUCCEEDED and row["output_hash"]
-                    and self.r.store.intact(row["output_hash"])):  # re-hashed, not trusted
-                self.outputs[name] = (row["output_hash"], row["output_codec"])
-                self._emit(EventKind.STEP_SKIPPED, name,
-                           details={"reason": "already committed",
-                                    "output_hash": row["output_hash"]})
-            elif row and row["status"] != StepStatus.PENDING:
-                if row["status"] == StepStatus.SUCCEEDED and row["output_hash"]:
-                    led.release_commit(self.run_id, name, "the committed object is missing "
-                                       "or its bytes changed; the step runs again")
-                led.set_step(self.run_id, name, StepStatus.PENDING)
+            self._carry(name, prior.get(name))
         for name in self.r.order:
-            if name in self.outputs:
+            if name in self.outputs or name in self.passed:
                 continue
             self.waiting[name] = sum(1 for d in self.pipe.steps[name].upstream
-                                     if d not in self.outputs)
+                                     if d not in self.outputs and d not in self.passed)
             if self.waiting[name] == 0:
                 self.ready.append(name)
+
+    def _carry(self, name: str, row: Any) -> None:
+        """What a resumed run keeps of step ``name`` (its ledger ``row``): an intact
+        committed output; a skip (an orchestrator's branch not taken, or a step reading
+        the output of such a step); else the step runs again."""
+        led = self.r.ledger
+        gone = [s for s in self.pipe.steps[name].inputs.values() if s in self.passed]
+        if row and row["status"] == StepStatus.SKIPPED:
+            self.passed[name] = row["error"] or "skipped"
+            self._emit(EventKind.STEP_SKIPPED, name, details={"reason": self.passed[name]})
+        elif (row and row["status"] == StepStatus.SUCCEEDED and row["output_hash"]
+                and self.r.store.intact(row["output_hash"])):  # re-hashed, not trusted
+            self.outputs[name] = (row["output_hash"], row["output_codec"])
+            self._emit(EventKind.STEP_SKIPPED, name,
+                       details={"reason": "already committed",
+                                "output_hash": row["output_hash"]})
+        elif gone:
+            self.passed[name] = f"its input step {gone[0]!r} was skipped"
+            led.set_step(self.run_id, name, StepStatus.SKIPPED, self.passed[name])
+            self._emit(EventKind.STEP_SKIPPED, name, details={"reason": self.passed[name]})
+        elif row and row["status"] != StepStatus.PENDING:
+            if row["status"] == StepStatus.SUCCEEDED and row["output_hash"]:
+                led.release_commit(self.run_id, name, "the committed object is missing "
+                                   "or its bytes changed; the step runs again")
+            led.set_step(self.run_id, name, StepStatus.PENDING)
 
     def run(self) -> RunResult:
         t0 = time.monotonic()
@@ -723,7 +738,7 @@ class _Loop:
 
     def _finish(self, duration: float) -> RunResult:
         led = self.r.ledger
-        done = {*self.outputs, *self.failed, *self.skipped}
+        done = {*self.outputs, *self.failed, *self.skipped, *self.passed}
         if self.cancelled and any(s not in done for s in self.r.order):
             status = RunStatus.CANCELLED
             sig = signal.Signals(self.r._cancel_signal or signal.SIGINT).name
