@@ -147,6 +147,10 @@ class HostAttempt:
     trigger: str = "manual"
     host_filters_errors: bool = True
 
+    def __post_init__(self) -> None:
+        if self.interval is not None:  # the instants our runner gives a step: in UTC
+            object.__setattr__(self, "interval", self.interval.to_utc())
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:@+-]+")
 
@@ -382,7 +386,7 @@ class StepBridge:
             s.known_runs.add(seen)  # recorded by the process of an earlier task
             return run_id
         pdict = params_dict(params)
-        interval = at.interval.to_utc() if at.interval is not None else None
+        interval = at.interval
         # one run per host run: the key names the host's run too, so two host runs with the
         # same parameters are two runs here, as they are in the host
         key = run_key(f"{self.pipeline.name}@{at.host_run_id}", pdict, interval)

@@ -163,8 +163,8 @@ def _host_attempt(bridge: StepBridge, step: str, context: Any, *, retries: int |
             window = context.partition_time_window
         except Exception:  # a partition that is not a time window: no data interval
             window = None
-        if window is not None:  # in UTC, as our runner hands it to the steps
-            interval = DataInterval(window.start, window.end).to_utc()
+        if window is not None:  # HostAttempt hands it on in UTC, as our runner does
+            interval = DataInterval(window.start, window.end)
     values = dict(getattr(context.resources, PARAMS_RESOURCE) or {}) if params else None
     retries = bridge.retries(step) if retries is None else retries
     return HostAttempt(host_run_id=str(context.run_id), step=step, attempt=retry_number + 1,

@@ -26,7 +26,7 @@ from ledger_checks import (
     step_states,
 )
 
-from reliability import Pipeline, Retry
+from reliability import DataInterval, Pipeline, Retry
 from reliability.adapters import (
     AttemptFailed,
     AttemptNotRetryable,
@@ -301,3 +301,23 @@ def test_a_task_process_is_assembled_like_a_run_contracts_first(
 def test_a_bridge_of_something_else_than_a_pipeline_is_refused_with_the_fix() -> None:
     with pytest.raises(DefinitionError, match=r"not int\. Fix: pass e\.g\. 'pipelines"):
         StepBridge(42)  # type: ignore[arg-type]
+
+
+def test_a_host_interval_in_another_time_zone_reaches_the_step_in_utc(tmp_path: Path) -> None:
+    """A host may hand its data interval in its own time zone: the step sees the same
+    instants in UTC, as under our runner, so the outputs are our runner's."""
+    import datetime as dt
+
+    tz = dt.timezone(dt.timedelta(hours=2))
+    local = DataInterval(dt.datetime(2026, 3, 1, 2, tzinfo=tz), dt.datetime(2026, 3, 2, 2,
+                                                                             tzinfo=tz))
+    bridge = StepBridge(hp.daily, home=tmp_path / "host", contracts=False, sla=False)
+    refs: dict[str, Ref] = {}
+    for step in bridge.order:
+        at = HostAttempt(host_run_id=HOST_RUN, step=step, attempt=1, retries_left=True,
+                         interval=local)
+        assert at.interval == local and at.interval.start.tzinfo is dt.UTC
+        refs[step] = bridge.run_step(at, refs)
+    bridge.close()
+    ours = runner_outputs(hp.daily, tmp_path / "ours", {}, interval=local.to_utc())
+    assert {s: r["digest"] for s, r in refs.items()} == ours
