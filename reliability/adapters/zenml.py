@@ -191,8 +191,10 @@ def reliable(decorated: Any = None, *, pipeline: str | None = None,
     again), so the run fails there and the downstream steps do not run; they are
     ``upstream_failed`` in our ledger (each wrapped step comes after the wrapped steps it
     depends on in the ZenML run's DAG; with ZenML's ``stop_on_failure`` or ``fail_fast``
-    execution mode, every wrapped step not yet started). An ``async def`` step is awaited
-    between our hooks (ZenML runs it on an event loop of its own).
+    execution mode, every wrapped step not yet started). A return value that does not match
+    the step's annotated output fails the try before ZenML's own check (which comes after
+    the try's ``on_end``). An ``async def`` step is awaited between our hooks (ZenML runs
+    it on an event loop of its own).
 
     ZenML's per-try ``on_start``/``on_end`` hooks are set (the step's own ones still run,
     after ours); ``on_success``/``on_failure`` stay the team's. ``hooks`` names a list of

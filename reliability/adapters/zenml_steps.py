@@ -26,10 +26,12 @@ from zenml.utils import async_utils, source_utils
 
 from reliability.adapters.core import AttemptNotRetryable, GuardedAttempt, StepBridge
 from reliability.adapters.zenml import StoreRef, host_attempt, run_step
-from reliability.errors import DefinitionError
+from reliability.contracts.interface import Interface, interface_of
+from reliability.errors import ContractViolation, DefinitionError
+from reliability.pipeline import StepContext, StepHook, StepSpec
 
-__all__ = ["StoreRefMaterializer", "end_hook", "guarded_step", "reliability_step",
-           "start_hook"]
+__all__ = ["StepOutputRefused", "StoreRefMaterializer", "end_hook", "guarded_step",
+           "reliability_step", "start_hook"]
 
 OPTIONS = "reliability"
 """The key of our options in a wrapped step's ``extra`` configuration."""
@@ -155,7 +157,8 @@ def _bridge(opts: dict[str, Any], fn: Callable[..., Any] | None = None
     if bridge is None:
         hooks = opts.get("hooks")
         bridge = _GUARDS[key] = StepBridge.for_tasks(
-            pipeline, home=opts.get("home"), hooks=load_hooks(hooks) if hooks else (),
+            pipeline, home=opts.get("home"),
+            hooks=[*(load_hooks(hooks) if hooks else ()), _OutputCheck()],
             contracts=key[3], sla=key[4])
         for step_name, upstream in plan.items():
             bridge.register(_not_run_here, step_name, inputs=[], after=upstream)
@@ -166,6 +169,34 @@ def _bridge(opts: dict[str, Any], fn: Callable[..., Any] | None = None
         bridge.register(fn, name, attempts=(retry.max_retries if retry else 0) + 1,
                         after=plan[name])
     return bridge, name, list(plan)
+
+
+class _OutputCheck(StepHook):
+    """Fails a try whose return value does not match the step's annotated output, as ZenML
+    does -- but ZenML checks it after the try's ``on_end``, too late for our ledger, which
+    would hold the try committed and the run open. The last hook, so it sees the value
+    ZenML gets; where the project's contracts run, their interface check comes first."""
+
+    name = "zenml-output"
+
+    def __init__(self) -> None:
+        self._interfaces: dict[Callable[..., Any], Interface] = {}
+
+    def after(self, ctx: StepContext, spec: StepSpec, output: Any) -> Any:
+        found = self._interfaces.get(spec.fn)
+        if found is None:
+            found = self._interfaces[spec.fn] = interface_of(spec)
+        if isinstance(output, list) and found.output is tuple:
+            return output  # ZenML takes a list for several outputs too
+        try:
+            found.check_output(output)
+        except ContractViolation as exc:  # not a contract of the project's: ZenML's check
+            raise StepOutputRefused(str(exc)) from None
+        return output
+
+
+class StepOutputRefused(TypeError):
+    """A step returned a value that ZenML refuses for its annotated output."""
 
 
 def _not_run_here() -> None:

@@ -118,6 +118,12 @@ def tally(frame: pd.DataFrame, trace: str) -> int:
     return len(frame)
 
 
+@step(retry=RETRY, enable_cache=False)
+def mistyped(frame: pd.DataFrame, trace: str) -> int:
+    _trace(trace, "mistyped")
+    return str(len(frame))  # type: ignore[return-value]  # ZenML refuses it after the try
+
+
 CONTRACT = """\
 pipeline: team_etl
 step: load
@@ -313,6 +319,43 @@ def test_a_step_after_an_unwrapped_one_is_upstream_failed_too(project: Path) -> 
     assert step_states(home, run_id) == {"load": "failed", "report": "upstream_failed"}
     assert run_status(home, run_id) == "failed"
     assert _bodies(project) == ["load"]
+
+
+@pytest.mark.parametrize("contracts", [True, False])
+def test_a_return_value_zenml_refuses_fails_the_try_in_the_ledger(
+        project: Path, contracts: bool) -> None:
+    """ZenML checks a step's return value against its annotation after the try's on_end:
+    the wrapper checks it first (the project's interface contract, or with contracts off
+    the wrapper's own check), so no try is committed and the steps ZenML then skips are
+    upstream_failed."""
+    home = project / "home"
+    g_load, g_mistyped, g_clean = (
+        reliable(s, pipeline="team_etl", home=home, contracts=contracts)
+        for s in (load, mistyped, clean))
+
+    @pipeline(name="team_etl", enable_cache=False)
+    def team_etl(trace: str = "") -> None:
+        frame = g_load(n=20, bad=False, trace=trace)
+        g_clean(frame, trace=trace, after=g_mistyped(frame, trace=trace))
+
+    with pytest.raises(RuntimeError, match="failure in step"):
+        team_etl(trace=str(project / "trace"))
+    run_id = only_run(home)
+    rows = attempt_rows(home, run_id, "mistyped")
+    if contracts:  # a contract violation: not retried, the value quarantined
+        assert [(a["status"], a["error_type"]) for a in rows] == [
+            ("contract_violated", "ContractViolation")]
+        quarantined = home / "store" / "quarantine" / run_id / "mistyped.1.out"
+        assert json.loads(quarantined.read_text()) == "20"  # the value, as JSON
+    else:  # ZenML retries its own refusal: each try fails
+        assert [(a["attempt"], a["status"], a["error_type"]) for a in rows] == [
+            (n, "failed", "StepOutputRefused") for n in (1, 2, 3)]
+    assert "return is str, annotated int" in rows[0]["error"]
+    assert _bodies(project).count("mistyped") == len(rows)
+    assert [v.version for v in _step_runs(_zenml_run(run_id), "mistyped")] == [1, 2, 3]
+    assert step_states(home, run_id) == {"load": "succeeded", "mistyped": "failed",
+                                         "clean": "upstream_failed"}
+    assert run_status(home, run_id) == "failed"
 
 
 def test_a_violation_on_zenmls_retry_stops_the_retries_there(project: Path) -> None:
