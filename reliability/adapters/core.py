@@ -576,6 +576,20 @@ class StepBridge:
                        details={"reason": reasons[step]})
         self._settle(s, run_id)
 
+    def carry_steps(self, host_run: str, origin: str, steps: Sequence[str]) -> None:
+        """The host's run ``host_run`` resumes its run ``origin`` and copied ``steps``
+        from it instead of running them: each still pending gets its outcome there (a
+        commit, or a skip) and the run settles when nothing else is open."""
+        s = self.session()
+        run_id = host_run_id(self.pipeline.name, host_run)
+        was = host_run_id(self.pipeline.name, origin)
+        for row in s.ledger.carry_steps(run_id, was, steps):
+            self._emit(s, EventKind.STEP_SKIPPED, run_id, row["step"], details=(
+                {"reason": "already committed", "output_hash": row["output_hash"],
+                 "from_run": was} if row["status"] == "succeeded"
+                else {"reason": row["error"] or "skipped", "from_run": was}))
+        self._settle(s, run_id)
+
     def _step_failed(self, s: _Session, run_id: str, step: str, attempt: int | None,
                      error: str, error_type: str, duration: float | None = None) -> None:
         s.ledger.set_step(run_id, step, "failed", error)

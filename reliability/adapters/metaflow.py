@@ -51,7 +51,9 @@ A decorated step on a conditional branch (``self.next({...}, condition=...)``) t
 not take is recorded ``skipped``, with the switch, its case and condition as the reason, by
 the first decorated task that knows the switch's decision: the switch step itself (from its
 transition), a step on the taken branch (from where it is in the graph) or one after the
-branches meet (from the condition artifact). The run then settles as usual.
+branches meet (from the condition artifact). The run then settles as usual. In a run
+started by Metaflow's ``resume``, the decorated steps Metaflow copies from the run it
+resumes (without running them) are recorded with their outcome there.
 """
 
 from __future__ import annotations
@@ -389,18 +391,28 @@ def _branches_not_taken(flow: Any, here: str, steps: Any, chosen: str | None = N
     task of step ``here`` sees it (``chosen``: where ``here`` goes, when it is a switch),
     each with the reason: a switch ran on the way to ``here`` (or is ``here``), and the
     step is reached only through that switch's cases it did not go to."""
+    gone = _way_here(flow, here, chosen)[1]
+    return {step: gone[step] for step in steps if step in gone}
+
+
+def _way_here(flow: Any, here: str, chosen: str | None = None
+              ) -> tuple[set[str], dict[str, str]]:
+    """The steps that ran on the way to the task of step ``here`` (itself included), and
+    every step that will not run in this run because a switch went another way (with
+    why); see :func:`_branches_not_taken`."""
     graph = flow._graph
     start = _start_step(graph)
     node = graph[here]
     goes = _went(flow, node, here, chosen)[0] if node.type == "split-switch" else set()
     after_here = {here}.union(*(_reach(graph, n) for n in goes or node.out_funcs))
-    gone: dict[str, str] = {}  # every step of the graph that will not run, with why
+    gone: dict[str, str] = {}
     decided: set[str] = set()
     while True:  # a switch decided may reveal the next one on the way (nested switches)
-        switches = [n for n in sorted(_ran_before(graph, here, gone)) if n not in decided
+        ran = _ran_before(graph, here, gone)
+        switches = [n for n in sorted(ran) if n not in decided
                     and graph[n].type == "split-switch" and not graph[n].is_inside_foreach]
         if not switches:
-            return {step: gone[step] for step in steps if step in gone}
+            return ran, gone
         for name in switches:
             decided.add(name)
             went, condition = _went(flow, graph[name], here, chosen)
@@ -472,17 +484,22 @@ def _start(step: str, flow: Any, join_inputs: Any, attributes: Mapping[str, Any]
     for name, value in guarded.inputs.items():
         if value is not values[name]:  # a hook replaced it (a chaos data fault)
             setattr(flow, name, value)
-    _skip_branches(b, flow, step, at.host_run_id)
+    _skip_branches(b, flow, step, at.host_run_id, origin=current.origin_run_id)
     return b, opts, guarded
 
 
 def _skip_branches(b: StepBridge, flow: Any, step: str, host_run: str,
-                   chosen: str | None = None) -> None:
+                   chosen: str | None = None, *, origin: str | None = None) -> None:
     """Record the decorated steps on the conditional branches this run did not take
-    ``skipped`` (with the switch, its case and condition as the reason)."""
-    reasons = _branches_not_taken(flow, step, b.order, chosen)
+    ``skipped`` (with the switch, its case and condition as the reason). In a run that
+    resumes run ``origin``, the decorated steps that ran before ``step`` but were not
+    recorded were copied from it by Metaflow: they get their outcome there."""
+    ran, gone = _way_here(flow, step, chosen)
+    reasons = {name: gone[name] for name in b.order if name in gone}
     if reasons:
         b.skip_steps(host_run, reasons)
+    if origin:
+        b.carry_steps(host_run, str(origin), [name for name in b.order if name in ran])
 
 
 def _finish(b: StepBridge, opts: _StepOptions, guarded: GuardedAttempt, flow: Any,

@@ -678,6 +678,31 @@ class Ledger:
                     changed.append(step)
         return changed
 
+    def carry_steps(self, run_id: str, origin: str, steps: Sequence[str]
+                    ) -> list[dict[str, Any]]:
+        """Give the still-pending ``steps`` of run ``run_id`` the outcome they had in run
+        ``origin`` where it was ``succeeded`` (with its commit) or ``skipped``: the steps
+        an orchestrator's resume copied from the run it resumes instead of running them.
+        Returns the rows of ``origin`` copied."""
+        now, carried = time.time(), []
+        with self.tx() as db:
+            for step in steps:
+                row = db.execute("SELECT * FROM steps WHERE run_id=? AND step=? AND status"
+                                 " IN ('succeeded', 'skipped')", (origin, step)).fetchone()
+                if row is None or not db.execute(
+                        "UPDATE steps SET status=?, input_hashes=?, output_hash=?,"
+                        " output_codec=?, output_size=?, error=?, ended_at=? WHERE run_id=?"
+                        " AND step=? AND status='pending'",
+                        (row["status"], row["input_hashes"], row["output_hash"],
+                         row["output_codec"], row["output_size"], row["error"], now, run_id,
+                         step)).rowcount:
+                    continue
+                if row["output_hash"]:
+                    db.execute("INSERT OR IGNORE INTO commits VALUES (?,?,?,?)",
+                               (run_id, step, row["output_hash"], now))
+                carried.append(dict(row))
+        return carried
+
     def abandon_running_attempts(self, run_id: str, reason: str) -> int:
         """Mark attempts a dead runner left 'running' as lost; return how many."""
         cur = self._write(

@@ -20,7 +20,13 @@ from hosts import require_host
 require_host("metaflow")
 
 from helpers import subprocess_env  # noqa: E402
-from ledger_checks import attempt_rows, only_run, run_status, step_states  # noqa: E402
+from ledger_checks import (  # noqa: E402
+    attempt_rows,
+    only_run,
+    outputs,
+    run_status,
+    step_states,
+)
 
 pytestmark = [pytest.mark.metaflow, pytest.mark.integration, pytest.mark.timeout(600),
               pytest.mark.usefixtures("metaflow_user"),
@@ -28,6 +34,8 @@ pytestmark = [pytest.mark.metaflow, pytest.mark.integration, pytest.mark.timeout
               pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 FLOW = '''\
+import os
+
 from metaflow import FlowSpec, JSONType, Parameter, step
 
 from reliability.adapters.metaflow import reliable
@@ -50,7 +58,7 @@ class RouteFlow(FlowSpec):
 
     @step
     def light(self):
-        if self.run_params.get("fail") == "light":
+        if os.path.exists(self.run_params.get("fail") or "-"):  # a test's flag file
             raise ValueError("light broke")
         self.total = sum(self.rows)
         self.next(self.report)
@@ -77,7 +85,9 @@ if __name__ == "__main__":
 NOT_TAKEN = "branch not taken (step 'route' went to 'light' on condition size="
 
 
-def _run(tmp_path: Path, steps: list[str], params: dict[str, Any]) -> tuple[str, Any, str]:
+def _run(tmp_path: Path, steps: list[str], params: dict[str, Any] | None
+         ) -> tuple[str, Any, str]:
+    """Run the flow with ``params``, or (``None``) resume its last run."""
     from metaflow import Runner
 
     flow_file = tmp_path / "route_flow.py"
@@ -85,7 +95,7 @@ def _run(tmp_path: Path, steps: list[str], params: dict[str, Any]) -> tuple[str,
     env = subprocess_env(USERNAME="tester", METAFLOW_DEFAULT_DATASTORE="local",
                          METAFLOW_DEFAULT_METADATA="local")
     with Runner(str(flow_file), show_output=False, env=env, cwd=str(tmp_path)) as runner:
-        result = runner.run(run_params=params)
+        result = runner.run(run_params=params) if params is not None else runner.resume()
         return result.status, result.run, result.stdout + result.stderr
 
 
@@ -156,8 +166,10 @@ def test_a_decorated_switch_step_settles_the_branch_it_did_not_take(tmp_path: Pa
 
 def test_a_failure_in_the_taken_branch_fails_the_run_and_stops_what_follows(
         tmp_path: Path) -> None:
+    flag = tmp_path / "light.fails"
+    flag.write_text("")
     status, run, output = _run(tmp_path, ["start", "light", "heavy", "report"],
-                               {"size": "small", "fail": "light"})
+                               {"size": "small", "fail": str(flag)})
     assert status == "failed"
     assert "light broke" in output
     assert {s.id for s in run} == {"start", "route", "light"}
@@ -167,6 +179,21 @@ def test_a_failure_in_the_taken_branch_fails_the_run_and_stops_what_follows(
                                          "heavy": "skipped", "report": "upstream_failed"}
     assert _skipped_reason(home, run_id, "heavy") == NOT_TAKEN + "'small')"
     assert [a["status"] for a in attempt_rows(home, run_id, "light")] == ["failed"]
+    assert run_status(home, run_id) == "failed"
+
+    # Metaflow's resume copies start and route, runs light and what follows again: the
+    # new run records start from the run it resumes, skips heavy again and settles
+    flag.unlink()
+    status, again, output = _run(tmp_path, ["start", "light", "heavy", "report"], None)
+    assert status == "successful", output[-4000:]
+    assert {s.id for s in again} == {"start", "route", "light", "report", "end"}
+    resumed = f"routes-{again.id}"
+    assert step_states(home, resumed) == {"start": "succeeded", "light": "succeeded",
+                                          "heavy": "skipped", "report": "succeeded"}
+    assert attempt_rows(home, resumed, "start") == []  # copied by Metaflow, not run
+    assert outputs(home, resumed)["start"] == outputs(home, run_id)["start"]
+    assert _skipped_reason(home, resumed, "heavy") == NOT_TAKEN + "'small')"
+    assert run_status(home, resumed) == "succeeded"
     assert run_status(home, run_id) == "failed"
 
 
