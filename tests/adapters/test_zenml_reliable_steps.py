@@ -33,6 +33,7 @@ from test_zenml import run_in_step_processes, zenml_config  # noqa: E402,F401
 from zenml import pipeline, step  # noqa: E402
 from zenml.config.retry_config import StepRetryConfig  # noqa: E402
 
+from reliability.adapters.core import AttemptNotRetryable  # noqa: E402
 from reliability.adapters.zenml import reliable  # noqa: E402
 from reliability.chaos.faults import ExceptionFault  # noqa: E402
 from reliability.chaos.hook import ChaosHook  # noqa: E402
@@ -271,14 +272,17 @@ def test_a_contract_violation_runs_the_body_once_and_stops_the_run(project: Path
     assert "load" in runbook.read_text() and "in_range" in runbook.read_text()
 
 
-@pytest.mark.parametrize("mode", ["continue_on_failure", "stop_on_failure"])
+@pytest.mark.parametrize("mode", ["continue_on_failure", "stop_on_failure", "fail_fast"])
 def test_a_violation_in_a_middle_step_quarantines_it_and_fails_what_zenml_skips(
         project: Path, mode: str) -> None:
     """scale breaks its contract: ZenML's two retries are refused before the body, the bad
     output is quarantined, and the steps ZenML then skips -- those after scale, and with
-    ``stop_on_failure`` every step not yet run -- are upstream_failed in our ledger."""
+    ``stop_on_failure`` or ``fail_fast`` every step not yet run -- are upstream_failed in
+    our ledger."""
     home = project / "home"
-    with pytest.raises(RuntimeError, match="failure in step"):
+    raised = (RuntimeError, "failure in step") if mode != "fail_fast" else (
+        AttemptNotRetryable, "'scale' already failed")  # fail_fast re-raises the step's
+    with pytest.raises(raised[0], match=raised[1]):
         branched_pipeline(mode, home=home, sla=True)(factor=10.0, trace=str(project / "trace"))
     run_id = only_run(home)
     assert [a["status"] for a in attempt_rows(home, run_id, "scale")] == [
