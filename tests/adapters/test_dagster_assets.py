@@ -146,7 +146,7 @@ def test_sigkill_of_an_asset_step_process_is_recorded_and_retried(tmp_path: Path
     home = tmp_path / "home"
     params = {"hold": "transform", "signal_dir": str(tmp_path)}
     result, victim = kill_first_attempt(
-        tmp_path, 'to_definitions(hp.small, home=home, contracts=False).get_job_def("small")',
+        tmp_path, 'to_definitions(hp.small, home=home, contracts=False).resolve_job_def("small")',
         home, params, "transform")
     assert result["success"] and result["restarted"] == ["transform"]
     assert result["materialized"] == sorted(hp.small.steps)
