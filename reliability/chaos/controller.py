@@ -389,7 +389,7 @@ def inject(runner: Any, *faults: FaultBase, seed: int = 0, proxy_api: str | None
     named = [f if f.name else f.model_copy(update={"name": f"{f.type}-{i}"})  # type: ignore[attr-defined]
              for i, f in enumerate(faults)]
     hook = ChaosHook(named, seed=seed, experiment=experiment, proxy_api=proxy_api,
-                     leases=leases)
+                     leases=leases, holds_for_kills=True)
     ctl = Controller(named, seed=seed, experiment=experiment, proxy_api=proxy_api,
                      leases=leases, abort=abort)
     runner.hooks.insert(0, hook)

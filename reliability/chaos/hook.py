@@ -37,6 +37,7 @@ from reliability.chaos.faults import (
     ExceptionFault,
     FaultBase,
     Hang,
+    KillWorker,
     Latency,
     MemoryLimit,
     NetworkFault,
@@ -51,6 +52,10 @@ __all__ = ["AttemptFaults", "ChaosHook", "toxic_name"]
 
 Mutator = Callable[[Any], Any]
 Undo = Callable[[], None]
+
+KILL_GRACE = 5.0
+"""Seconds past a ``kill_worker`` fault's ``after`` an attempt that finished sooner is held
+for the controller's SIGKILL, before it goes on (with ``holds_for_kills``)."""
 
 
 _INJECTED: dict[str, type[BaseException]] = {}
@@ -80,22 +85,38 @@ class ChaosHook(StepHook):
     def __init__(self, faults: Iterable[FaultBase] = (), *, seed: int = 0,
                  experiment: str = "adhoc", proxy_api: str | None = None,
                  leases: LeaseStore | None = None, embedded_proxy: bool = False,
-                 mutations: Mapping[str, Mutator] | None = None) -> None:
+                 mutations: Mapping[str, Mutator] | None = None,
+                 holds_for_kills: bool = False) -> None:
         self._by_step: dict[str, list[FaultBase]] = {}
+        self._kills: dict[str, list[KillWorker]] = {}
         self._open: dict[tuple[str, str, int], AttemptFaults] = {}
+        self._began: dict[tuple[str, str, int], float] = {}
         self.configure(faults, seed=seed, experiment=experiment, proxy_api=proxy_api,
-                       leases=leases, embedded_proxy=embedded_proxy, mutations=mutations)
+                       leases=leases, embedded_proxy=embedded_proxy, mutations=mutations,
+                       holds_for_kills=holds_for_kills)
 
     def configure(self, faults: Iterable[FaultBase], *, seed: int = 0,
                   experiment: str = "adhoc", proxy_api: str | None = None,
                   leases: LeaseStore | None = None, embedded_proxy: bool = False,
-                  mutations: Mapping[str, Mutator] | None = None) -> None:
-        """Replace the schedule (takes effect for workers forked afterwards)."""
+                  mutations: Mapping[str, Mutator] | None = None,
+                  holds_for_kills: bool = False) -> None:
+        """Replace the schedule (takes effect for workers forked afterwards).
+
+        ``holds_for_kills``: a :class:`~reliability.chaos.controller.Controller` SIGKILLs
+        the worker of each ``kill_worker`` fault ``after`` seconds into its attempt; an
+        attempt that finishes sooner (a warm worker, a faster machine than the baseline's)
+        is held open before its output is kept, until the kill lands (or
+        :data:`KILL_GRACE` seconds past ``after``), so the fault always fires: killed after
+        its work and before its commit."""
         by_step: dict[str, list[FaultBase]] = {}
+        kills: dict[str, list[KillWorker]] = {}
         for f in faults:
             if f.where == "worker" and f.step is not None:
                 by_step.setdefault(f.step, []).append(f)
+            elif holds_for_kills and isinstance(f, KillWorker):
+                kills.setdefault(f.step, []).append(f)
         self._by_step = by_step
+        self._kills = kills
         self.seed = seed
         self.experiment = experiment
         self.proxy_api = proxy_api
@@ -106,7 +127,7 @@ class ChaosHook(StepHook):
 
     @property
     def active(self) -> bool:
-        return bool(self._by_step)
+        return bool(self._by_step or self._kills)
 
     # -- hook API ---------------------------------------------------------------------
     def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
@@ -132,12 +153,21 @@ class ChaosHook(StepHook):
 
     def before(self, ctx: StepContext, spec: StepSpec, inputs: dict[str, Any]
                ) -> dict[str, Any]:
+        if spec.name in self._kills:
+            self._began[(ctx.run_id, ctx.step, ctx.attempt)] = time.monotonic()
         faults = self._by_step.get(spec.name)
         return self._faults(ctx, faults).before(inputs) if faults else inputs
 
     def after(self, ctx: StepContext, spec: StepSpec, output: Any) -> Any:
         faults = self._by_step.get(spec.name)
-        return self._faults(ctx, faults).after(output) if faults else output
+        output = self._faults(ctx, faults).after(output) if faults else output
+        began = self._began.pop((ctx.run_id, ctx.step, ctx.attempt), None)
+        for f in self._kills.get(spec.name, ()):
+            if began is not None and fires(f, self.seed, ctx.attempt):
+                left = float(f.after) + KILL_GRACE - (time.monotonic() - began)
+                if left > KILL_GRACE:  # finished before the kill: wait for it
+                    time.sleep(left)
+        return output
 
 
 class AttemptFaults:

@@ -480,7 +480,7 @@ def _local(spec: ExperimentSpec, project: Any, pipeline: Pipeline, seed: int, ho
         faults = [resolve_after(f, durations) for f in spec.method]
         hook = ChaosHook(faults, seed=seed, experiment=exp_id, proxy_api=target.api_url,
                          leases=leases, embedded_proxy=target.embedded,
-                         mutations=mutations)
+                         mutations=mutations, holds_for_kills=True)
         ss = spec.steady_state
         ctl = Controller(faults, seed=seed, experiment=exp_id, proxy_api=target.api_url,
                          leases=leases, embedded_proxy=target.embedded,

@@ -85,6 +85,27 @@ def test_worker_kill_mid_step_is_recovered_with_baseline_outputs(tmp_path: Path)
     runner.close()
 
 
+def test_a_worker_kill_lands_on_a_step_that_ends_before_its_time(tmp_path: Path) -> None:
+    """``total`` takes a millisecond, far less than the kill's 0.6 s (as when the baseline
+    was slower than the chaos run's warm worker): the attempt is held open until the kill
+    lands, so the fault fires, the attempt is lost and retried, nothing is committed twice."""
+    runner = Runner(pipe, home=tmp_path, workers=2)
+    baseline = runner.run(resume=False)
+    with inject(runner, KillWorker(name="kill", step="total", after=0.6), seed=1):
+        result = runner.run(resume=False)
+    assert result.ok and result.outputs == baseline.outputs
+    attempts = runner.ledger.attempts(result.run_id, "total")
+    assert [a["status"] for a in attempts] == ["worker_lost", "succeeded"]
+    lost = attempts[0]
+    assert lost["ended_at"] - lost["started_at"] >= 0.6  # held until the kill, not longer
+    assert lost["ended_at"] - lost["started_at"] < 0.6 + 4.5
+    commits = runner.ledger.commits(result.run_id)
+    assert sorted(c["step"] for c in commits) == ["slow", "source", "total"]
+    injected = runner.ledger.events(result.run_id, "fault_injected")
+    assert [(e["step"], e["details"]["signal"]) for e in injected] == [("total", "SIGKILL")]
+    runner.close()
+
+
 def _spec(api: str, port: int, **over: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "title": "rollback check", "seed": 5,
