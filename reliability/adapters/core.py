@@ -433,10 +433,13 @@ class StepBridge:
             self._emit(s, EventKind.WORKER_LOST, run_id, step, a["attempt"], error=error,
                        details={"worker_pid": a["worker_pid"]})
 
-    def _started(self, s: _Session, task: Task, pid: int, hashes: Mapping[str, str]) -> None:
-        s.ledger.start_attempt(task.run_id, task.step, task.attempt, pid, hashes)
+    def _started(self, s: _Session, task: Task, pid: int | None, hashes: Mapping[str, str],
+                 at: float | None = None) -> None:
+        """Record ``task``'s attempt started by process ``pid`` (``at``: when, if earlier)."""
+        s.ledger.start_attempt(task.run_id, task.step, task.attempt, pid, hashes, at=at)
         self._emit(s, EventKind.STEP_STARTED, task.run_id, task.step, task.attempt,
-                   details={"worker_pid": pid, "timeout": None})
+                   details={"worker_pid": pid, "timeout": None},
+                   **({"time": at} if at is not None else {}))
 
     def _run_isolated(self, s: _Session, task: Task, hashes: Mapping[str, str]
                        ) -> tuple[Result | None, str | None, int]:
@@ -539,13 +542,11 @@ class StepBridge:
         s = self.session()
         run_id = self._adopt(s, at, at.params, list(run_steps or [at.step]))
         when = time.time() if started is None else started
-        s.ledger.start_attempt(run_id, at.step, at.attempt, pid, {}, at=when)
-        self._emit(s, EventKind.STEP_STARTED, run_id, at.step, at.attempt, time=when,
-                   details={"worker_pid": pid, "timeout": None})
         staging, scratch, quarantine = s.store.attempt_paths(run_id, at.step, at.attempt)
         task = Task(run_id=run_id, step=at.step, attempt=at.attempt, inputs={},
                     params=at.params, interval=at.interval, staging_file=staging,
                     quarantine_file=quarantine, scratch_dir=scratch)
+        self._started(s, task, pid, {}, at=when)
         duration = max(0.0, time.time() - when)
         self._lost(s, task, error, pid or 0, duration)
         with contextlib.suppress(AttemptFailed):
