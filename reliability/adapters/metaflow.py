@@ -385,21 +385,13 @@ def _went(flow: Any, switch: Any, here: str, chosen: str | None) -> tuple[set[st
     return went, shown
 
 
-def _branches_not_taken(flow: Any, here: str, steps: Any, chosen: str | None = None
-                        ) -> dict[str, str]:
-    """The steps among ``steps`` on a conditional branch this run did not take, as the
-    task of step ``here`` sees it (``chosen``: where ``here`` goes, when it is a switch),
-    each with the reason: a switch ran on the way to ``here`` (or is ``here``), and the
-    step is reached only through that switch's cases it did not go to."""
-    gone = _way_here(flow, here, chosen)[1]
-    return {step: gone[step] for step in steps if step in gone}
-
-
 def _way_here(flow: Any, here: str, chosen: str | None = None
               ) -> tuple[set[str], dict[str, str]]:
     """The steps that ran on the way to the task of step ``here`` (itself included), and
-    every step that will not run in this run because a switch went another way (with
-    why); see :func:`_branches_not_taken`."""
+    every step that will not run in this run because a switch went another way, with why
+    (``chosen``: where ``here`` goes, when it is a switch): a switch ran on the way to
+    ``here`` (or is ``here``), and the step is reached only through that switch's cases it
+    did not go to."""
     graph = flow._graph
     start = _start_step(graph)
     node = graph[here]

@@ -239,11 +239,11 @@ def _seen_from(shapes: Any, flow: str, here: str, chosen: str | None = None,
 
     from metaflow.graph import FlowGraph
 
-    from reliability.adapters.metaflow import _branches_not_taken
+    from reliability.adapters.metaflow import _way_here
 
     graph = FlowGraph(getattr(shapes, flow))
     task = SimpleNamespace(_graph=graph, **artifacts)
-    return _branches_not_taken(task, here, [n.name for n in graph], chosen)
+    return _way_here(task, here, chosen)[1]
 
 
 def test_nested_switches_skip_the_branches_each_did_not_take(shapes: Any) -> None:
