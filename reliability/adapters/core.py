@@ -152,6 +152,11 @@ class HostAttempt:
             object.__setattr__(self, "interval", self.interval.to_utc())
 
 
+def not_run_here() -> None:
+    """The function of a host task registered for its place in the host's graph that this
+    process does not run (the host runs it elsewhere, or has not run it yet)."""
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:@+-]+")
 
 

@@ -50,6 +50,7 @@ from reliability.adapters.core import (
     Ref,
     StepBridge,
     host_run_id,
+    not_run_here,
 )
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval, Pipeline, StepHook, source_version
@@ -390,13 +391,9 @@ def _register(bridge: StepBridge, fn: Callable[..., Any], step: str,
     a failure marks those downstream ``upstream_failed``), ``step`` as ``fn``."""
     for other, upstream in plan.items():
         if other not in bridge.pipeline.steps:
-            bridge.register(_not_run_here, other, inputs=[], after=upstream)
+            bridge.register(not_run_here, other, inputs=[], after=upstream)
     if bridge.spec(step).fn is not fn:
         bridge.register(fn, step, attempts=attempts, inputs=inputs, after=plan.get(step, ()))
-
-
-def _not_run_here() -> None:
-    """A step of the job that this process does not run (Dagster runs it elsewhere)."""
 
 
 def reliable(decorated: Any = None, *, home: str | Path | None = None,
@@ -559,7 +556,7 @@ def _record_outcome(context: Any, home: str | Path | None, sla: bool, *,
     retried = _retried_tries(context, step)
     last = len(retried) + 1
     plan = _plan(context.instance, context.run_id)
-    fn = getattr(context.op.definition.compute_fn, "decorated_fn", None) or _not_run_here
+    fn = getattr(context.op.definition.compute_fn, "decorated_fn", None) or not_run_here
     _register(bridge, fn, step, plan, last, [])
     s = bridge.session()
     run_id = host_run_id(context.job_name, context.run_id)

@@ -24,7 +24,12 @@ from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.steps import BaseStep
 from zenml.utils import async_utils, source_utils
 
-from reliability.adapters.core import AttemptNotRetryable, GuardedAttempt, StepBridge
+from reliability.adapters.core import (
+    AttemptNotRetryable,
+    GuardedAttempt,
+    StepBridge,
+    not_run_here,
+)
 from reliability.adapters.zenml import StoreRef, host_attempt, run_step
 from reliability.contracts.interface import Interface, interface_of
 from reliability.errors import ContractViolation, DefinitionError
@@ -161,8 +166,8 @@ def _bridge(opts: dict[str, Any], fn: Callable[..., Any] | None = None
             hooks=[*(load_hooks(hooks) if hooks else ()), _OutputCheck()],
             contracts=key[3], sla=key[4])
         for step_name, upstream in plan.items():
-            bridge.register(_not_run_here, step_name, inputs=[], after=upstream)
-    if bridge.spec(name).fn is _not_run_here:
+            bridge.register(not_run_here, step_name, inputs=[], after=upstream)
+    if bridge.spec(name).fn is not_run_here:
         if fn is None:
             fn = _inner(BaseStep.load_from_source(ctx.step_run.spec.source))
         retry = ctx.step_run.config.retry
@@ -197,10 +202,6 @@ class _OutputCheck(StepHook):
 
 class StepOutputRefused(TypeError):
     """A step returned a value that ZenML refuses for its annotated output."""
-
-
-def _not_run_here() -> None:
-    """A wrapped step of the run that this process has not run (yet)."""
 
 
 _PLANS: dict[tuple[str, str, str | None], dict[str, list[str]]] = {}
