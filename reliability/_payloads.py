@@ -7,17 +7,18 @@ Loaded on first use (``event.payload``, or these names imported from
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from types import MappingProxyType
 from typing import Any
 
+from reliability._record import record
 from reliability.events import EventKind
 
 __all__ = ["PAYLOADS", "Payload"]
 
 
 # -- one type per kind --------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Payload:
     """Typed view of an event's ``details``. Keys a payload does not declare are kept in
     ``extra`` (hooks may add context), never dropped."""
@@ -32,7 +33,7 @@ class Payload:
         return cls(extra=rest, **known)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunStarted(Payload):
     resumed: bool = False
     steps: Sequence[str] = ()
@@ -42,30 +43,30 @@ class RunStarted(Payload):
     environment: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunSucceeded(Payload):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunFailed(Payload):
     failed: Sequence[str] = ()
     skipped: Sequence[str] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunCancelled(Payload):
     signal: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepStarted(Payload):
     worker_pid: int | None = None
     worker: str | None = None
     timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepSucceeded(Payload):
     output_hash: str | None = None
     size: int | None = None
@@ -73,72 +74,72 @@ class StepSucceeded(Payload):
     replayed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepSkipped(Payload):
     reason: str = ""
     output_hash: str | None = None
     upstream: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepFailed(Payload):
     error_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepRetrying(Payload):
     delay: float = 0.0
     error_type: str | None = None
     next_attempt: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepTimedOut(Payload):
     worker_pid: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepCancelled(Payload):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class WorkerLost(Payload):
     worker_pid: int | None = None
     reason: str | None = None
     attempts: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ContractChecked(Payload):
     contract: str | None = None
     direction: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ContractViolated(Payload):
     failures: Sequence[Mapping[str, Any]] = ()
     quarantined: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FaultInjected(Payload):
     fault: str | None = None
     type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SlaBreached(Payload):
     sla: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class OutputLost(Payload):
     output_hash: str | None = None
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Custom(Payload):
     name: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)

@@ -22,10 +22,11 @@ environment. Switching something off is an explicit option, never a different co
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reliability._record import record
 from reliability.events import EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook, load_pipeline
 from reliability.runs import RunStatus, Trigger, default_environment
@@ -41,7 +42,7 @@ __all__ = ["Assembly", "RunOptions", "TaskAssembly", "assemble", "assemble_task"
            "sla_monitor"]
 
 
-@dataclass
+@record
 class RunOptions:
     """How a run is assembled. The defaults are the production setup: contracts, SLA
     monitor and metrics on, the local supervised executor, the project's home."""
@@ -63,7 +64,7 @@ class RunOptions:
     monitor: Any = None          # an SLA monitor shared by several assemblies on one bus
 
 
-@dataclass
+@record
 class Assembly:
     """A pipeline with its hooks and subscribers, ready to run (a context manager)."""
 
@@ -279,7 +280,7 @@ _TASK_AUDITED = frozenset(EventKind) - {EventKind.STEP_STARTED, EventKind.STEP_S
 """What a task process records as ledger events (the attempt rows hold starts and ends)."""
 
 
-@dataclass
+@record
 class TaskAssembly:
     """What a host's task process assembles for the steps it runs (see
     :func:`assemble_task`); closed with :meth:`close`."""

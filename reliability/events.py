@@ -17,9 +17,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from reliability._record import record
 
 if TYPE_CHECKING:
     from reliability._payloads import PAYLOADS, Payload
@@ -59,7 +61,7 @@ class EventKind(enum.StrEnum):
     CUSTOM = "custom"                      # a step's own event: details {"name", "data"}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Event:
     """One thing that happened. ``details`` carries kind-specific data (read-only)."""
 

@@ -22,10 +22,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from time import time as _now
 from typing import TYPE_CHECKING, Any, overload
+
+from reliability._record import record
 
 if TYPE_CHECKING:
     import random
@@ -39,7 +41,7 @@ __all__ = ["NO_ATTEMPT_SCOPE", "DataInterval", "Pipeline", "Retry", "StepContext
 _RESERVED = frozenset({"ctx", "params"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class DataInterval:
     """A half-open data interval ``[start, end)``; steps read it instead of "now"."""
 
@@ -77,7 +79,7 @@ class DataInterval:
         return cls(start, end)  # its own errors name the bounds and the fix
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Retry:
     """Retry policy: ``attempts`` in all, exponential backoff with jitter.
 
@@ -236,7 +238,7 @@ def _nested(scopes: Sequence[AbstractContextManager[None]]) -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StepSpec:
     """A declared step. ``inputs`` maps function parameter -> upstream step name."""
 

@@ -19,10 +19,10 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reliability._record import record
 from reliability.adapters._watch import Limits
 from reliability.pipeline import code_fingerprint, code_version
 
@@ -36,7 +36,7 @@ _SCHEMA = "bridge-settings-1"
 _PROJECT_FILE = "reliability.yaml"  # reliability.project.PROJECT_FILE (not imported: cost)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     home: Path
     store: dict[str, Any] | None

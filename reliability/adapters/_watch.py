@@ -23,10 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.events import Event, EventBus, EventKind
 from reliability.runner.ledger import Ledger, LedgerView
 
@@ -40,7 +41,7 @@ _RUNBOOK_KINDS = frozenset({EventKind.SLA_BREACHED, EventKind.CONTRACT_VIOLATED,
                             EventKind.WORKER_LOST, EventKind.STEP_FAILED})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """What a task process needs of a pipeline's SLA file, as plain data (it is cached)."""
 
@@ -72,7 +73,7 @@ class Limits:
                    float(run) if run is not None else None)
 
 
-@dataclass
+@record
 class _Run:
     step_started: dict[str, float] = field(default_factory=dict)
     took: dict[str | None, float] = field(default_factory=dict)

@@ -53,10 +53,10 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from reliability._record import record
 from reliability.errors import ContractViolation, DefinitionError, RunError
 from reliability.events import Event, EventKind
 from reliability.pipeline import (
@@ -126,7 +126,7 @@ def _rebuild(cls: type[AttemptFailed], message: str, run_id: str, step: str, att
     return cls(message, run_id=run_id, step=step, attempt=attempt, error_type=error_type)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class HostAttempt:
     """One try of one step, as the host sees it.
 

@@ -38,11 +38,11 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reliability._lazy import require
+from reliability._record import record
 from reliability.adapters.core import (
     AttemptFailed,
     AttemptNotRetryable,
@@ -499,7 +499,7 @@ class _RetriedTry(Exception):
     """A try Dagster retried, as its event log describes it."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Try:
     """One try of a step Dagster retried, from the run's event log: the process that
     started it (``pid``, at ``started``), the error Dagster retried it on, and whether its

@@ -66,11 +66,11 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reliability._lazy import require
+from reliability._record import record
 from reliability.adapters.core import (
     AttemptFailed,
     AttemptNotRetryable,
@@ -231,7 +231,7 @@ _OPTIONS = ("pipeline", "inputs", "output", "home", "hooks", "contracts", "sla")
 _USER_BRIDGES: dict[tuple[Any, ...], StepBridge] = {}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _StepOptions:
     """What one ``@reliable_step(...)`` says (its Metaflow attributes)."""
 

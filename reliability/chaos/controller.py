@@ -33,9 +33,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
+from reliability._record import record
 from reliability.chaos.faults import FaultBase, KillWorker, NetworkFault, fires
 from reliability.chaos.hook import ChaosHook, toxic_name
 from reliability.chaos.leases import Lease, LeaseStore, ProxyApi
@@ -53,7 +53,7 @@ _RUN_ENDS = frozenset({EventKind.RUN_SUCCEEDED, EventKind.RUN_FAILED,
 _FAILED = frozenset({EventKind.STEP_RETRYING, EventKind.STEP_FAILED})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AbortRule:
     """Stop the method early: too many failed attempts, or the run takes too long."""
 

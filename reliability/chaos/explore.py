@@ -22,10 +22,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.chaos.controller import inject
 from reliability.chaos.faults import ExceptionFault, FaultBase, KillWorker, Latency
 from reliability.errors import ConfigError, RunError
@@ -39,7 +40,7 @@ KINDS = ("kill_worker", "exception", "latency")
 AFTERS = (0.0, 0.05, 0.1, 0.2, 0.4)
 
 
-@dataclass
+@record
 class ExploreResult:
     """What exploration found. ``schedule`` is minimal when ``violation`` is set."""
 

@@ -8,12 +8,13 @@ everything but timestamps, durations, run ids and pids is the same;
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reliability._record import record
 from reliability._spec import parse_model, read_text
 from reliability.errors import ConfigError
 
@@ -109,7 +110,7 @@ class _JournalShape(_Shape):
     run: _Run | None = None
 
 
-@dataclass
+@record
 class Journal:
     """One experiment's record; ``data`` is the JSON document."""
 

@@ -19,11 +19,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reliability._record import record
 from reliability.errors import ChaosError, ConfigError
 
 __all__ = ["Lease", "LeaseStore", "ProxyApi", "reap_leases"]
@@ -142,7 +142,7 @@ class ProxyApi:
             server.reset()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Lease:
     id: str
     experiment: str

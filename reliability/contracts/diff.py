@@ -14,10 +14,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from reliability._record import record
 from reliability.contracts.engine import Contract
 from reliability.contracts.loader import load_specs
 from reliability.contracts.spec import ColumnSpec, ContractSpec, FrameSpec
@@ -33,7 +33,7 @@ _WIDER = {"int8": ["int16", "int32", "int64"], "int16": ["int32", "int64"], "int
           "float32": ["float64"]}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Change:
     severity: Severity
     contract: str

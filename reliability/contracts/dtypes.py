@@ -26,8 +26,9 @@ datetimes and of timedeltas there), and ``decimal`` is never satisfied by pandas
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from reliability._record import record
 
 __all__ = [
     "DTYPE_NAMES",
@@ -60,7 +61,7 @@ _DECIMAL = re.compile(r"^decimal(?:128)?\(\s*(?:precision\s*=\s*)?(\d+)\s*,\s*"
                       r"(?:scale\s*=\s*)?(\d+)\s*\)$", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class DType:
     """A declared dtype: ``kind`` plus the parameters that matter for that kind."""
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.contracts.findings import Finding
 from reliability.contracts.spec import ColumnSpec, ContractSpec, FrameSpec
 from reliability.errors import ContractViolation
@@ -35,7 +36,7 @@ def frame_library(value: Any) -> str | None:
     return None
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Report:
     """The verdict of one contract on one value."""
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from reliability._record import record
 from reliability.contracts.spec import FrameSpec
 
 __all__ = ["Finding", "jsonable", "structural_findings"]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Finding:
     """One failing check: which column, which check, how many rows, sample cases."""
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from reliability._record import record
 from reliability.errors import ContractViolation
 
 if typing.TYPE_CHECKING:
@@ -56,7 +56,7 @@ def type_name(resolved: Any) -> str:
     return str(resolved.__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Interface:
     """The resolved annotations of one step."""
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.contracts.engine import Contract, frame_library
 from reliability.contracts.spec import ColumnSpec, FrameSpec, dtype_family
 
@@ -25,7 +25,7 @@ __all__ = ["Mutation", "derive_mutations"]
 EXTRA_COLUMN = "__unexpected__"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Mutation:
     """A named corruption of the value a contract guards; ``rule`` is what it breaks."""
 

@@ -23,10 +23,11 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reliability._record import record
 from reliability.errors import ConfigError, ReliabilityError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ _EXT = {"json": ".json", "bytes": ".bin", "pickle": ".pkl"}
 _REFRESH = "record it again with `reliability contracts snapshot` and commit it"
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Snapshot:
     """Recorded step outputs (``outputs``: step -> value) and the run's parameters."""
 

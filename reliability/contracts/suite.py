@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
+from reliability._record import record
 from reliability.contracts.testing import (
     check_recorded,
     describe_failure,
@@ -21,14 +22,14 @@ if TYPE_CHECKING:
 __all__ = ["SuiteResult", "SuiteRow", "run_suite", "suite_stages"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SuiteRow:
     name: str
     status: str  # passed | failed | skipped
     detail: str = ""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class SuiteResult:
     rows: list[SuiteRow] = field(default_factory=list)
     kill_rate: float | None = None

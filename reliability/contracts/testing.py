@@ -23,10 +23,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.contracts.engine import Contract
 from reliability.contracts.hook import ContractHook
 from reliability.contracts.interface import interface_of
@@ -128,7 +129,7 @@ def _params(pipeline: Pipeline, params: Any) -> Any:
     return params
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class MutationOutcome:
     """One mutation at its boundary: killed (the contract stopped it), survived, or not
     applied (it cannot be built for the value's dtype; ``detail`` says why)."""
@@ -141,7 +142,7 @@ class MutationOutcome:
     applied: bool = True
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class MutationReport:
     outcomes: list[MutationOutcome] = field(default_factory=list)
 

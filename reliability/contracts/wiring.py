@@ -8,9 +8,10 @@ checks still guard it); a provable mismatch raises :class:`WiringError` before a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
+from reliability._record import record
 from reliability.contracts.interface import interface_of, type_name
 from reliability.contracts.spec import ColumnSpec, ContractSpec, FrameSpec, MetricsSpec
 from reliability.errors import WiringError
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["WiringReport", "check_wiring", "frame_mismatches"]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class WiringReport:
     proven: list[tuple[str, str, str]] = field(default_factory=list)    # producer, consumer, param
     unproven: list[tuple[str, str, str]] = field(default_factory=list)

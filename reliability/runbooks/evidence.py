@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from reliability._record import record
 from reliability.runner.ledger import LedgerView
 
 __all__ = ["FAMILIES", "Evidence", "LedgerView", "iso", "shell_quote"]
@@ -42,7 +43,7 @@ def shell_quote(text: str) -> str:
     return shlex.quote(text)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Evidence:
     """Everything known about one failure; every field is a template variable."""
 

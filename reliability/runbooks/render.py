@@ -23,11 +23,11 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.errors import RunbookError
 from reliability.runbooks.evidence import Evidence
 
@@ -42,7 +42,7 @@ MAX_TEXT = 1_000_000
 MAX_SECONDS = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Runbook:
     """One rendered runbook."""
 

@@ -18,10 +18,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.errors import DefinitionError, LedgerError, RunCancelled, RunError, StepFailed
 from reliability.events import Event, EventBus, EventKind
 from reliability.pipeline import DataInterval, Pipeline, StepHook
@@ -48,7 +49,7 @@ def default_home() -> Path:
     return Path(os.environ.get("RELIABILITY_HOME", ".reliability"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunResult:
     """What a finished run produced. ``outputs`` maps step -> committed sha256."""
 
@@ -289,7 +290,7 @@ def _check_run_id(run_id: str) -> None:
             "fresh one")
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Running:
     task: Task
     started: float
@@ -297,7 +298,7 @@ class _Running:
     worker: str | None
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Queued:
     """An attempt queued to start on the worker of a running attempt of a step it depends
     on, the moment that one commits (executors with ``follow``)."""

@@ -52,13 +52,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import cloudpickle
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
+from reliability._record import record
 from reliability.errors import ConfigError
 from reliability.pipeline import Pipeline, StepHook
 from reliability.runner.executor import Outcome
@@ -190,14 +191,14 @@ def _kill_pid(pid: int) -> None:  # run on a nanny: SIGKILL of its worker proces
 
 
 # -- connections (one per scheduler, shared by the runs of this process) -----------------
-@dataclass
+@record
 class _WorkerInfo:
     nthreads: int
     pid: int | None
     host: str
 
 
-@dataclass
+@record
 class _Connection:
     key: str
     client: Client
@@ -341,7 +342,7 @@ atexit.register(close_clusters)
 
 
 # -- the executor -------------------------------------------------------------------------
-@dataclass(slots=True)
+@record(slots=True)
 class _Attempt:
     task: Task
     key: str

@@ -33,10 +33,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_any
 from typing import Protocol, runtime_checkable
 
+from reliability._record import record
 from reliability.pipeline import Pipeline, StepHook
 from reliability.runner.pool import Worker, WorkerPool
 from reliability.runner.store import Store
@@ -45,7 +45,7 @@ from reliability.runner.worker import Result, Task
 __all__ = ["Executor", "LocalExecutor", "Outcome", "make_executor"]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Outcome:
     """How one attempt ended: ``result`` when the step wrapper answered (success or failure),
     ``lost`` (a reason) when the process running it died first."""

@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reliability._proc import holds, hostname, start_token
+from reliability._record import record
 from reliability.errors import LedgerError, ReliabilityError, StorageError
 from reliability.runs import (
     FINAL_RUN_STATES,
@@ -165,7 +165,7 @@ _OPEN_KEY_INDEX = """CREATE UNIQUE INDEX IF NOT EXISTS runs_open_key ON runs(run
     WHERE status IN ('pending', 'running')"""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunRecord:
     run_id: str
     pipeline: str
@@ -198,7 +198,7 @@ class RunRecord:
         return self.trigger.production
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AlertRecord:
     """One alert received from Alertmanager: a firing episode (fingerprint, start time),
     the run whose failure fired it, and its runbook as rendered when it arrived."""

@@ -34,10 +34,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol, cast
 
+from reliability._record import record
 from reliability.errors import CorruptObject, StorageError
 
 __all__ = [
@@ -907,7 +908,7 @@ def open_store(location: str | Path | Mapping[str, Any],
 
 
 # -- fsck ---------------------------------------------------------------------------------
-@dataclass
+@record
 class FsckReport:
     """What ``reliability verify`` found. ``corrupt`` and ``missing`` list
     ``(digest, [(run, step), ...])`` of committed outputs; ``quarantined`` where the bad

@@ -14,10 +14,11 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reliability._record import record
 from reliability.errors import ContractViolation, StorageError
 from reliability.pipeline import DataInterval, Pipeline, StepContext, StepHook, attempt_scope
 from reliability.runner.store import encode, is_remote, load_input, storage_error
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Result", "Task", "worker_main"]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Task:
     run_id: str
     step: str
@@ -41,7 +42,7 @@ class Task:
     scratch_dir: str  # the attempt's own ctx.staging_dir
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Result:
     ok: bool
     digest: str | None = None

@@ -19,10 +19,11 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
 
+from reliability._record import record
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.schedule.intervals import Timetable, utc_key
@@ -41,7 +42,7 @@ class Direction(StrEnum):
     BACKWARD = "backward"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BackfillItem:
     seq: int
     interval: DataInterval
@@ -50,7 +51,7 @@ class BackfillItem:
     run_id: str | None = None  # the run an interrupted backfill started for it
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BackfillPlan:
     backfill_id: str
     pipeline: str
@@ -66,7 +67,7 @@ class BackfillPlan:
         return [i for i in self.items if i.run]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class BackfillReport:
     backfill_id: str
     counts: dict[str, int] = field(default_factory=dict)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 
+from reliability._record import record
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.schedule.intervals import Timetable, utc_key
@@ -41,7 +42,7 @@ class CatchupPolicy(StrEnum):
     ALL = "all"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Catchup:
     """A schedule's catch-up policy."""
 
@@ -57,7 +58,7 @@ class Catchup:
             raise DefinitionError(f"grace={self.grace} must not be negative. Fix: e.g. 5m")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class CatchupPlan:
     """What to do now: ``run`` in this order; ``skip`` is recorded as skipped."""
 

@@ -22,10 +22,11 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.errors import DefinitionError, ReliabilityError
 from reliability.pipeline import DataInterval
 from reliability.schedule.catchup import Catchup, plan_catchup
@@ -45,7 +46,7 @@ log = logging.getLogger("reliability.schedule")
 Clock = Callable[[], dt.datetime]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FileWatch:
     """Fire when a file matching ``glob`` appears under ``path``.
 
@@ -60,7 +61,7 @@ class FileWatch:
     poll: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Schedule:
     """When a pipeline runs and over which data intervals."""
 
@@ -88,7 +89,7 @@ class Schedule:
             return None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunRequest:
     schedule: str
     pipeline: str
@@ -100,7 +101,7 @@ class RunRequest:
     ref: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RunOutcome:
     run_id: str
     status: str  # succeeded | failed | cancelled
@@ -110,7 +111,7 @@ class RunOutcome:
 Execute = Callable[[RunRequest], RunOutcome]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class TriggerOutcome:
     """What one trigger did. ``started`` False: a no-op, and ``reason`` says why."""
 

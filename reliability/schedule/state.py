@@ -23,12 +23,12 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from reliability._proc import start_token
+from reliability._record import record
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.runner.ledger import Ledger
@@ -59,7 +59,7 @@ class Reprocess(StrEnum):
                 f"Fix: use one of {[m.value for m in cls]}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SlotRow:
     """One ``schedule_runs`` row."""
 
@@ -75,7 +75,7 @@ class SlotRow:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Claim:
     """Result of asking to run an interval. ``acquired`` False means: nothing to do."""
 

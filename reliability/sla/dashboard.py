@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reliability._lazy import require
+from reliability._record import record
 from reliability.sla.rules import (
     DEFAULT_RUNBOOK_BASE,
     PRODUCTION,
@@ -69,7 +69,7 @@ def _quantile(q: float, metric: str, by: str) -> str:
             f"(rate({metric}_bucket{{{PROD}}}[$__rate_interval])))")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Panel:
     row: str
     title: str

@@ -25,10 +25,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reliability._record import record
 from reliability.events import Event, EventBus, EventKind
 from reliability.runbooks.evidence import Evidence, LedgerView, iso
 from reliability.sla.metrics import PipelineMetrics, is_production
@@ -49,7 +50,7 @@ _STEP_END = frozenset({EventKind.STEP_SUCCEEDED, EventKind.STEP_FAILED,
                        EventKind.STEP_SKIPPED, EventKind.STEP_CANCELLED})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Breach:
     """One SLA breach, as published in the ``SLA_BREACHED`` event's details."""
 
@@ -79,7 +80,7 @@ class Breach:
                            f"(limit {limit_text})"}
 
 
-@dataclass
+@record
 class _Run:
     pipeline: str
     run_id: str

@@ -13,9 +13,9 @@ import contextlib
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from reliability._record import record
 from reliability.errors import LedgerError
 from reliability.events import Event, EventBus, EventKind
 from reliability.runbooks.evidence import LedgerView
@@ -23,7 +23,7 @@ from reliability.runbooks.evidence import LedgerView
 __all__ = ["BudgetGauge", "DeadlineGauge", "LedgerFeed", "read_events"]
 
 
-@dataclass
+@record
 class _Cursor:
     event_id: int = 0
     commit_rowid: int = 0

@@ -28,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from reliability._record import record
 from reliability.runs import Trigger
 from reliability.sla.spec import SLA, SLASet, format_duration
 
@@ -43,7 +44,7 @@ _STEP_LABEL = "{{ $labels.step }}"
 NEW_COUNT_WINDOW = "15m"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BurnWindow:
     long: str
     short: str
@@ -58,7 +59,7 @@ _PACE = {"page": "exhausts it within days",
 RATIO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RecordingRule:
     record: str
     expr: str
@@ -67,7 +68,7 @@ class RecordingRule:
         return {"record": self.record, "expr": self.expr}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AlertRule:
     """One alerting rule, plus what its generated unit tests need (``kind``, ``sla``)."""
 
@@ -97,7 +98,7 @@ class AlertRule:
         return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RuleSet:
     pipeline: str
     recording: list[RecordingRule]

@@ -26,11 +26,12 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from reliability._record import record
 from reliability.errors import ConfigError, LedgerError, ReliabilityError
 from reliability.runbooks.evidence import FAMILIES, Evidence
 from reliability.runner.ledger import Ledger, RunRecord
@@ -58,7 +59,7 @@ _NAV = ('<nav id="nav" style="font:600 14px system-ui,sans-serif;padding:.6em 0;
         '</a> · <a href="/metrics">Metrics</a>{extra}</nav>')
 
 
-@dataclass
+@record
 class Response:
     status: int
     body: bytes

@@ -14,11 +14,12 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from reliability._record import record
 from reliability.chaos.proxy.decode import decode
 from reliability.chaos.proxy.errors import ApiError, bad_request
 
@@ -39,7 +40,7 @@ class ProtocolError(ApiError):
     """The request itself is malformed; answered in plain text, then the connection closes."""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Request:
     """A parsed HTTP request."""
 
@@ -92,7 +93,7 @@ def go_json(payload: Any) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Response:
     """An HTTP response; ``payload`` is JSON-encoded (Go's way) unless it is bytes."""
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from reliability._record import record
 from reliability.chaos.proxy.decode import Fields, type_error
 from reliability.chaos.proxy.errors import ApiError, proxy_exists, proxy_not_found
 from reliability.chaos.proxy.proxy import Proxy, split_address
@@ -54,7 +54,7 @@ class PopulateError(ApiError):
         self.proxies = proxies
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ProxyInput:
     """A validated proxy definition."""
 
@@ -64,7 +64,7 @@ class ProxyInput:
     enabled: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Typed:
     """A proxy definition whose fields have the right JSON types (None: absent or null)."""
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
+
+from reliability._record import record
 
 __all__ = ["CLOSE", "DATA", "EOF", "RESET", "ChunkQueue", "Item"]
 
@@ -20,7 +22,7 @@ CLOSE: Final = 2
 RESET: Final = 3
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Item:
     """One chunk of a stream (``kind == DATA``) or an end-of-stream marker."""
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, Protocol
 
+from reliability._record import record
 from reliability.chaos.proxy.decode import Fields, type_error
 from reliability.chaos.proxy.errors import invalid_stream, invalid_toxic_type, toxic_exists
 from reliability.chaos.proxy.stream import CLOSE, DATA, EOF, RESET, Item
@@ -75,7 +76,7 @@ class StageIO(Protocol):
 Pipe = Callable[[StageIO], Coroutine[Any, Any, None]]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ToxicType:
     """A registered toxic: attribute defaults, behaviour and optional cleanup."""
 
@@ -88,7 +89,7 @@ class ToxicType:
     """Go type of the attributes (``int`` for the slicer)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ToxicSpec:
     """A toxic as stored by a proxy and shown by the API.
 
