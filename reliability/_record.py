@@ -55,14 +55,19 @@ def record(cls: T | None = None, /, *, frozen: bool = False, slots: bool = False
 
 def _methods(cls: type, *, frozen: bool, eq: bool, repr: bool) -> None:
     fields = dataclasses.fields(cls)
-    own = cls.__dict__
+    own = dict(cls.__dict__)  # what the class body wrote, before anything is added
     qual = cls.__qualname__
+    # a body that writes __eq__ alone gets __hash__ = None from Python: not a hash of its own
+    own_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
 
-    def put(name: str, fn: Any) -> None:
-        if name not in own:  # a method the class writes itself wins, as with @dataclass
-            setattr(cls, name, fn)
+    def put(name: str, fn: Any) -> bool:
+        if name in own:  # a method the class writes itself wins, as with @dataclass
+            return False
+        setattr(cls, name, fn)
+        return True
 
-    put("__init__", _init(cls, fields, qual))
+    if put("__init__", _init(cls, fields, qual)):
+        cls.__signature__ = _Signature()  # type: ignore[attr-defined]
     if repr:
         shown = tuple(f.name for f in fields if f.repr)
 
@@ -80,7 +85,7 @@ def _methods(cls: type, *, frozen: bool, eq: bool, repr: bool) -> None:
             return NotImplemented
 
         put("__eq__", __eq__)
-        if "__hash__" not in own:
+        if not own_hash:
             if frozen:
                 hashed = _key(tuple(f.name for f in fields
                                     if (f.compare if f.hash is None else f.hash)))
@@ -93,8 +98,6 @@ def _methods(cls: type, *, frozen: bool, eq: bool, repr: bool) -> None:
                 cls.__hash__ = None  # type: ignore[assignment]  # mutable and compared
     if frozen:
         _freeze(cls, frozenset(f.name for f in fields))
-    if "__signature__" not in own:
-        cls.__signature__ = _Signature()  # type: ignore[attr-defined]
 
 
 def _key(names: tuple[str, ...]) -> Callable[[Any], Any]:

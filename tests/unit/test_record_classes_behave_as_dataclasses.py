@@ -198,3 +198,35 @@ def test_each_instance_gets_its_own_default_from_a_factory() -> None:
     one, two = Bag(), Bag()
     one.items.append(1)
     assert two.items == []
+
+
+def test_a_body_with_its_own_eq_or_init_is_completed_as_the_dataclass_is() -> None:
+    """Python gives a body that writes ``__eq__`` alone ``__hash__ = None``; ``@dataclass``
+    still hashes a frozen one by its fields, and keeps a body's own ``__init__`` (and its
+    signature)."""
+    made: list[Any] = []
+    deco: Any
+    for deco in (dataclass(frozen=True), record(frozen=True)):
+        @deco
+        class Loose:  # noqa: PLW1641 (its hash is the point)
+            x: int
+            y: int = 0
+
+            def __eq__(self, other: object) -> bool:
+                return type(other) is type(self) and other.x == self.x  # type: ignore[attr-defined]
+
+        @deco
+        class Parsed:
+            x: int
+
+            def __init__(self, text: str) -> None:
+                object.__setattr__(self, "x", int(text))
+
+        made.append((Loose, Parsed))
+    for loose, parsed in made:
+        assert loose(1, 2) == loose(1, 3)
+        assert loose.__hash__ is not None
+        assert parsed("7").x == 7
+    (ref_loose, ref_parsed), (our_loose, our_parsed) = made
+    assert hash(our_loose(4, 5)) == hash(ref_loose(4, 5))
+    assert str(inspect.signature(our_parsed)) == str(inspect.signature(ref_parsed))
