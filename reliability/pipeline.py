@@ -464,17 +464,17 @@ def load_pipeline(ref: str) -> Pipeline:
 def source_version(fn: Callable[..., Any]) -> str:
     """Twelve hex digits of the sha256 of ``fn``'s source (its qualified name when it has
     no source): the code version of one step."""
-    import hashlib
+    from reliability._sha import sha256
 
-    return hashlib.sha256(_source(fn)).hexdigest()[:12]
+    return sha256(_source(fn)).hexdigest()[:12]
 
 
 def code_version(pipeline: Pipeline) -> str:
     """The code version of ``pipeline`` the ledger records with each run: twelve hex digits
     of the sha256 of its step functions' sources, in step-name order."""
-    import hashlib
+    from reliability._sha import sha256
 
-    sha = hashlib.sha256()
+    sha = sha256()
     for name in sorted(pipeline.steps):
         sha.update(_source(pipeline.steps[name].fn))
     return sha.hexdigest()[:12]

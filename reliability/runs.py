@@ -66,15 +66,16 @@ def run_key(pipeline: str, params: Any, interval: DataInterval | None,
     """What makes two runs "the same run": pipeline, parameters and data interval. Chaos and
     exploration runs have keys of their own, so they never resume, block or stand in for a
     production run."""
-    import hashlib
     import json
+
+    from reliability._sha import sha256
 
     doc: dict[str, Any] = {"p": pipeline, "params": params,
                            "interval": interval.key() if interval else None}
     if trigger is not None and not trigger.production:
         doc["trigger"] = trigger.value
     blob = json.dumps(doc, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return sha256(blob.encode()).hexdigest()[:32]
 
 
 def default_environment() -> str:

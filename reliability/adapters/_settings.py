@@ -15,7 +15,6 @@ nothing is cached.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reliability._record import record
+from reliability._sha import sha256
 from reliability.adapters._watch import Limits
 from reliability.pipeline import code_fingerprint, code_version
 
@@ -138,7 +138,7 @@ def _fingerprint(directory: str | Path | None) -> list[Any]:
 
 
 def _key(*parts: Any) -> str:
-    sha = hashlib.sha256()
+    sha = sha256()
     for part in parts:
         data = part if isinstance(part, bytes) else repr(part).encode()
         sha.update(len(data).to_bytes(8, "big") + data)

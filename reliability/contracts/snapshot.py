@@ -18,7 +18,6 @@ them as you review code.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reliability._record import record
+from reliability._sha import sha256
 from reliability.errors import ConfigError, ReliabilityError
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def load_snapshot(directory: str | Path, pipeline: Pipeline, contracts: Contract
         except OSError:
             raise ConfigError(f"recorded output of step {step!r} is missing", file=str(path),
                               fix=_REFRESH) from None
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if sha256(data).hexdigest() != entry["sha256"]:
             raise ConfigError(f"recorded output of step {step!r} changed since it was "
                               "recorded (its sha256 differs from the manifest)",
                               file=str(path), fix=_REFRESH)

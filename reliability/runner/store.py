@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import hashlib
 import io
 import json
 import logging
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol, cast
 
 from reliability._record import record
+from reliability._sha import sha256
 from reliability.errors import CorruptObject, StorageError
 
 __all__ = [
@@ -61,7 +61,7 @@ _FIX_CORRUPT = ("run `reliability verify` to quarantine what is corrupt, then "
 class _HashingWriter(io.RawIOBase):
     def __init__(self, fh: IO[bytes]) -> None:
         self.fh = fh
-        self.sha = hashlib.sha256()
+        self.sha = sha256()
         self.size = 0
 
     def writable(self) -> bool:
@@ -351,7 +351,7 @@ def load_input(location: str | Path, codec: Codec, cache_dir: str | Path | None 
 
 
 def _load_local(path: Path, codec: Codec) -> tuple[Any, Path]:
-    digest, sha = path.name, hashlib.sha256()
+    digest, sha = path.name, sha256()
     try:
         if codec == "file":
             if VERIFY:
@@ -374,7 +374,7 @@ def _load_remote(location: str, codec: Codec, cache_dir: str | Path | None
                  ) -> tuple[Any, Path]:
     import tempfile
 
-    digest, sha = _name(location), hashlib.sha256()
+    digest, sha = _name(location), sha256()
     if cache_dir is None:
         cache_dir = tempfile.mkdtemp(prefix="reliability-in-")
     local = Path(cache_dir) / digest
@@ -399,7 +399,7 @@ def _load_remote(location: str, codec: Codec, cache_dir: str | Path | None
 
 
 def _hash_stream(fh: IO[bytes]) -> str:
-    sha = hashlib.sha256()
+    sha = sha256()
     while chunk := fh.read(8 * _CHUNK):
         sha.update(chunk)
     return sha.hexdigest()
@@ -652,7 +652,7 @@ class ObjectStore:
         self.prefix = key.rstrip("/")
         self.bucket = self.prefix.split("/", 1)[0]
         self.repaired: list[str] = []
-        scratch_key = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        scratch_key = sha256(self.url.encode()).hexdigest()[:12]
         self._scratch = Path(tempfile.gettempdir()) / "reliability-scratch" / scratch_key
         try:
             self.fs.call_s3("head_bucket", Bucket=self.bucket)
@@ -728,7 +728,7 @@ class ObjectStore:
         Raises FileExistsError / OSError when the condition fails.
         """
         bucket, k = self._bk(key)
-        sha = hashlib.sha256()
+        sha = sha256()
         with _open(self._url(staged_key), "rb") as src:
             first = src.read(self.part_size)
             sha.update(first)

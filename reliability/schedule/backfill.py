@@ -13,7 +13,6 @@ again, and an interval whose run was killed midway resumes that run.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from reliability._record import record
+from reliability._sha import sha256
 from reliability.errors import DefinitionError
 from reliability.pipeline import DataInterval
 from reliability.schedule.intervals import Timetable, utc_key
@@ -82,7 +82,7 @@ def _fingerprint(pipeline: str, timetable: Timetable, rng: DataInterval, reproce
                  direction: str, params: Mapping[str, Any]) -> str:
     blob = json.dumps([pipeline, timetable.describe(), utc_key(rng.start), utc_key(rng.end),
                        reprocess, direction, dict(params)], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return sha256(blob.encode()).hexdigest()[:16]
 
 
 def _verdict(row: SlotRow | None, reprocess: Reprocess, live: bool) -> tuple[bool, str]:

@@ -19,7 +19,6 @@ alert to its runbook and to its panel on this dashboard.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from reliability._lazy import require
 from reliability._record import record
+from reliability._sha import sha256
 from reliability.sla.rules import (
     DEFAULT_RUNBOOK_BASE,
     PRODUCTION,
@@ -215,7 +215,7 @@ def rule_uid(rule: AlertRule) -> str:
     uid = f"rel-{rule.pipeline}-{rule.kind}-{scope}"
     if len(uid) <= _UID_MAX:
         return uid
-    digest = hashlib.sha256(uid.encode()).hexdigest()[:10]
+    digest = sha256(uid.encode()).hexdigest()[:10]
     return f"{uid[:_UID_MAX - len(digest) - 1]}-{digest}"
 
 

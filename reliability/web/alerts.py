@@ -7,7 +7,6 @@ Also writes the Alertmanager configuration whose receiver posts to this server.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reliability._sha import sha256
 from reliability.errors import ConfigError
 from reliability.runbooks.evidence import Evidence
 from reliability.runner.ledger import AlertRecord, Ledger
@@ -48,7 +48,7 @@ class _Alert(BaseModel):
         if self.fingerprint:
             return self.fingerprint
         text = json.dumps(self.labels, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return sha256(text.encode()).hexdigest()[:16]
 
 
 class _Payload(BaseModel):

@@ -26,7 +26,7 @@ HEAVY = ("pandas", "pandera", "polars", "prometheus_client", "jinja2", "pydantic
          "reliability.runner.core", "multiprocessing")  # the run loop and its worker pool
 # what a task of a pipeline whose steps return JSON values leaves alone too: the pickle
 # codec, the forked worker's socket and libc calls, event payload types, temporary files
-UNUSED = ("pickle", "socket", "ctypes", "uuid", "tempfile", "shutil", "random",
+UNUSED = ("pickle", "socket", "ctypes", "uuid", "tempfile", "shutil", "random", "hashlib",
           "reliability._payloads", "reliability.adapters._kfp_component")
 
 PIPELINE = '''\
