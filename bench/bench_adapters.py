@@ -469,44 +469,25 @@ def bench_kfp(steps: int, ms: float) -> None:
 
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
                        pipeline_root=str(Path(tmp) / "kfp"))
-        # KFP reads annotations as types: this module postpones them
-        kfp_bare.__annotations__ = {"up": str, "i": int, "ms": float, "return": str}
-        component = dsl.component(kfp_bare, install_kfp_package=False,
-                                  base_image="python:3.11")
+        def bare_chain(fn: Any, name: str, **kw: Any) -> Any:
+            """A KFP pipeline of ``steps`` tasks of component ``fn``, each fed the last."""
+            # KFP reads annotations as types: this module postpones them
+            fn.__annotations__ = {"up": str, "i": int, **{k: type(v) for k, v in kw.items()},
+                                  "return": str}
+            component = dsl.component(fn, install_kfp_package=False, base_image="python:3.11")
 
-        def bare_build() -> None:
-            prev = ""
-            for i in range(steps):
-                task = component(up=prev, i=i, ms=ms).set_caching_options(False)
-                prev = task.output
+            def build() -> None:
+                prev = ""
+                for i in range(steps):
+                    prev = component(up=prev, i=i, **kw).set_caching_options(False).output
 
-        bare_build.__annotations__ = {"return": None}
-        bare = dsl.pipeline(bare_build, name="bench-bare")
-        kfp_bare_frozen.__annotations__ = kfp_bare.__annotations__
-        frozen_component = dsl.component(kfp_bare_frozen, install_kfp_package=False,
-                                         base_image="python:3.11")
+            build.__annotations__ = {"return": None}
+            return dsl.pipeline(build, name=name)
 
-        def frozen_build() -> None:
-            prev = ""
-            for i in range(steps):
-                task = frozen_component(up=prev, i=i, ms=ms).set_caching_options(False)
-                prev = task.output
-
-        frozen_build.__annotations__ = {"return": None}
-        frozen = dsl.pipeline(frozen_build, name="bench-bare-frozen")
-        kfp_floor.__annotations__ = {"up": str, "i": int, "target": str, "ledger": str,
-                                     "return": str}
-        least = dsl.component(kfp_floor, install_kfp_package=False, base_image="python:3.11")
-
-        def floor_build() -> None:
-            prev = ""
-            for i in range(steps):
-                task = least(up=prev, i=i, target="bench_chain:pipe",
-                             ledger=str(Path(tmp) / "floor.db")).set_caching_options(False)
-                prev = task.output
-
-        floor_build.__annotations__ = {"return": None}
-        floor = dsl.pipeline(floor_build, name="bench-floor")
+        bare = bare_chain(kfp_bare, "bench-bare", ms=ms)
+        frozen = bare_chain(kfp_bare_frozen, "bench-bare-frozen", ms=ms)
+        floor = bare_chain(kfp_floor, "bench-floor", target="bench_chain:pipe",
+                           ledger=str(Path(tmp) / "floor.db"))
         wrapped = to_pipeline("bench_chain:pipe", name="bench-wrapped",
                               home=Path(tmp) / "rel", contracts=False,
                               install_kfp_package=False, base_image="python:3.11")
