@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reliability import _record
 from reliability._record import record
 
 OPTIONS = [{"frozen": True, "slots": True}, {"slots": True}, {"frozen": True}, {},
@@ -91,10 +92,12 @@ def _behaviour(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict
 @pytest.mark.parametrize("options", OPTIONS, ids=[str(o) for o in OPTIONS])
 @given(a=st.integers(-5, 5), b=st.one_of(st.none(), st.text(max_size=3)),
        tags=st.one_of(st.none(), st.lists(st.text(max_size=2), max_size=2)),
-       positional=st.integers(0, 3), extra=st.sampled_from([None, "a", "zz"]))
+       positional=st.integers(0, 3), extra=st.sampled_from([None, "a", "zz"]),
+       hot=st.booleans())
 def test_a_record_behaves_as_the_dataclass_of_the_same_body(
         options: dict[str, Any], a: int, b: str | None, tags: list[str] | None,
-        positional: int, extra: str | None) -> None:
+        positional: int, extra: str | None, hot: bool) -> None:
+    """``hot``: after enough instances that the record's ``__init__`` is compiled."""
     values = [("a", a), ("b", b), ("tags", tags)]
     given_values = [(k, v) for k, v in values if v is not None or k == "a"]
     args = tuple(v for _, v in given_values[:positional])
@@ -102,6 +105,10 @@ def test_a_record_behaves_as_the_dataclass_of_the_same_body(
     if extra is not None:
         kwargs[extra] = 0  # a duplicate of a positional field, or an unknown keyword
     reference, ours = pair(**options)
+    if hot:
+        for i in range(_record.HOT):
+            ours(i)
+        assert "<string>" in vars(ours)["__init__"].__code__.co_filename  # compiled by now
     assert _behaviour(ours, args, kwargs) == _behaviour(reference, args, kwargs)
 
 
@@ -230,3 +237,10 @@ def test_a_body_with_its_own_eq_or_init_is_completed_as_the_dataclass_is() -> No
     (ref_loose, ref_parsed), (our_loose, our_parsed) = made
     assert hash(our_loose(4, 5)) == hash(ref_loose(4, 5))
     assert str(inspect.signature(our_parsed)) == str(inspect.signature(ref_parsed))
+
+
+def test_a_required_field_after_a_defaulted_one_is_refused_as_by_dataclass() -> None:
+    body: dict[str, Any] = {"__annotations__": {"a": "int", "b": "int"}, "a": 1}
+    for deco in (dataclass, record):
+        with pytest.raises(TypeError, match="non-default argument 'b' follows default"):
+            deco(type("Bad", (), dict(body)))
