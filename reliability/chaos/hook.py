@@ -132,9 +132,9 @@ class ChaosHook(StepHook):
     # -- hook API ---------------------------------------------------------------------
     def attempt(self, ctx: StepContext, spec: StepSpec) -> AbstractContextManager[None]:
         faults = self._by_step.get(spec.name)
-        if not faults:
+        if not faults and spec.name not in self._kills:
             return NO_ATTEMPT_SCOPE
-        return self._scope(ctx, faults)
+        return self._scope(ctx, faults or [])
 
     @contextmanager
     def _scope(self, ctx: StepContext, faults: list[FaultBase]) -> Iterator[None]:
@@ -144,6 +144,7 @@ class ChaosHook(StepHook):
             yield
         finally:
             del self._open[key]
+            self._began.pop(key, None)  # an attempt that raised never reached after()
             run.close()
 
     def _faults(self, ctx: StepContext, faults: list[FaultBase]) -> AttemptFaults:
