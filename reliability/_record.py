@@ -119,9 +119,9 @@ HOT = 16
 def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], qual: str,
           frozen: bool) -> Any:
     """The class's ``__init__``: a shared one driven by its fields, which after :data:`HOT`
-    instances compiles the class's own (as ``@dataclass`` writes it, about 4x faster per
-    instance) -- a class made in a loop pays for that once; one made a few times per
-    process never does."""
+    instances compiles the class's own (as ``@dataclass`` writes it: 0.6 instead of 1.8 µs
+    for a 12-field result) -- a class made in a loop pays for that once; one made a few
+    times per process never does."""
     init = [f for f in fields if f.init]
     names = tuple(f.name for f in init)
     defaults = {f.name: f.default for f in fields if f.default is not _MISSING}
