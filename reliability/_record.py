@@ -99,7 +99,7 @@ def _methods(cls: type, *, frozen: bool, eq: bool, repr: bool) -> None:
             else:
                 cls.__hash__ = None  # type: ignore[assignment]  # mutable and compared
     if frozen:
-        _freeze(cls, frozenset(f.name for f in fields))
+        _freeze(cls, tuple(f.name for f in fields))
 
 
 def _key(names: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -142,7 +142,7 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], qual: str,
         made += 1
         if made == HOT and cls.__dict__.get("__init__") is __init__:
             cls.__init__ = _compile_init(  # type: ignore[misc]
-                cls, init, fixed, post, qual, frozen)
+                init, defaults, factories, fixed, post, qual, frozen)
         if len(args) > n:
             raise TypeError(f"{qual}() takes {n} positional arguments but {len(args)} "
                             "were given")
@@ -171,9 +171,10 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], qual: str,
     return __init__
 
 
-def _compile_init(cls: type, init: list[dataclasses.Field[Any]], fixed: tuple[str, ...],
-                  post: bool, qual: str, frozen: bool) -> Any:
-    """The ``__init__`` of ``cls`` as Python source, compiled: parameters in field order,
+def _compile_init(init: list[dataclasses.Field[Any]], defaults: dict[str, Any],
+                  factories: dict[str, Any], fixed: tuple[str, ...], post: bool, qual: str,
+                  frozen: bool) -> Any:
+    """The ``__init__`` of a record as Python source, compiled: parameters in field order,
     defaults bound, factories called for what the caller left out."""
     env: dict[str, Any] = {"__rec_set": _set, "__rec_missing": _MISSING}
 
@@ -182,23 +183,22 @@ def _compile_init(cls: type, init: list[dataclasses.Field[Any]], fixed: tuple[st
 
     params, body = [], []
     for i, f in enumerate(init):
-        if f.default is not _MISSING:
-            env[f"__rec_d{i}"] = f.default
+        if f.name in defaults:
+            env[f"__rec_d{i}"] = defaults[f.name]
             params.append(f"{f.name}=__rec_d{i}")
-        elif f.default_factory is not _MISSING:
-            env[f"__rec_f{i}"] = f.default_factory
+        elif f.name in factories:
+            env[f"__rec_f{i}"] = factories[f.name]
             params.append(f"{f.name}=__rec_missing")
             body.append(f"if {f.name} is __rec_missing: {f.name} = __rec_f{i}()")
         else:
             params.append(f.name)
         body.append(assign(f.name, f.name))
     for j, name in enumerate(fixed):
-        field = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
-        if field.default is not _MISSING:
-            env[f"__rec_x{j}"] = field.default
+        if name in defaults:
+            env[f"__rec_x{j}"] = defaults[name]
             body.append(assign(name, f"__rec_x{j}"))
         else:
-            env[f"__rec_x{j}"] = field.default_factory
+            env[f"__rec_x{j}"] = factories[name]
             body.append(assign(name, f"__rec_x{j}()"))
     if post:
         body.append("self.__post_init__()")
@@ -210,7 +210,9 @@ def _compile_init(cls: type, init: list[dataclasses.Field[Any]], fixed: tuple[st
     return fn
 
 
-def _freeze(cls: type, names: frozenset[str]) -> None:
+def _freeze(cls: type, order: tuple[str, ...]) -> None:
+    names = frozenset(order)
+
     def __setattr__(self: Any, name: str, value: Any) -> None:
         if type(self) is cls or name in names:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -225,11 +227,11 @@ def _freeze(cls: type, names: frozenset[str]) -> None:
     cls.__delattr__ = __delattr__  # type: ignore[method-assign,assignment]
     if "__slots__" in cls.__dict__:  # pickling sets slots through __setattr__ otherwise
         def __getstate__(self: Any) -> list[Any]:
-            return [getattr(self, f.name) for f in dataclasses.fields(self)]
+            return [getattr(self, name) for name in order]
 
         def __setstate__(self: Any, state: list[Any]) -> None:
-            for f, value in zip(dataclasses.fields(self), state, strict=True):
-                _set(self, f.name, value)
+            for name, value in zip(order, state, strict=True):
+                _set(self, name, value)
 
         cls.__getstate__ = __getstate__  # type: ignore[method-assign,assignment]
         cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
