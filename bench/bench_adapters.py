@@ -421,12 +421,10 @@ def kfp_bare_frozen(up: str, i: int, ms: float) -> str:
     """The bare component, then ``gc.freeze()`` as the adapter's component does: what the
     freeze alone saves a task process (the collection at its exit walks fewer objects)."""
     import gc
-    import json
 
-    from bench_adapters import work
+    from bench_adapters import kfp_bare
 
-    prev = json.loads(up) if up else None
-    out = json.dumps(work(ms, prev["acc"] if prev else i))
+    out: str = kfp_bare(up, i, ms)
     gc.freeze()
     return out
 
@@ -469,6 +467,7 @@ def bench_kfp(steps: int, ms: float) -> None:
 
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
                        pipeline_root=str(Path(tmp) / "kfp"))
+
         def bare_chain(fn: Any, name: str, **kw: Any) -> Any:
             """A KFP pipeline of ``steps`` tasks of component ``fn``, each fed the last."""
             # KFP reads annotations as types: this module postpones them
